@@ -1,0 +1,126 @@
+"""Pictures of detections: boxes, class names, scores and masks drawn on an image (matplotlib).
+
+Every stage, notebook and lecture figure draws through these few functions, so a class has the
+same colour everywhere. Functions take a matplotlib ``Axes`` and draw on it; ``figure_grid`` and
+``save_figure`` (in ``stages.io``) make and write whole figures without pyplot, so they work on a
+machine with no display.
+
+Inputs follow the shared item format: image float [3, H, W] in [0, 1] (or uint8 (H, W, 3)),
+boxes [N, 4] in (x1, y1, x2, y2) absolute pixels, labels [N] in 1..K, masks [N, H, W] or
+[N, 1, H, W] (binary, or probabilities thresholded at 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from stages import io
+
+# the tab10 palette; label k gets PALETTE[(k - 1) % 10]
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def class_colour(label: int) -> str:
+    return PALETTE[(int(label) - 1) % len(PALETTE)]
+
+
+def to_numpy_image(image) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] from a [3, H, W] tensor or an (H, W, 3) array (uint8 or float)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.ndim == 3 and image.shape[0] in (1, 3):
+            image = image.permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
+        image = image.numpy()
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    return image.clip(0, 1)
+
+
+def _as_numpy(x):
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
+                    class_names=None, score_threshold: float = 0.0, title: str | None = None,
+                    mask_alpha: float = 0.45, linewidth: float = 1.5, fontsize: float = 7):
+    """Draw an image with its boxes, ``name score`` captions and translucent masks on ``ax``.
+
+    Detections scoring below ``score_threshold`` are not drawn. Ground truth is drawn the same way
+    with ``scores=None``.
+    """
+    img = to_numpy_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    boxes = _as_numpy(boxes)
+    n = 0 if boxes is None else len(boxes)
+    labels = np.ones(n, int) if labels is None else _as_numpy(labels)
+    scores = _as_numpy(scores)
+    keep = np.ones(n, bool) if scores is None else scores >= score_threshold
+
+    masks = _as_numpy(masks)
+    if masks is not None and len(masks):
+        if masks.ndim == 4:  # (N, 1, H, W) -> (N, H, W)
+            masks = masks[:, 0]
+        overlay = np.zeros((*masks.shape[1:], 4))
+        for i in np.flatnonzero(keep[: len(masks)]) if n else range(len(masks)):
+            colour = np.array(_hex_to_rgb(class_colour(labels[i] if n else 1)))
+            overlay[masks[i] >= 0.5] = [*colour, mask_alpha]
+        ax.imshow(overlay)
+
+    for i in np.flatnonzero(keep):
+        x1, y1, x2, y2 = boxes[i]
+        colour = class_colour(labels[i])
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
+                               linewidth=linewidth))
+        name = class_names[labels[i]] if class_names is not None else str(int(labels[i]))
+        caption = name if scores is None else f"{name} {scores[i]:.2f}"
+        ax.text(x1, y1, caption, fontsize=fontsize, color="white", va="bottom",
+                bbox=dict(facecolor=colour, edgecolor="none", pad=1, alpha=0.85))
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=fontsize + 2)
+    return ax
+
+
+def draw_target(ax, image, target: dict, class_names=None, title: str | None = None):
+    """Draw a dataset item's ground truth (boxes, labels, masks)."""
+    return draw_detections(ax, image, target["boxes"], target["labels"], None,
+                           target.get("masks"), class_names, title=title)
+
+
+def figure_grid(n: int, cols: int = 4, cell: float = 2.4):
+    """A pyplot-free ``Figure`` with ``n`` axes in a grid; returns ``(fig, axes)``."""
+    cols = min(cols, max(n, 1))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(cell * cols, cell * rows))
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    return fig, axes
+
+
+def preview_grid(dataset, path, n: int = 16, cols: int = 4):
+    """Save the first ``n`` items of a dataset, with their ground truth, as one PNG grid."""
+    n = min(n, len(dataset))
+    fig, axes = figure_grid(n, cols)
+    for i, ax in enumerate(axes):
+        image, target = dataset[i]
+        draw_target(ax, image, target, dataset.class_names,
+                    title=f"image {target['image_id']}: {len(target['boxes'])} objects")
+    fig.tight_layout()
+    return io.save_figure(fig, path)
+
+
+def _hex_to_rgb(colour: str) -> tuple[float, float, float]:
+    colour = colour.lstrip("#")
+    return tuple(int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4))
