@@ -1,0 +1,30 @@
+"""``python -m stages``: list the stages and the commands that run them."""
+
+import importlib.util
+
+from stages import STAGES, __version__
+
+
+def available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def main() -> None:
+    print(f"R-CNN Stages {__version__}: object detection from R-CNN to Mask R-CNN, "
+          f"one runnable stage at a time\n")
+    for i, (module, paper, idea) in enumerate(STAGES, 1):
+        status = "" if available(module) else "   (not built yet)"
+        print(f"  {i}. python -m {module:<20} {paper}{status}")
+        print(f"     {'':<30}{idea}")
+    print("\nShared tools:")
+    tools = [("stages.synthetic", "generate the built-in shapes dataset and save a preview grid"),
+             ("stages.compare", "all stages on the same data: one table, one plot")]
+    for module, what in tools:
+        status = "" if available(module) else "   (not built yet)"
+        print(f"  python -m {module:<25} {what}{status}")
+    print("\nEvery stage command takes --data, --preset, --epochs/--time-budget, --seed, --device,")
+    print("--out, --resume and --eval-only; add --help to any command for its own options.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The training loop every end-to-end stage uses: short, visible, no callbacks.
+
+    for each epoch (until ``epochs`` or the wall-clock ``time_budget_s`` runs out):
+        for each mini-batch of images and targets:
+            losses = model(images, targets)        # a dict of named losses (train mode)
+            loss = sum(losses.values())            # e.g. L = L_cls + lambda [u >= 1] L_loc
+            stop with a clear error if loss is NaN or inf (the last good checkpoint stays)
+            optimizer.zero_grad(); loss.backward(); optimizer.step()
+        write checkpoint.pt and losses.json into the output folder (atomically)
+
+``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, RNG and the
+training time already spent (a time budget counts across resumes). R-CNN, whose paper trains
+its parts in separate steps (CNN, then SVMs, then box regressors), uses its own functions for the
+later steps, and this loop for the CNN.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from stages import io
+from stages.checkpoint import load_checkpoint, restore, save_checkpoint
+from stages.datasets import collate
+from stages.device import synchronize
+
+CHECKPOINT = "checkpoint.pt"
+LOSSES = "losses.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or inf; the message says where, and which checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    epochs: int  # epochs completed (a budget can stop one part-way)
+    steps: int  # optimizer steps taken in total
+    train_time_s: float  # seconds spent training, across resumes
+    history: list[dict] = field(default_factory=list)  # one dict of losses per step
+    stopped_by: str = "epochs"  # "epochs" or "time_budget"
+
+
+def to_device(images, targets, device):
+    """Move a batch (lists of images and target dicts) to ``device``."""
+    images = [im.to(device) for im in images]
+    targets = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, seed: int):
+    """A main-process loader (``num_workers=0``) whose shuffling depends only on ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                                       collate_fn=collate, num_workers=0, generator=generator)
+
+
+def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
+          epochs: int | None = 1, time_budget_s: float | None = None, batch_size: int = 2,
+          device: torch.device | str = "cpu", seed: int = 0, resume: bool = False,
+          lr_schedule=None, progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``dataset``; write ``checkpoint.pt`` and ``losses.json`` into ``out_dir``.
+
+    Stops after ``epochs`` epochs or once ``time_budget_s`` seconds of training have passed,
+    whichever comes first (``None`` disables either). ``lr_schedule(step) -> factor`` scales every
+    parameter group's initial learning rate at each step (e.g. a warm-up).
+    """
+    if epochs is None and time_budget_s is None:
+        raise ValueError("give epochs, time_budget_s or both: training needs a stopping rule")
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    model.to(device)
+    epoch, step, spent, history = 0, 0, 0.0, []
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, stage=stage, class_names=dataset.class_names,
+                                map_location=device)
+        restore(state, model, optimizer)
+        epoch, step, spent, history = (state["epoch"], state["step"], state["train_time_s"],
+                                       state["history"])
+        print(f"[{stage}] resumed from {ckpt_path}: epoch {epoch}, step {step}, {spent:.0f} s trained")
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    max_epochs = epochs if epochs is not None else 10**9
+
+    def save():
+        save_checkpoint(ckpt_path, stage=stage, class_names=dataset.class_names, config=config,
+                        model=model, optimizer=optimizer, epoch=epoch, step=step,
+                        train_time_s=spent, history=history)
+        io.write_json(out_dir / LOSSES, history, indent=None)
+
+    def out_of_time() -> bool:
+        return time_budget_s is not None and spent >= time_budget_s
+
+    model.train()
+    while epoch < max_epochs and not out_of_time():
+        loader = make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch)
+        bar = tqdm(loader, desc=f"[{stage}] epoch {epoch + 1}", disable=not progress, leave=False)
+        for images, targets in bar:
+            t0 = time.perf_counter()
+            images, targets = to_device(images, targets, device)
+            if lr_schedule is not None:
+                for g, lr in zip(optimizer.param_groups, base_lrs):
+                    g["lr"] = lr * lr_schedule(step)
+            losses = model(images, targets)  # {"loss_cls": ..., "loss_box": ...}
+            loss = sum(losses.values())
+            if not math.isfinite(loss.item()):
+                kept = (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists()
+                        else "no checkpoint had been written yet")
+                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                raise NonFiniteLossError(
+                    f"[{stage}] the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"({detail}); {kept}. Try a lower learning rate (or --resume from the checkpoint).")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            synchronize(device)
+            spent += time.perf_counter() - t0
+            step += 1
+            record = {"epoch": epoch + 1, "step": step, "time_s": round(spent, 3),
+                      "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if out_of_time():
+                break
+        epoch += 1  # a part-epoch cut by the budget counts as done: a resumed run starts the next
+        save()
+    stopped_by = "epochs" if epoch >= max_epochs else "time_budget"
+    return TrainResult(epochs=epoch, steps=step, train_time_s=spent, history=history,
+                       stopped_by=stopped_by)
