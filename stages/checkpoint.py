@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -56,11 +57,17 @@ def load_checkpoint(path: str | os.PathLike, *, stage: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged
+        raise CheckpointError(f"{path}: not a readable checkpoint (damaged or truncated?): "
+                              f"it is not the zip archive that torch.save writes")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused: the file holds more than tensors and plain "
-                              f"containers, and loading it could run code ({str(e).splitlines()[0]})") from None
+        # weights_only refuses any pickled global that is not a tensor or a plain container
+        reason = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line
+                       or "Unsupported" in line), str(e).splitlines()[0])
+        raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and "
+                              f"plain containers, and loading them could run code ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (damaged or truncated?): "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -93,7 +93,7 @@ def make_item(image: np.ndarray, boxes, labels, masks, iscrowd, image_id: int):
         "boxes": torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
         "labels": torch.as_tensor(np.asarray(labels, np.int64).reshape(-1)),
         "masks": torch.from_numpy(masks),
-        "area": torch.from_numpy(masks.reshape(len(masks), -1).sum(1).astype(np.float32)),
+        "area": torch.from_numpy(masks.sum(axis=(1, 2)).astype(np.float32)),
         "iscrowd": torch.as_tensor(np.asarray(iscrowd, np.int64).reshape(-1)),
         "image_id": int(image_id),
     }

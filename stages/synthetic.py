@@ -164,7 +164,8 @@ def draw_clutter(rng: np.random.Generator, image: np.ndarray, n: int) -> None:
 def draw_image(cfg: SyntheticConfig, split: str, index: int):
     """Draw image ``index`` of ``split``: returns (image uint8 (S, S, 3), objects).
 
-    ``objects`` is a list of (class_id, visible_mask uint8 (S, S)) in drawing order.
+    ``objects`` is a list of (class_id, visible_mask, full_mask) in drawing order, masks uint8
+    (S, S): the full mask is the whole shape, the visible mask what later objects leave of it.
     """
     rng = np.random.default_rng([cfg.seed, SPLITS[split], index])
     S = cfg.image_size
@@ -197,7 +198,7 @@ def draw_image(cfg: SyntheticConfig, split: str, index: int):
 
     # Visible mask = full mask minus everything drawn after it (correct occlusion).
     visible = [m.astype(bool) & ~later for m, later in zip(full_masks, _occluders_after(full_masks))]
-    objects = [(c, v.astype(np.uint8)) for c, v in zip(classes, visible)]
+    objects = [(c, v.astype(np.uint8), m) for c, v, m in zip(classes, visible, full_masks)]
 
     image = cv2.GaussianBlur(image, (3, 3), 0.6)  # soften the hard rendering edges a little
     image = image + rng.normal(0, 0.02, size=image.shape).astype(np.float32)  # sensor noise
@@ -237,7 +238,7 @@ def coco_split(cfg: SyntheticConfig, split: str, image_dir: Path) -> dict:
         image_id = i + 1  # COCO ids start at 1
         images.append({"id": image_id, "file_name": file_name,
                        "height": cfg.image_size, "width": cfg.image_size})
-        for cls_id, mask in objects:
+        for cls_id, mask, _full in objects:
             ys, xs = np.nonzero(mask)
             x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
             annotations.append({
