@@ -1,0 +1,88 @@
+"""Box operations, written from scratch in plain torch so that they can be read next to the papers.
+
+Box format everywhere: ``(x1, y1, x2, y2)``, float, absolute pixels. Shapes: N, M boxes, R
+proposals, K classes.
+
+    boxes.py      box_area(boxes)                       Tensor[N, 4] -> Tensor[N]
+                  box_iou(boxes1, boxes2)               Tensor[N, 4], Tensor[M, 4] -> Tensor[N, M]
+                  box_inter_union(boxes1, boxes2)       the numerator and denominator of box_iou
+                  clip_boxes_to_image(boxes, size)      size = (height, width)
+                  remove_small_boxes(boxes, min_size)   -> int64 indices of the boxes kept
+    nms.py        nms(boxes, scores, iou_threshold)     greedy NMS (R-CNN sec. 2.2) -> int64 indices
+                  batched_nms(boxes, scores, idxs, iou_threshold)   NMS within each category
+    box_coder.py  BoxCoder(weights, bbox_xform_clip)    R-CNN Appendix C / Faster R-CNN Eq. 2:
+                  .encode(gt_boxes, proposals)          -> deltas Tensor[R, 4]
+                  .decode(deltas, proposals)            -> boxes, the shape of deltas ([R, 4]
+                                                           or class-specific [R, K*4])
+    roi_pool.py   roi_pool(input, boxes, output_size, spatial_scale)   Fast R-CNN sec. 2.1
+                                                        -> Tensor[R, C, PH, PW]
+                  spp_pool(input, boxes, levels, spatial_scale)        SPP-net sec. 2.3
+                                                        -> Tensor[R, C * sum(n^2)]
+
+Each function is a drop-in replacement for the ``torchvision.ops`` function of the same name (same
+arguments, same results, ties and corner cases included; ``tests/test_ops.py`` proves it), and
+``BoxCoder.encode`` / ``decode`` match torchvision's ``BoxCoder.encode_single`` / ``decode_single``.
+
+``kernels("ours")`` or ``kernels("torchvision")`` picks one implementation of the speed-critical
+ops, so that a stage can run our readable code or torchvision's C++ kernels with the same call:
+
+    ops = kernels("ours")
+    keep = ops.batched_nms(boxes, scores, labels, 0.5)
+
+``benchmarks/bench_ops.py`` prints how much slower ours are.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torchvision.ops
+
+from .box_coder import BoxCoder
+from .boxes import box_area, box_inter_union, box_iou, clip_boxes_to_image, remove_small_boxes
+from .nms import batched_nms, nms
+from .roi_pool import roi_pool, spp_pool, spp_output_dim
+
+__all__ = [
+    "BoxCoder",
+    "IMPLEMENTATIONS",
+    "KERNELS",
+    "batched_nms",
+    "box_area",
+    "box_inter_union",
+    "box_iou",
+    "clip_boxes_to_image",
+    "kernels",
+    "nms",
+    "remove_small_boxes",
+    "roi_pool",
+    "spp_output_dim",
+    "spp_pool",
+]
+
+# The ops that ``kernels`` switches, one line each: name -> (ours, torchvision's).
+# A later stage adds its op here, e.g. ``"roi_align": (roi_align, torchvision.ops.roi_align),``.
+KERNELS = {
+    "nms": (nms, torchvision.ops.nms),
+    "batched_nms": (batched_nms, torchvision.ops.batched_nms),
+    "box_iou": (box_iou, torchvision.ops.box_iou),
+    "roi_pool": (roi_pool, torchvision.ops.roi_pool),
+}
+IMPLEMENTATIONS = ("ours", "torchvision")  # the column order of KERNELS
+
+
+def kernels(name: str) -> SimpleNamespace:
+    """The ops of ``KERNELS`` from one implementation, as attributes: ``kernels("ours").nms``.
+
+    Args:
+        name: ``"ours"`` (this package, readable) or ``"torchvision"`` (C++ kernels, fast).
+
+    Returns:
+        SimpleNamespace with one attribute per op in ``KERNELS`` (``nms``, ``batched_nms``,
+        ``box_iou``, ...), each a function with torchvision's signature.
+    """
+    if name not in IMPLEMENTATIONS:
+        choices = " or ".join(repr(i) for i in IMPLEMENTATIONS)
+        raise ValueError(f"unknown kernels {name!r}: expected {choices}")
+    column = IMPLEMENTATIONS.index(name)  # 0 = ours, 1 = torchvision
+    return SimpleNamespace(**{op: pair[column] for op, pair in KERNELS.items()})

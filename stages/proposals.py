@@ -1,0 +1,213 @@
+"""Region proposals before learning them: sliding windows and selective search, with a disk cache.
+
+R-CNN (Girshick et al. 2014, sec. 2.1) scores ~2000 class-independent *region proposals* per image
+instead of every window: "selective search" (Uijlings et al. 2013) greedily merges a
+Felzenszwalb over-segmentation by colour, texture, size and fill similarity, and proposes the box
+of every region formed along the way. Its alternative, and the baseline it beat, is the exhaustive
+*sliding window*: every box of a few sizes and shapes at a fixed stride.
+
+Both return boxes float [P, 4] in (x1, y1, x2, y2) absolute pixels (x2 = last column + 1), inside
+the image, without duplicates. Fast R-CNN (stage 2) reuses exactly these selective-search
+proposals through the same cache; Faster R-CNN (stage 3) replaces them with a learned network.
+
+Selective search is slow (~150 ms for a 128 x 128 image here, 1.5-2 s for a VOC image in the
+papers), so ``ProposalCache`` stores each image's boxes on disk, keyed by the image's pixels and
+by the parameters, *together with the seconds its computation took*: a cached run reports the proposal
+time that was measured, not the ~0 ms of reading a file. A damaged entry is recomputed.
+
+``proposal_recall`` measures the first lesson of the stage: the fraction of ground-truth objects
+that some proposal covers at IoU >= 0.5 / 0.7, against the number of proposals per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages import io
+from stages.ops import box_iou, clip_boxes_to_image, remove_small_boxes
+
+
+def _unique_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Drop exact duplicates, keeping the first occurrence (and so the input order)."""
+    if len(boxes) == 0:
+        return boxes
+    _, inverse = torch.unique(boxes, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(boxes), dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(boxes)), reduce="amin")
+    return boxes[first.sort().values]
+
+
+# ------------------------------------------------------------------------------------------------
+# Sliding windows
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SlidingWindowConfig:
+    sizes: tuple = (16, 24, 32, 48, 64)  # sqrt(area) of the windows, pixels (our objects: 12-56)
+    ratios: tuple = (0.5, 1.0, 2.0)  # height / width
+    stride: float = 0.25  # step between windows, as a fraction of the window's side
+
+
+def sliding_windows(image_size: tuple[int, int], cfg: SlidingWindowConfig = SlidingWindowConfig()):
+    """Every window of ``cfg.sizes`` x ``cfg.ratios`` at a stride of ``cfg.stride`` x its side.
+
+    Returns float [P, 4] (x1, y1, x2, y2), clipped to ``image_size = (H, W)``, duplicates removed.
+    """
+    H, W = image_size
+    boxes = []
+    for size in cfg.sizes:
+        for ratio in cfg.ratios:
+            w, h = size / ratio**0.5, size * ratio**0.5  # w * h = size^2, h / w = ratio
+            step_x, step_y = max(1.0, cfg.stride * w), max(1.0, cfg.stride * h)
+            xs = torch.arange(0, max(W - w, 0) + 1e-6, step_x)
+            ys = torch.arange(0, max(H - h, 0) + 1e-6, step_y)
+            y1, x1 = torch.meshgrid(ys, xs, indexing="ij")
+            x1, y1 = x1.reshape(-1), y1.reshape(-1)
+            boxes.append(torch.stack([x1, y1, x1 + w, y1 + h], dim=1))
+    boxes = clip_boxes_to_image(torch.cat(boxes).round(), (H, W))
+    return _unique_boxes(boxes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Selective search (the ``selectivesearch`` package)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SelectiveSearchConfig:
+    """Parameters of ``selectivesearch.selective_search`` and of our clean-up.
+
+    ``scale`` and ``sigma`` go to the Felzenszwalb segmentation that seeds the merging: a larger
+    scale gives larger initial regions and so fewer proposals; sigma is the Gaussian smoothing
+    before segmenting. Its ``min_size`` merges initial regions smaller than that many pixels. On
+    our 128 x 128 images, scale 100 gives ~100-150 distinct boxes in ~150 ms (the paper's "fast
+    mode" gives ~2000 on 500 x 375 VOC images).
+    """
+
+    scale: float = 100.0
+    sigma: float = 0.8
+    min_size: int = 10  # pixels, for the initial segmentation
+    min_box: float = 4.0  # drop proposals narrower or shorter than this, pixels
+
+    @property
+    def key(self) -> str:
+        return "ss-" + hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """float [3, H, W] in [0, 1] -> uint8 (H, W, 3), the layout scikit-image expects."""
+    return (image.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def selective_search(image: torch.Tensor, cfg: SelectiveSearchConfig = SelectiveSearchConfig()):
+    """Selective-search proposals of one image float [3, H, W]: float [P, 4] (x1, y1, x2, y2)."""
+    import selectivesearch  # imported here: it pulls in scikit-image, slow to import
+
+    H, W = image.shape[-2:]
+    with warnings.catch_warnings():  # the package calls a scikit-image API that warns
+        warnings.simplefilter("ignore")
+        _, regions = selectivesearch.selective_search(to_uint8_hwc(image), scale=cfg.scale,
+                                                      sigma=cfg.sigma, min_size=cfg.min_size)
+    # rect = (min_x, min_y, max_x - min_x, max_y - min_y) over pixel indices: x2 = x + w + 1
+    rects = [r["rect"] for r in regions]
+    boxes = torch.tensor([[x, y, x + w + 1, y + h + 1] for x, y, w, h in rects],
+                         dtype=torch.float32).reshape(-1, 4)
+    boxes = clip_boxes_to_image(boxes, (H, W))
+    boxes = boxes[remove_small_boxes(boxes, cfg.min_box)]
+    return _unique_boxes(boxes)
+
+
+def image_key(image: torch.Tensor) -> str:
+    """A content hash of an image as the model sees it (uint8 pixels and shape)."""
+    pixels = to_uint8_hwc(image)
+    return hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
+
+
+class ProposalCache:
+    """Selective-search boxes on disk, one file per image, with the seconds each one took.
+
+    Entries are keyed by the *pixels* (``image_key``), not by a dataset's ids: the model call at
+    test time sees only images, a resized image is another image, and two datasets never collide.
+    A horizontally flipped training image finds its unflipped twin's entry and mirrors the boxes
+    (selective search is not exactly flip-symmetric, but close; recomputing would double its cost).
+
+    Layout: ``<root>/<cfg.key>/<key[:2]>/<key>.npz`` holding ``boxes`` float32 [P, 4] and
+    ``seconds``. Entries are written atomically; one that fails to load is recomputed.
+    """
+
+    def __init__(self, root, cfg: SelectiveSearchConfig = SelectiveSearchConfig()):
+        self.cfg = cfg
+        self.folder = Path(root) / cfg.key
+        self.hits = self.misses = 0
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npz"
+
+    def _read(self, key: str):
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                boxes, seconds = torch.from_numpy(f["boxes"]), float(f["seconds"])
+        except (OSError, ValueError, KeyError, EOFError):
+            return None  # damaged: the caller recomputes and overwrites it
+        return (boxes, seconds) if boxes.ndim == 2 and boxes.shape[1] == 4 else None
+
+    def get(self, image: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``(boxes [P, 4], seconds)`` for one image float [3, H, W]: from disk, or computed and stored.
+
+        ``seconds`` is the time selective search took when it ran, so timings stay honest."""
+        key = image_key(image)
+        found = self._read(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        mirror = self._read(image_key(image.flip(-1)))
+        if mirror is not None:  # the unflipped twin is cached: x1' = W - x2, x2' = W - x1
+            self.hits += 1
+            boxes, seconds = mirror
+            W = image.shape[-1]
+            return torch.stack([W - boxes[:, 2], boxes[:, 1], W - boxes[:, 0], boxes[:, 3]], 1), seconds
+        t0 = time.perf_counter()
+        boxes = selective_search(image, self.cfg)
+        seconds = time.perf_counter() - t0
+        self.misses += 1
+
+        def write(f):
+            np.savez(f, boxes=boxes.numpy().astype(np.float32), seconds=np.float64(seconds))
+        io.atomic_write(self.path(key), write)
+        return boxes, seconds
+
+
+# ------------------------------------------------------------------------------------------------
+# Recall of ground truth
+# ------------------------------------------------------------------------------------------------
+
+def proposal_recall(proposals: list[torch.Tensor], gt_boxes: list[torch.Tensor],
+                    top_n: tuple = (10, 25, 50, 100, 200, 300, 1000),
+                    iou_thresholds: tuple = (0.5, 0.7)) -> dict:
+    """Recall of ground truth by the first ``n`` proposals of each image, for each n and IoU.
+
+    A ground-truth box counts as recalled at threshold t when some proposal among the first n has
+    IoU >= t with it. Proposals are taken in the order given (selective search's own order; for a
+    learned proposer, by objectness). Returns ``{t: {n: recall}}`` and the mean proposals/image
+    under the key ``"mean_proposals"``.
+    """
+    result: dict = {t: {} for t in iou_thresholds}
+    n_gt = sum(len(g) for g in gt_boxes)
+    for n in top_n:
+        best = [box_iou(g, p[:n]).max(dim=1).values if len(p) and len(g) else torch.zeros(len(g))
+                for p, g in zip(proposals, gt_boxes)]  # per image: best IoU of each gt, [N]
+        best = torch.cat(best) if best else torch.zeros(0)
+        for t in iou_thresholds:
+            result[t][n] = float((best >= t).sum()) / max(n_gt, 1)
+    result["mean_proposals"] = float(np.mean([len(p) for p in proposals])) if proposals else 0.0
+    return result
