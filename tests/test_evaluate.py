@@ -365,3 +365,19 @@ def test_warmup_calls_are_made_but_not_timed():
     ev = evaluate(model, data, warmup=1)
     assert model.calls == len(data) + 1
     assert ev["box"]["AP"] == pytest.approx(100.0)
+
+
+def test_cached_proposals_are_charged_at_their_recorded_time():
+    # A model whose proposals came from a cache says how long they took when computed (20 ms)
+    # and how long reading them took now (1 ms): ms_per_image must include the 20, not the 1.
+    data = SMALL_AND_MEDIUM
+    outputs = []
+    for _, t in data.items:
+        out = perfect_output(t)
+        out["timing"] = {"proposals": 0.020, "cache_read": 0.001, "network": 0.010}
+        outputs.append(out)
+    ev = evaluate(FakeDetector(outputs, sleep_s=0.011), data, warmup=0)
+    assert ev["ms_proposals"] == pytest.approx(20.0)
+    assert ev["ms_per_image"] >= 11.0 - 1.0 + 20.0 - 1e-6
+    assert ev["ms_network"] == pytest.approx(ev["ms_per_image"] - 20.0)
+    assert "cache_read" not in ev["timing_ms"]

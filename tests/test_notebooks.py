@@ -27,7 +27,6 @@ def test_notebook_defines_no_functions_or_classes(path):
 def test_notebook_executes_in_quick_mode(path, data_root, monkeypatch):
     monkeypatch.setenv("STAGES_QUICK", "1")
     monkeypatch.setenv("STAGES_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("MPLBACKEND", "agg")
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=300, kernel_name="python3",
