@@ -211,3 +211,15 @@ def proposal_recall(proposals: list[torch.Tensor], gt_boxes: list[torch.Tensor],
             result[t][n] = float((best >= t).sum()) / max(n_gt, 1)
     result["mean_proposals"] = float(np.mean([len(p) for p in proposals])) if proposals else 0.0
     return result
+
+
+def fill_cache(cache: ProposalCache, dataset, progress: bool = True, desc: str = "selective search"):
+    """Compute (or find) the proposals of every image of ``dataset`` once, before training.
+
+    Returns ``(n_computed, seconds)``: how many images ran selective search now, and how long."""
+    from tqdm.auto import tqdm
+
+    misses, t0 = cache.misses, time.perf_counter()
+    for i in tqdm(range(len(dataset)), desc=desc, disable=not progress, leave=False):
+        cache.get(dataset[i][0])
+    return cache.misses - misses, time.perf_counter() - t0

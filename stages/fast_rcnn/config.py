@@ -1,0 +1,44 @@
+"""Fast R-CNN's settings: one frozen dataclass, defaults = the paper's values (Girshick 2015),
+scaled where our 128-pixel images and CPU budget demand it, and said so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FastRCNNConfig:
+    # --- pooling (sec. 2.1; SPP-net sec. 2.3) ---
+    pool: str = "roi"  # roi: RoI max pooling (one level) | spp: a {4, 2, 1} spatial pyramid
+    pool_size: int = 7  # H = W = 7 for VGG16 (sec. 2.1)
+    spp_levels: tuple = (4, 2, 1)  # SPP-net's classification pyramid; its detection one is {6,3,2,1}
+    # Training uses torchvision's C++ RoI pooling by default for speed (ours is equal, tested, but
+    # a Python loop over RoIs: ~10x slower per step); the notebooks and tests run ours.
+    pool_kernel: str = "torchvision"  # ours | torchvision
+    # --- network (VGG16's fc6/fc7 are 4096-d; our maps have 96 channels, so 256) ---
+    backbone_channels: tuple = (32, 48, 96, 128, 160)
+    fc_dim: int = 256
+    # --- mini-batches (sec. 2.3) ---
+    images_per_batch: int = 2  # N = 2
+    rois_per_image: int = 64  # R = 128 per batch, 64 per image
+    fg_fraction: float = 0.25  # 25 % foreground
+    fg_iou: float = 0.5  # foreground: IoU >= 0.5 with a ground-truth box
+    bg_iou_lo: float = 0.1  # background: max IoU in [0.1, 0.5), "a heuristic for hard example
+    bg_iou_hi: float = 0.5  # mining"; when too few, the rest come from [0, 0.1) (our change)
+    flip: float = 0.5  # horizontal flip probability (sec. 2.3)
+    # --- multi-task loss (sec. 2.3, Eq. 1-3) ---
+    loss_lambda: float = 1.0  # lambda in L = L_cls + lambda [u >= 1] L_loc
+    smooth_l1_beta: float = 1.0  # smooth_L1(x) = 0.5 x^2 if |x| < 1 else |x| - 0.5 (Eq. 3)
+    box_weights: tuple = (10.0, 10.0, 5.0, 5.0)  # target normalisation: = 1 / std of t (sec. 2.3)
+    # --- optimisation (paper: SGD, lr 0.001, momentum 0.9, decay 0.0005, from ImageNet weights;
+    #     we train from scratch with batch norm, so a larger lr with a short warm-up) ---
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    quick_time_budget: float = 150.0  # seconds of training in the quick preset
+    full_epochs: int = 30  # the full preset
+    # --- test (sec. 3: per-class NMS at 0.3) ---
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.3
+    detections_per_image: int = 100

@@ -1,0 +1,59 @@
+"""Which RoIs train the head, and what each one should predict (Fast R-CNN sec. 2.3).
+
+For every image of a mini-batch, the ground-truth boxes join its proposals, then:
+
+    u (label)  = the class of the best-overlapping gt box if IoU >= 0.5  (foreground),
+                 0 (background) if the best IoU is in [0.1, 0.5)
+    sample     up to 25 % of R foreground RoIs, the rest background, at random
+    v (target) = the box-regression target t of each RoI towards its matched gt box
+                 (R-CNN Appendix C; encoded with BoxCoder, whose weights normalise t)
+
+Shape shorthand: P proposals (+ G gt boxes) of one image, S sampled RoIs.
+Reused as is by Faster R-CNN (stage 3, on RPN proposals) and Mask R-CNN (stage 4).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stages.ops import box_iou
+
+
+def match_proposals(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
+                    fg_iou: float):
+    """Label each proposal [P, 4] with its best gt: ``(labels [P], matched_gt [P], max_iou [P])``.
+
+    labels are the gt class where the best IoU >= ``fg_iou`` and 0 (background) elsewhere."""
+    P = len(proposals)
+    if len(gt_boxes) == 0:  # an image without objects: everything is background
+        return (torch.zeros(P, dtype=torch.int64, device=proposals.device),
+                torch.zeros_like(proposals), torch.zeros(P, device=proposals.device))
+    iou = box_iou(proposals, gt_boxes)  # (P, G)
+    max_iou, best = iou.max(dim=1)  # (P,), (P,)
+    labels = torch.where(max_iou >= fg_iou, gt_labels[best], torch.zeros_like(gt_labels[best]))
+    return labels, gt_boxes[best], max_iou
+
+
+def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
+                num: int = 64, fg_fraction: float = 0.25, fg_iou: float = 0.5,
+                bg_iou_lo: float = 0.1, bg_iou_hi: float = 0.5):
+    """Sample ``num`` RoIs of one image: ``(rois [S, 4], labels [S], matched_gt [S, 4])``.
+
+    Ground-truth boxes are added to the proposals first (they are the best foreground). Fewer
+    than ``fg_fraction * num`` foreground RoIs? All of them are taken and background fills up.
+    Background comes from IoU in [bg_iou_lo, bg_iou_hi); if that range has too few, from
+    [0, bg_iou_hi) (the paper's range is a heuristic, and our images have ~100 proposals, not
+    2000). Randomness comes from torch's global generator (seeded by the run).
+    """
+    proposals = torch.cat([proposals, gt_boxes])  # (P + G, 4)
+    labels, matched_gt, max_iou = match_proposals(proposals, gt_boxes, gt_labels, fg_iou)
+    fg = torch.nonzero(labels > 0).flatten()
+    bg = torch.nonzero((labels == 0) & (max_iou < bg_iou_hi) & (max_iou >= bg_iou_lo)).flatten()
+    n_fg = min(int(round(fg_fraction * num)), len(fg))
+    if len(bg) < num - n_fg:  # too few "hard" backgrounds: widen to [0, bg_iou_hi)
+        bg = torch.nonzero((labels == 0) & (max_iou < bg_iou_hi)).flatten()
+    n_bg = min(num - n_fg, len(bg))
+    fg = fg[torch.randperm(len(fg))[:n_fg].to(fg.device)]
+    bg = bg[torch.randperm(len(bg))[:n_bg].to(bg.device)]
+    keep = torch.cat([fg, bg])
+    return proposals[keep], labels[keep], matched_gt[keep]
