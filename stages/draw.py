@@ -124,3 +124,57 @@ def preview_grid(dataset, path, n: int = 16, cols: int = 4):
 def _hex_to_rgb(colour: str) -> tuple[float, float, float]:
     colour = colour.lstrip("#")
     return tuple(int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4))
+
+
+def draw_roi_pool_grid(ax, box, spatial_scale: float, output_size: int, map_size: tuple[int, int],
+                       colour: str = "#d62728"):
+    """Picture RoI pooling's quantisation on a feature map drawn in cell units (``ax.imshow(map)``).
+
+    Dashed: the RoI projected exactly (box * spatial_scale). Solid: the cells it is rounded to,
+    split into ``output_size`` x ``output_size`` bins as ``stages.ops.roi_pool`` splits them
+    (bins can overlap, and cover cells outside the exact RoI: that is the quantisation error).
+    """
+    from stages.ops.roi_pool import bin_edges, quantise_rois
+
+    roi = torch.tensor([[0.0, *[float(v) for v in box]]])
+    x1, y1, w, h = quantise_rois(roi, spatial_scale)
+    H, W = map_size
+    h_lo, h_hi = bin_edges(y1, h, output_size, H)
+    w_lo, w_hi = bin_edges(x1, w, output_size, W)
+    bx1, by1, bx2, by2 = [float(v) * spatial_scale for v in box]
+    # cell (i, j) spans [j - 0.5, j + 0.5] in imshow's coordinates
+    ax.add_patch(Rectangle((bx1 - 0.5, by1 - 0.5), bx2 - bx1, by2 - by1, fill=False, ls="--",
+                           edgecolor="white", linewidth=2, label="RoI x spatial_scale (exact)"))
+    for i in range(output_size):
+        for j in range(output_size):
+            y0, y1_ = int(h_lo[0, i]), int(h_hi[0, i])
+            x0, x1_ = int(w_lo[0, j]), int(w_hi[0, j])
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1_ - x0, y1_ - y0, fill=False,
+                                   edgecolor=colour, linewidth=1, alpha=0.9))
+    ax.set_xlim(-0.5, W - 0.5)
+    ax.set_ylim(H - 0.5, -0.5)
+    return ax
+
+
+def draw_spp_bins(ax, box, spatial_scale: float, levels: tuple, map_size: tuple[int, int]):
+    """SPP-net's pyramid on one RoI: the bins of each level in its own colour, on a map in cells."""
+    for level, colour in zip(levels, PALETTE):
+        draw_roi_pool_grid(ax, box, spatial_scale, level, map_size, colour=colour)
+    return ax
+
+
+def plot_losses(ax, history: list[dict], keys: list[str] | None = None, smooth: int = 20):
+    """Training curves from ``losses.json`` records: one line per loss, a running mean over ``smooth`` steps."""
+    keys = keys or sorted(k for k in history[0] if k.startswith("loss") and k != "loss")
+    steps = np.array([r["step"] for r in history])
+    for key in keys:
+        values = np.array([r[key] for r in history], dtype=float)
+        if smooth > 1 and len(values) > smooth:
+            values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(steps[smooth - 1:], values, label=key)
+        else:
+            ax.plot(steps, values, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return ax

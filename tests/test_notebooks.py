@@ -24,9 +24,10 @@ def test_notebook_defines_no_functions_or_classes(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes_in_quick_mode(path, data_root, monkeypatch):
+def test_notebook_executes_in_quick_mode(path, data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("STAGES_QUICK", "1")
     monkeypatch.setenv("STAGES_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("STAGES_RUNS", str(tmp_path / "runs"))
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=300, kernel_name="python3",
