@@ -32,7 +32,7 @@ class FastRCNNConfig:
     box_weights: tuple = (10.0, 10.0, 5.0, 5.0)  # target normalisation: = 1 / std of t (sec. 2.3)
     # --- optimisation (paper: SGD, lr 0.001, momentum 0.9, decay 0.0005, from ImageNet weights;
     #     we train from scratch with batch norm, so a larger lr with a short warm-up) ---
-    lr: float = 0.02
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 50
