@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+# The tests' models are tiny: a second torch thread buys nothing, and on a machine shared with
+# other jobs two spinning OpenMP threads per process slowed the suite several-fold (measured:
+# 17 min against under 4). Set before torch is imported, inherited by the notebook kernels.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from stages.synthetic import SyntheticConfig, ensure_synthetic
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Penn-Fudan lives beside the project (never copied into it); tests that need it skip without it.
 PENNFUDAN = Path(os.environ.get("PENNFUDAN_DIR",
