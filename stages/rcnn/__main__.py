@@ -1,0 +1,145 @@
+"""Train R-CNN in its separate steps on the chosen data, evaluate it, and save what it measured.
+
+    python -m stages.rcnn                                     quick preset, selective search
+    python -m stages.rcnn --proposals sliding_window          the exhaustive baseline
+    python -m stages.rcnn --eval-only --no-bbox-reg           the same trained model, no regression
+    python -m stages.rcnn --eval-only --classifier softmax    Appendix B / Fast R-CNN Table 8
+
+Steps (sec. 2.3): proposals for the training images (selective search is cached on disk under
+<data-root>/proposals and computed on --workers processes), CNN pre-training on ground-truth
+crops, (K+1)-way fine-tuning, features of every training region, SVMs with hard negative mining,
+box regressors; then COCO evaluation on the validation images, with selective search run live.
+
+Writes into --out (default runs/rcnn): checkpoint.pt (the CNN's weights; the SVMs and box
+regressors as tensors in ``extra``), metrics.json (the shared result record), predictions.png,
+proposals.png (recall against proposals per image) and train_log.json (losses, SVM rounds).
+
+--resume: R-CNN trains in steps, not epochs. The checkpoint is written once the CNN is fine-tuned
+(the long step) and again when the SVMs and regressors are trained; --resume reuses what it holds:
+a finished checkpoint is evaluated as it is, a CNN-only one goes on with the features, SVMs and
+regressors. --eval-only evaluates a finished checkpoint; the test-time switches (--proposals,
+--classifier, --bbox-reg, --nms-iou, ...) apply to it, the rest of its config is the trained one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from stages import io, run
+from stages.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stages.cli import dataclass_from_args
+from stages.engine import CHECKPOINT
+from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
+from stages.rcnn.model import RCNN, model_from_checkpoint
+from stages.rcnn.region_proposals import (CACHE_DIR, compute_proposals, format_proposal_report,
+                                          make_proposer, plot_recall, proposal_report)
+from stages.rcnn.train import (fit_bbox_regressors, fit_svms, prepare_training_data,
+                               region_features, train_cnn)
+from stages.transforms import val_transforms
+
+STAGE = "rcnn"
+TRAIN_LOG = "train_log.json"
+PROPOSALS_FIGURE = "proposals.png"
+REPORT_IMAGES = 50  # validation images in the proposal report
+
+
+def trained_config(saved: dict, requested: RCNNConfig) -> RCNNConfig:
+    """The checkpoint's config, with the test-time fields (``RCNNConfig.TEST_TIME``) asked now."""
+    fields = {f.name for f in dataclasses.fields(RCNNConfig)}
+    cfg = RCNNConfig(**{k: tuple(v) if isinstance(v, list) else v
+                        for k, v in saved.items() if k in fields})
+    return dataclasses.replace(cfg, **{k: getattr(requested, k) for k in RCNNConfig.TEST_TIME})
+
+
+def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> dict:
+    """The first lesson: both proposal methods on the first validation images, printed and drawn."""
+    n = min(REPORT_IMAGES, len(val))
+    items = [val[i] for i in range(n)]
+    images, gt = [im for im, _ in items], [t["boxes"] for _, t in items]
+    methods = {}
+    for method in ("sliding_window", "selective_search"):
+        boxes, seconds, _ = compute_proposals(images, dataclasses.replace(cfg, proposals=method),
+                                              cache_root, cfg.workers)
+        methods[method] = (boxes, seconds)
+    report = proposal_report(gt, methods)
+    print(f"[rcnn] proposal report, {n} validation images (recall with all proposals):")
+    print(format_proposal_report(report))
+    fig = Figure(figsize=(6, 4))
+    plot_recall(fig.add_subplot(1, 1, 1), report)
+    fig.tight_layout()
+    io.save_figure(fig, out_dir / PROPOSALS_FIGURE)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = run.build_parser(__doc__, RCNNConfig)
+    args = parser.parse_args(argv)
+    ctx = run.prepare(args, stage=STAGE)
+    cfg = resolve(dataclass_from_args(RCNNConfig, args), ctx.run.preset, ctx.run.epochs)
+    ckpt_path = ctx.out_dir / CHECKPOINT
+    cache_root = Path(ctx.run.data_root) / CACHE_DIR
+
+    state, done = None, []
+    if ctx.run.eval_only or (ctx.run.resume and ckpt_path.exists()):
+        try:
+            state = load_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names)
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
+        cfg = trained_config(state["config"], cfg)
+        done = list(state["extra"].get("steps_done", []))
+        print(f"[rcnn] checkpoint {ckpt_path}: steps done {done}")
+    if ctx.run.eval_only and "svm_bbox" not in done:
+        raise SystemExit(f"error: {ckpt_path} holds an unfinished R-CNN (steps {done}); "
+                         f"train it first (python -m stages.rcnn --resume)")
+
+    train_time = state["train_time_s"] if state else 0.0
+    history = state["history"] if state else []
+    if "svm_bbox" in done:
+        model = model_from_checkpoint(state, cfg, make_proposer(cfg))
+        print("[rcnn] the checkpoint is fully trained: evaluating it (nothing left to train)")
+    else:
+        # R-CNN reads its training images without the random flips of the shared pipeline
+        train_set = ctx.train.subset(ctx.train.indices, val_transforms(ctx.run.long_side))
+        data = prepare_training_data(train_set, cfg, cache_root, cfg.workers)
+        t0 = time.perf_counter()
+        if "cnn" in done:
+            cnn = model_from_checkpoint(state, dataclasses.replace(cfg, classifier="softmax",
+                                                                   bbox_reg=False), None).cnn
+            print("[rcnn] reusing the fine-tuned CNN of the checkpoint")
+        else:
+            budget = ctx.run.time_budget
+            if budget is None:
+                budget = TIME_BUDGET[ctx.run.preset]
+            cnn, history = train_cnn(data, cfg, seed=ctx.run.seed, time_budget=budget)
+            train_time += time.perf_counter() - t0
+            save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
+                            config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
+                            history=history, extra={"steps_done": ["cnn"]})
+        t0 = time.perf_counter()
+        features = region_features(cnn, data, cfg)
+        svms, svm_log = fit_svms(features, data, cfg, seed=ctx.run.seed)
+        regressors = fit_bbox_regressors(features, data, cfg)
+        train_time += time.perf_counter() - t0
+        model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).eval()
+        save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
+                        config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
+                        history=history, extra={"steps_done": ["cnn", "svm_bbox"],
+                                                **model.extra_tensors()})
+        io.write_json(ctx.out_dir / TRAIN_LOG, {
+            "proposals": data.summary, "cnn_history": history, "svm_rounds": svm_log,
+            "region_features_s": features.seconds, "train_time_s": train_time})
+        print(f"[rcnn] trained in {train_time:.1f} s (proposal computation not included); "
+              f"wrote {ckpt_path}")
+
+    report_proposals(ctx.val, cfg, cache_root, ctx.out_dir)
+    result = run.finish(model, ctx, variant=cfg.variant, train_time_s=train_time)
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in result.timing_ms.items())
+    print(f"[rcnn] ms per image: {parts} (proposals computed live at test time)")
+
+
+if __name__ == "__main__":
+    main()

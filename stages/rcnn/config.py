@@ -1,0 +1,136 @@
+"""R-CNN's settings: one frozen dataclass, defaults = the paper's values, scaled to our images.
+
+Every default cites where it comes from: the paper (Girshick et al., CVPR 2014, arXiv 1311.2524,
+"sec." and "Appendix") or, where the paper is silent, its released code (``rcnn`` on GitHub,
+"rcnn code"). Where our 128 x 128 images, 12-56 pixel objects and a 2-core CPU demand another
+value, the comment says "scaled" or "ours" and why. The command line is built from these fields
+(``--warp-size 32``, ``--no-bbox-reg``, ...).
+
+The budget of a run (how long the CNN trains) depends on ``--preset``: fields left at ``None``
+take the preset's value (``PRESETS``), so ``--finetune-epochs 5`` still wins over any preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from stages.proposals import SelectiveSearchConfig, SlidingWindowConfig
+
+PROPOSAL_METHODS = ("selective_search", "sliding_window")
+CLASSIFIERS = ("svm", "softmax")
+
+
+@dataclass(frozen=True)
+class RCNNConfig:
+    # -- proposals (sec. 2.1) ---------------------------------------------------------------------
+    proposals: str = "selective_search"  # selective_search | sliding_window (sec. 2.1)
+    # selective search (stages.proposals.SelectiveSearchConfig): the paper's "fast mode" gives
+    # ~2000 boxes on a 500 x 375 VOC image; scale 100 gives ~120 on our 128 x 128 images
+    ss_scale: float = 100.0  # Felzenszwalb scale: larger -> bigger initial regions, fewer boxes
+    ss_sigma: float = 0.8  # Gaussian smoothing before the segmentation
+    ss_min_size: int = 10  # initial regions smaller than this (pixels) are merged
+    ss_min_box: float = 4.0  # proposals narrower or shorter than this (pixels) are dropped
+    # sliding windows (stages.proposals.SlidingWindowConfig), the exhaustive baseline:
+    # 5 sizes x 3 ratios at a quarter-window stride = ~4100 windows per image (recall@0.5 = 1.0)
+    sw_sizes: tuple = (16, 24, 32, 48, 64)  # sqrt(window area), pixels (our objects: 12-56)
+    sw_ratios: tuple = (0.5, 1.0, 2.0)  # height / width
+    sw_stride: float = 0.5  # step as a fraction of the window side (ours: 0.5, ~1100 windows;
+    #                         0.25 gives ~4100 windows, 4x the CNN time per image)
+
+    # -- regions (sec. 2.1, Appendix A) -----------------------------------------------------------
+    warp_size: int = 32  # the CNN's input side S; paper 227. Scaled: our objects are 12-56 px,
+    #                      so 32 px keeps them near native resolution at 1/50 of the pixels
+    context_pad: float = 16.0  # p: pixels of context around the box *at 227* (Appendix A);
+    #                            scaled to p * warp_size / 227 (= 2.3 px at 32)
+
+    # -- the CNN (sec. 2.1, 2.3) ------------------------------------------------------------------
+    channels: tuple = (16, 32, 64)  # conv1..conv3; AlexNet has 5 convs of 96..384 (ours: tiny)
+    fc_dim: int = 256  # width of fc6 and fc7; AlexNet: 4096
+    dropout: float = 0.5  # on fc6 and fc7, as AlexNet
+    pretrain_epochs: int | None = None  # K-way on ground-truth crops (stands in for ImageNet)
+    pretrain_lr: float = 0.03  # ours (SGD, momentum 0.9): the paper downloads these weights
+    finetune_epochs: float | None = None  # (K+1)-way on proposals; 1 epoch = every positive once
+    finetune_lr: float = 0.03  # paper 0.001 = 1/10 of the pre-training rate (sec. 2.3); ours
+    #                            pre-trains for seconds, not days, so it keeps the same rate
+    fg_iou: float = 0.5  # fine-tuning positive: IoU >= 0.5 with a ground truth (sec. 2.3)
+    batch_positives: int = 32  # per mini-batch, over all classes (sec. 2.3)
+    batch_negatives: int = 96  # background windows per mini-batch (sec. 2.3): 128 in all
+
+    # -- linear SVMs (sec. 2.3) -------------------------------------------------------------------
+    classifier: str = "svm"  # svm | softmax (Appendix B; Fast R-CNN Table 8 compares the two)
+    svm_neg_iou: float = 0.3  # negative: IoU < 0.3 with every instance of the class (sec. 2.3)
+    svm_C: float = 0.1  # rcnn code: 0.001, for VOC's ~5000 images and 4096-d fc7. The hinge losses
+    #                     are summed, so fewer examples mean stronger regularisation: on our 400
+    #                     images C = 0.001 / 0.01 / 0.1 / 1 gave AP 44.8 / 45.6 / 46.6 / 46.1
+    #                     (validation set, one CNN), so we use 0.1
+    svm_pos_weight: float = 2.0  # rcnn code: a positive's hinge loss counts twice
+    svm_bias_mult: float = 10.0  # rcnn code: the bias is learnt as the weight of a constant 10
+    feature_norm: float = 20.0  # rcnn code: features scaled to a mean L2 norm of 20
+    hard_negative_rounds: int = 3  # sec. 2.3 ("converges quickly"); rcnn code: 1 pass + retrains
+    hard_threshold: float = -1.0  # rcnn code: a negative scoring > -1 is inside the margin: hard
+    evict_threshold: float = -1.2  # rcnn code: a cached negative scoring < -1.2 is evicted: easy
+    initial_negatives: int = 2000  # negatives of round 0, drawn at random (ours: the code's
+    #                                first pass adds all negatives of the first images)
+
+    # -- box regression (Appendix C) --------------------------------------------------------------
+    bbox_reg: bool = True  # class-specific ridge regression from pool5 features (Appendix C)
+    bbox_iou: float = 0.6  # a training pair needs IoU > 0.6 with its best ground truth
+    bbox_lambda: float = 1000.0  # ridge penalty lambda = 1000 (Appendix C), on features at norm 20
+
+    # -- test (sec. 2.2) --------------------------------------------------------------------------
+    nms_iou: float = 0.3  # per-class greedy NMS (sec. 2.2; 0.3 in the rcnn code)
+    detections_per_image: int = 100  # COCO counts the top 100
+    feature_batch: int = 256  # regions per CNN forward pass (memory, not results)
+    workers: int = 2  # processes computing selective search for the training images (speed only)
+
+    def __post_init__(self):
+        if self.proposals not in PROPOSAL_METHODS:
+            raise ValueError(f"--proposals {self.proposals!r}: expected one of {PROPOSAL_METHODS}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"--classifier {self.classifier!r}: expected one of {CLASSIFIERS}")
+
+    @property
+    def context_pad_pixels(self) -> float:
+        """p scaled to our warp: 16 * 32 / 227 = 2.26 pixels on each side."""
+        return self.context_pad * self.warp_size / 227
+
+    def selective_search(self) -> SelectiveSearchConfig:
+        return SelectiveSearchConfig(scale=self.ss_scale, sigma=self.ss_sigma,
+                                     min_size=self.ss_min_size, min_box=self.ss_min_box)
+
+    def sliding_window(self) -> SlidingWindowConfig:
+        return SlidingWindowConfig(sizes=tuple(self.sw_sizes), ratios=tuple(self.sw_ratios),
+                                   stride=self.sw_stride)
+
+    # the fields that shape the trained weights; the others only choose what runs at test time
+    # (so ``--eval-only --no-bbox-reg`` evaluates the same trained model without regression)
+    TEST_TIME = ("proposals", "ss_scale", "ss_sigma", "ss_min_size", "ss_min_box", "sw_sizes",
+                 "sw_ratios", "sw_stride", "classifier", "bbox_reg", "nms_iou",
+                 "detections_per_image", "feature_batch", "workers")
+
+    @property
+    def variant(self) -> str:
+        """The name of this run in a result table: the three ablation switches."""
+        return (f"proposals={self.proposals} classifier={self.classifier} "
+                f"bbox_reg={'on' if self.bbox_reg else 'off'}")
+
+
+# The budget of each preset, for the fields left at None. "quick": the whole command (selective
+# search for 500 images, training, evaluation) in about 3 minutes on 2 CPU cores; its CNN
+# finishes its epochs in ~100 s on an idle 2-core machine; the time budget (130 s) stops it early
+# on a slower or busy one (then the results differ from the numbers in the closing note).
+PRESETS = {
+    "quick": {"pretrain_epochs": 30, "finetune_epochs": 8.0},  # ~1800 mini-batches of 128
+    "full": {"pretrain_epochs": 60, "finetune_epochs": 24.0},
+}
+TIME_BUDGET = {"quick": 130.0, "full": None}  # seconds of CNN training, unless --time-budget
+
+
+def resolve(cfg: RCNNConfig, preset: str = "quick", epochs: int | None = None) -> RCNNConfig:
+    """Fill the fields left at ``None`` from ``PRESETS[preset]``; ``epochs`` (the shared
+    ``--epochs`` flag) sets the fine-tuning epochs."""
+    values = {k: v for k, v in PRESETS[preset].items() if getattr(cfg, k) is None}
+    if epochs is not None:
+        values["finetune_epochs"] = float(epochs)
+    return dataclasses.replace(cfg, **values)

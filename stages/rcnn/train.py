@@ -1,0 +1,246 @@
+"""Training R-CNN, in the paper's separate steps (sec. 2.3), each a plain function.
+
+    data = prepare_training_data(dataset, cfg)       images, their proposals, their ground truth
+    cnn = train_cnn(data, cfg)                       1. pre-train on gt crops, 2. fine-tune
+    feats = region_features(cnn, data, cfg)          fc7 (and pool5) of every training region, once
+    svms = fit_svms(feats, data, cfg)                3. one SVM per class, hard negative mining
+    regressors = fit_bbox_regressors(feats, data)    4. ridge regression of t_x, t_y, t_w, t_h
+    model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors)
+
+Both the SVMs and the regressors are always trained (seconds, next to the CNN's minutes): the
+ablation switches ``--classifier`` and ``--bbox-reg`` only choose what the model *uses*, so one
+trained checkpoint evaluates every combination (``--eval-only``). ``train_rcnn`` runs the steps
+in this order. The command (``python -m stages.rcnn``) calls them one by
+one so that it can save the fine-tuned CNN before the SVMs (what ``--resume`` picks up).
+
+As in the rcnn code, the features of every training region are computed once, kept in memory
+(on disk, at VOC's scale) and reused by every round of hard negative mining and by the
+regressors. Each region of image i is a proposal or one of its ground-truth boxes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from stages.rcnn.bbox_regression import BoxRegressors, regression_pairs, train_bbox_regressors
+from stages.rcnn.cnn import RegionCNN, extract_features, finetune, pretrain_on_crops
+from stages.rcnn.config import RCNNConfig
+from stages.rcnn.model import RCNN
+from stages.rcnn.region_proposals import compute_proposals, make_proposer
+from stages.rcnn.regions import crop_regions, match_to_ground_truth, normalize
+from stages.rcnn.svm import ClassSVMs, max_iou_per_class, train_svms
+
+
+PRETRAIN_BATCH = 128  # ground-truth crops per pre-training mini-batch (the fine-tuning batch size)
+
+
+@dataclass
+class TrainingData:
+    """The training images as R-CNN's steps read them (one entry per image)."""
+
+    images: Tensor | list[Tensor]  # normalised (``regions.normalize``), no flips: [N, 3, H, W]
+    #                                when the images share one size (faster warps), else a list
+    proposals: list[Tensor]  # [R_i, 4]
+    gt_boxes: list[Tensor]  # [N_i, 4]
+    gt_labels: list[Tensor]  # [N_i] in 1..K
+    proposal_seconds: list[float]  # per image, as measured when computed
+    class_names: list[str]
+    summary: str = ""  # where the proposals came from (cache hits, time)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) - 1
+
+
+def prepare_training_data(dataset, cfg: RCNNConfig, cache_root=None, workers: int = 1,
+                          log=print) -> TrainingData:
+    """Read every training image (give a dataset *without* random flips) and its proposals."""
+    images, gt_boxes, gt_labels = [], [], []
+    for image, target in dataset:
+        keep = target["iscrowd"] == 0 if "iscrowd" in target else slice(None)  # never on crowds
+        images.append(image)
+        gt_boxes.append(target["boxes"][keep])
+        gt_labels.append(target["labels"][keep])
+    proposals, seconds, summary = compute_proposals(images, cfg, cache_root, workers)
+    log(f"[rcnn] proposals: {summary}")
+    normalised = [normalize(im) for im in images]
+    if len({tuple(im.shape) for im in normalised}) == 1:
+        normalised = torch.stack(normalised)  # (N, 3, H, W)
+    return TrainingData(normalised, proposals, gt_boxes, gt_labels, seconds,
+                        list(dataset.class_names), summary)
+
+
+def _flat(pieces: list[Tensor], width: int | None = None) -> Tensor:
+    """Concatenate per-image tensors (one may be empty)."""
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        return torch.zeros((0, width)) if width else torch.zeros(0, dtype=torch.long)
+    return torch.cat(pieces)
+
+
+def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: float | None = None,
+              log=print) -> tuple[RegionCNN, list[dict]]:
+    """Steps 1 and 2 of sec. 2.3: pre-training on gt crops, then (K+1)-way fine-tuning.
+
+    ``time_budget`` (seconds) caps both together: pre-training may use its share of the planned
+    mini-batches (plus 25 %), fine-tuning the rest. A cap for slow machines, not a target. Returns the CNN, in
+    eval mode, and its loss history."""
+    torch.manual_seed(seed)
+    cnn = RegionCNN(data.num_classes, cfg.channels, cfg.fc_dim, cfg.warp_size, cfg.dropout)
+    p = cfg.context_pad_pixels
+
+    # the pre-training examples: every ground-truth box is a K-way classification example
+    gt_index = _flat([torch.full((len(b),), i) for i, b in enumerate(data.gt_boxes)])  # (G,)
+    gt_boxes, gt_labels = _flat(data.gt_boxes, 4), _flat(data.gt_labels)
+    # the fine-tuning pool: proposals labelled by IoU >= 0.5, plus the ground-truth boxes
+    index, boxes, labels = [], [], []
+    per_image = zip(data.proposals, data.gt_boxes, data.gt_labels)
+    for i, (props, g_boxes, g_labels) in enumerate(per_image):
+        max_iou, _, matched = match_to_ground_truth(props, g_boxes, g_labels)
+        label = torch.where(max_iou >= cfg.fg_iou, matched, torch.zeros_like(matched))  # (R_i,)
+        index += [torch.full((len(props) + len(g_boxes),), i)]
+        boxes += [props, g_boxes]
+        labels += [label, g_labels]
+    index, boxes, labels = _flat(index), _flat(boxes, 4), _flat(labels)
+    n_pos = int((labels > 0).sum())
+
+    start = time.perf_counter()
+    finetune_deadline = pretrain_deadline = None
+    if time_budget is not None:
+        pre_steps = cfg.pretrain_epochs * math.ceil(len(gt_boxes) / PRETRAIN_BATCH)
+        ft_steps = cfg.finetune_epochs * n_pos / cfg.batch_positives
+        share = pre_steps / max(pre_steps + ft_steps, 1)  # pre-training's part of the work
+        pretrain_deadline = start + time_budget * min(1.0, 1.25 * share)  # with some slack
+        finetune_deadline = start + time_budget
+
+    # 1. pre-training
+    history = pretrain_on_crops(cnn, data.images, gt_index, gt_boxes, gt_labels,
+                                epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
+                                batch_size=PRETRAIN_BATCH, seed=seed, deadline=pretrain_deadline)
+    if history:
+        log(f"[rcnn] 1. pre-trained on {len(gt_boxes)} ground-truth crops: {len(history)} "
+            f"mini-batches ({history[-1]['epoch']} of {cfg.pretrain_epochs} epochs) in "
+            f"{time.perf_counter() - start:.1f} s, loss {history[0]['loss']:.3f} -> "
+            f"{history[-1]['loss']:.3f}")
+
+    # 2. fine-tuning
+    t0 = time.perf_counter()
+    ft = finetune(cnn, data.images, index, boxes, labels, epochs=cfg.finetune_epochs,
+                  lr=cfg.finetune_lr, context_pad=p, batch_positives=cfg.batch_positives,
+                  batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline)
+    if ft:
+        log(f"[rcnn] 2. fine-tuned ({data.num_classes}+1)-way on {n_pos} positive and "
+            f"{len(labels) - n_pos} background regions: {len(ft)} mini-batches of "
+            f"{cfg.batch_positives}+{cfg.batch_negatives} ({ft[-1]['epoch']:.1f} of "
+            f"{cfg.finetune_epochs:g} epochs) in {time.perf_counter() - t0:.1f} s, "
+            f"loss {ft[0]['loss']:.3f} -> {ft[-1]['loss']:.3f}")
+    if time_budget is not None and time.perf_counter() >= start + time_budget:
+        log(f"[rcnn] the CNN's time budget ({time_budget:.0f} s) ran out before its planned epochs")
+    cnn.eval()
+    return cnn, history + ft
+
+
+@dataclass
+class RegionFeatures:
+    """Features of every training region (all images concatenated; R regions in all)."""
+
+    fc7: Tensor  # [R, D], for the SVMs
+    boxes: Tensor  # [R, 4] the region's box
+    image_of: Tensor  # [R] the index of its image in TrainingData
+    is_gt: Tensor  # [R] bool, a ground-truth box (else a proposal)
+    labels: Tensor  # [R] class of a gt region (0 for proposals)
+    max_iou: Tensor  # [R, K] best IoU with a ground truth of each class (SVM negatives)
+    # the box-regression pairs (proposals with IoU > 0.6), P of them
+    pair_pool5: Tensor  # [P, F]
+    pair_boxes: Tensor  # [P, 4]
+    pair_gt: Tensor  # [P, 4] the best ground truth of each
+    pair_labels: Tensor  # [P] its class
+    seconds: float = 0.0
+
+
+def region_features(cnn: RegionCNN, data: TrainingData, cfg: RCNNConfig,
+                    log=print) -> RegionFeatures:
+    """One CNN pass over every training region: fc7 for all, pool5 for the regression pairs."""
+    K = data.num_classes
+    t0 = time.perf_counter()
+    parts = {k: [] for k in ("fc7", "boxes", "is_gt", "labels", "max_iou", "image_of", "pair_pool5",
+                             "pair_boxes", "pair_gt", "pair_labels")}
+    for i, (image, props, g_boxes, g_labels) in enumerate(
+            zip(data.images, data.proposals, data.gt_boxes, data.gt_labels)):
+        boxes = torch.cat([g_boxes, props])  # (N + R_i, 4): ground truth first
+        regions = crop_regions(image, boxes, cfg.warp_size, cfg.context_pad_pixels)
+        f = extract_features(cnn, regions, cfg.feature_batch)  # on (N + R_i, 3, S, S)
+        N = len(g_boxes)
+        parts["fc7"].append(f["fc7"])
+        parts["boxes"].append(boxes)
+        parts["is_gt"].append(torch.arange(len(boxes)) < N)
+        parts["labels"].append(torch.cat([g_labels, torch.zeros(len(props), dtype=torch.long)]))
+        parts["max_iou"].append(max_iou_per_class(boxes, g_boxes, g_labels, K))
+        parts["image_of"].append(torch.full((len(boxes),), i))
+        best_iou, gt_index, gt_label = match_to_ground_truth(props, g_boxes, g_labels)
+        pairs = regression_pairs(best_iou, cfg.bbox_iou)  # (P_i,) proposals only
+        parts["pair_pool5"].append(f["pool5"][N:][pairs])
+        parts["pair_boxes"].append(props[pairs])
+        parts["pair_gt"].append(g_boxes[gt_index[pairs]] if N else props[:0])
+        parts["pair_labels"].append(gt_label[pairs])
+    cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in parts.items()}
+    seconds = time.perf_counter() - t0
+    log(f"[rcnn] features of {len(cat['fc7'])} training regions ({int(cat['is_gt'].sum())} "
+        f"ground truth) in {seconds:.1f} s; {len(cat['pair_boxes'])} box-regression pairs")
+    return RegionFeatures(**cat, seconds=seconds)
+
+
+def fit_svms(features: RegionFeatures, data: TrainingData, cfg: RCNNConfig, seed: int = 0,
+             log=print) -> tuple[ClassSVMs, list[dict]]:
+    """Step 3 of sec. 2.3: the K SVMs with hard negative mining (``svm.train_svms``)."""
+    t0 = time.perf_counter()
+    svms, rows = train_svms(features.fc7, features.is_gt, features.labels, features.max_iou,
+                            num_classes=data.num_classes, class_names=data.class_names,
+                            C=cfg.svm_C, pos_weight=cfg.svm_pos_weight,
+                            bias_mult=cfg.svm_bias_mult, feature_norm=cfg.feature_norm,
+                            neg_iou=cfg.svm_neg_iou, rounds=cfg.hard_negative_rounds,
+                            hard_threshold=cfg.hard_threshold,
+                            evict_threshold=cfg.evict_threshold,
+                            initial_negatives=cfg.initial_negatives, seed=seed, log=log)
+    log(f"[rcnn] 3. trained {data.num_classes} SVMs in {time.perf_counter() - t0:.1f} s")
+    return svms, rows
+
+
+def fit_bbox_regressors(features: RegionFeatures, data: TrainingData, cfg: RCNNConfig,
+                        log=print) -> BoxRegressors:
+    """Step 4 (Appendix C): the K ridge regressors on the pairs with IoU > 0.6."""
+    t0 = time.perf_counter()
+    regressors = train_bbox_regressors(features.pair_pool5, features.pair_boxes, features.pair_gt,
+                                       features.pair_labels, num_classes=data.num_classes,
+                                       lam=cfg.bbox_lambda, feature_norm=cfg.feature_norm,
+                                       class_names=data.class_names, log=log)
+    log(f"[rcnn] 4. trained {data.num_classes} box regressors in {time.perf_counter() - t0:.1f} s")
+    return regressors
+
+
+def train_rcnn(dataset, cfg: RCNNConfig, *, cache_root=None, workers: int = 1, seed: int = 0,
+               time_budget: float | None = None, log=print) -> tuple[RCNN, dict]:
+    """All of R-CNN's training, step by step. ``dataset`` yields un-flipped training items.
+
+    Returns the model (in eval mode) and a record of the steps: ``data``, ``features``,
+    ``cnn_history``, ``svm_log``, and ``seconds`` per step."""
+    seconds = {}
+    t0 = time.perf_counter()
+    data = prepare_training_data(dataset, cfg, cache_root, workers, log)
+    seconds["proposals"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cnn, history = train_cnn(data, cfg, seed=seed, time_budget=time_budget, log=log)
+    seconds["cnn"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    features = region_features(cnn, data, cfg, log)
+    svms, svm_log = fit_svms(features, data, cfg, seed, log)
+    regressors = fit_bbox_regressors(features, data, cfg, log)
+    seconds["svm_bbox"] = time.perf_counter() - t0
+    model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).eval()
+    return model, {"data": data, "features": features, "cnn_history": history, "svm_log": svm_log,
+                   "seconds": seconds}
