@@ -13,6 +13,7 @@ box regressors; then COCO evaluation on the validation images, with selective se
 Writes into --out (default runs/rcnn): checkpoint.pt (the CNN's weights; the SVMs and box
 regressors as tensors in ``extra``), metrics.json (the shared result record), predictions.png,
 proposals.png (recall against proposals per image) and train_log.json (losses, SVM rounds).
+R-CNN runs on the CPU (``--device`` is ignored): its per-region work is small and sequential.
 
 --resume: R-CNN trains in steps, not epochs. The checkpoint is written once the CNN is fine-tuned
 (the long step) and again when the SVMs and regressors are trained; --resume reuses what it holds:
@@ -27,6 +28,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import torch
 from matplotlib.figure import Figure
 
 from stages import io, run
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = run.build_parser(__doc__, RCNNConfig)
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
+    if ctx.device.type != "cpu":  # selective search, warps and SVMs are CPU work; so is this CNN
+        print(f"[rcnn] R-CNN runs on the CPU in this project; --device {ctx.run.device} ignored")
+        ctx = dataclasses.replace(ctx, device=torch.device("cpu"))
     cfg = resolve(dataclass_from_args(RCNNConfig, args), ctx.run.preset, ctx.run.epochs)
     ckpt_path = ctx.out_dir / CHECKPOINT
     cache_root = Path(ctx.run.data_root) / CACHE_DIR

@@ -120,7 +120,8 @@ class RCNN(nn.Module):
     def extra_tensors(self) -> dict:
         """What the checkpoint stores besides the CNN: the SVMs and the regressors, as tensors."""
         return {"svm": self.svms.to_tensors() if self.svms is not None else None,
-                "bbox_regressors": self.regressors.to_tensors() if self.regressors else None}
+                "bbox_regressors": (self.regressors.to_tensors() if self.regressors is not None
+                                    else None)}
 
 
 def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:

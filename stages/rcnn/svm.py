@@ -155,7 +155,7 @@ def train_one_svm(features: Tensor, positives: Tensor, negatives: Tensor, *, C: 
 
 def train_svms(features: Tensor, is_gt: Tensor, labels: Tensor, max_iou: Tensor, *,
                num_classes: int,
-               class_names: list[str] | None = None, C: float = 0.01, pos_weight: float = 2.0,
+               class_names: list[str] | None = None, C: float = 0.1, pos_weight: float = 2.0,
                bias_mult: float = 10.0, feature_norm: float = 20.0, neg_iou: float = 0.3,
                rounds: int = 3, hard_threshold: float = -1.0, evict_threshold: float = -1.2,
                initial_negatives: int = 2000, seed: int = 0,

@@ -10,12 +10,12 @@
 Both the SVMs and the regressors are always trained (seconds, next to the CNN's minutes): the
 ablation switches ``--classifier`` and ``--bbox-reg`` only choose what the model *uses*, so one
 trained checkpoint evaluates every combination (``--eval-only``). ``train_rcnn`` runs the steps
-in this order. The command (``python -m stages.rcnn``) calls them one by
-one so that it can save the fine-tuned CNN before the SVMs (what ``--resume`` picks up).
+in this order; the command (``python -m stages.rcnn``) calls them one by one, so that it can save
+the fine-tuned CNN before the SVMs (what ``--resume`` picks up).
 
-As in the rcnn code, the features of every training region are computed once, kept in memory
-(on disk, at VOC's scale) and reused by every round of hard negative mining and by the
-regressors. Each region of image i is a proposal or one of its ground-truth boxes.
+As in the rcnn code, the features of every training region are computed once and reused by every
+round of hard negative mining and by the regressors (the rcnn code cached them on disk, at VOC's
+scale; ours fit in memory). The regions of image i are its proposals and its ground-truth boxes.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     """Steps 1 and 2 of sec. 2.3: pre-training on gt crops, then (K+1)-way fine-tuning.
 
     ``time_budget`` (seconds) caps both together: pre-training may use its share of the planned
-    mini-batches (plus 25 %), fine-tuning the rest. A cap for slow machines, not a target. Returns the CNN, in
-    eval mode, and its loss history."""
+    mini-batches (plus 25 %), fine-tuning the rest; a cap for slow machines, not a target.
+    Returns the CNN, in eval mode, and its loss history."""
     torch.manual_seed(seed)
     cnn = RegionCNN(data.num_classes, cfg.channels, cfg.fc_dim, cfg.warp_size, cfg.dropout)
     p = cfg.context_pad_pixels
