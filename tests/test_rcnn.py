@@ -373,7 +373,7 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     out = tmp_path / "run"
     args = ["--data", f"coco:{ann_file}", "--data-root", str(tmp_path / "data"), "--out", str(out),
             "--pretrain-epochs", "3", "--finetune-epochs", "3", "--workers", "1", "--no-progress"]
-    main(args)
+    main(args + ["--proposals", "sliding_window"])
     printed = capsys.readouterr().out
     assert "trained in" in printed and "proposal report" in printed
     for name in ("checkpoint.pt", "metrics.json", "predictions.png", "proposals.png",
@@ -393,7 +393,9 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
 
     main(args + ["--eval-only", "--no-bbox-reg"])  # a test-time switch on the same checkpoint
     third = json.loads((out / "metrics.json").read_text())
-    assert third["variant"].endswith("bbox_reg=off") and first["variant"].endswith("bbox_reg=on")
+    # only the switch given changes; the rest (sliding windows here) is the checkpoint's
+    assert first["variant"] == "proposals=sliding_window classifier=svm bbox_reg=on"
+    assert third["variant"] == "proposals=sliding_window classifier=svm bbox_reg=off"
     assert third["train_time_s"] == first["train_time_s"]  # evaluated, not retrained
 
     # --resume from a checkpoint that holds only the fine-tuned CNN (a run stopped after step 2)

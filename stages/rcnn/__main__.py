@@ -24,6 +24,7 @@ regressors. --eval-only evaluates a finished checkpoint; the test-time switches 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -49,12 +50,24 @@ PROPOSALS_FIGURE = "proposals.png"
 REPORT_IMAGES = 50  # validation images in the proposal report
 
 
-def trained_config(saved: dict, requested: RCNNConfig) -> RCNNConfig:
-    """The checkpoint's config, with the test-time fields (``RCNNConfig.TEST_TIME``) asked now."""
+def trained_config(saved: dict, requested: RCNNConfig, given: set[str]) -> RCNNConfig:
+    """The checkpoint's config, with the test-time fields (``RCNNConfig.TEST_TIME``) that were
+    ``given`` on this command line: ``--eval-only --no-bbox-reg`` changes only ``bbox_reg``."""
     fields = {f.name for f in dataclasses.fields(RCNNConfig)}
     cfg = RCNNConfig(**{k: tuple(v) if isinstance(v, list) else v
                         for k, v in saved.items() if k in fields})
-    return dataclasses.replace(cfg, **{k: getattr(requested, k) for k in RCNNConfig.TEST_TIME})
+    switches = {k: getattr(requested, k) for k in RCNNConfig.TEST_TIME if k in given}
+    if switches:
+        print(f"[rcnn] test-time switches over the checkpoint's config: {switches}")
+    return dataclasses.replace(cfg, **switches)
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None, names) -> set[str]:
+    """Which of the fields ``names`` the command line sets (argparse fills a default only for an
+    attribute the namespace does not already have, so a pre-filled marker survives if unset)."""
+    unset = object()
+    probe = parser.parse_args(argv, namespace=argparse.Namespace(**{n: unset for n in names}))
+    return {n for n in names if getattr(probe, n) is not unset}
 
 
 def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> dict:
@@ -94,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             state = load_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names)
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
-        cfg = trained_config(state["config"], cfg)
+        cfg = trained_config(state["config"], cfg,
+                             given_flags(parser, argv, RCNNConfig.TEST_TIME))
         done = list(state["extra"].get("steps_done", []))
         print(f"[rcnn] checkpoint {ckpt_path}: steps done {done}")
     if ctx.run.eval_only and "svm_bbox" not in done:
