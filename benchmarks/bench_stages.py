@@ -27,7 +27,7 @@ from stages.checkpoint import load_checkpoint, restore
 from stages.datasets import load_dataset
 from stages.evaluate import evaluate
 from stages.fast_rcnn import FastRCNNConfig, build_fast_rcnn
-from stages.proposals import ProposalCache, SelectiveSearchConfig, fill_cache
+from stages.proposals import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
 
 
 def load_rcnn(path: Path, class_names):
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     _, val = load_dataset("synthetic", args.data_root)
     val = val.subset(range(min(args.images, len(val))))
-    cache = ProposalCache(Path(args.data_root) / "proposals", SelectiveSearchConfig())
+    cache = ProposalCache(Path(args.data_root) / CACHE_DIR, SelectiveSearchConfig())
     fill_cache(cache, val, progress=False)
     paths = {stage: Path(args.runs) / stage / "checkpoint.pt" for stage in ("rcnn", "fast_rcnn")}
     missing = [f"python -m stages.{s}" for s, p in paths.items() if not p.exists()]

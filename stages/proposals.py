@@ -124,6 +124,9 @@ def selective_search(image: torch.Tensor, cfg: SelectiveSearchConfig = Selective
     return _unique_boxes(boxes)
 
 
+CACHE_DIR = "proposals"  # under --data-root: <data_root>/proposals/<ss-params>/<pixels-hash>.npz
+
+
 def image_key(image: torch.Tensor) -> str:
     """A content hash of an image as the model sees it (uint8 pixels and shape)."""
     pixels = to_uint8_hwc(image)

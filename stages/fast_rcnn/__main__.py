@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -16,7 +17,7 @@ from stages.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.cli import dataclass_from_args
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
-from stages.proposals import ProposalCache, SelectiveSearchConfig, fill_cache
+from stages.proposals import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
 
 STAGE = "fast_rcnn"
 
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None):
     cfg = dataclass_from_args(FastRCNNConfig, args)
     ctx = run.prepare(args, STAGE)
 
-    cache = ProposalCache(f"{ctx.run.data_root}/proposals", dataclass_from_args(SelectiveSearchConfig, args))
+    cache = ProposalCache(Path(ctx.run.data_root) / CACHE_DIR,
+                          dataclass_from_args(SelectiveSearchConfig, args))
     for name, dataset in (("train", ctx.train), ("val", ctx.val)):
         n, seconds = fill_cache(cache, dataset, ctx.run.progress, f"selective search ({name})")
         print(f"[{STAGE}] selective search: {n} {name} images computed now in {seconds:.0f} s, "

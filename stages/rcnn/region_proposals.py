@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stages.proposals import ProposalCache, proposal_recall, selective_search, sliding_windows
+from stages.proposals import CACHE_DIR, ProposalCache, proposal_recall, selective_search, sliding_windows
 from stages.rcnn.config import RCNNConfig
 
-CACHE_DIR = "proposals"  # under --data-root: <data_root>/proposals/<ss-params>/<pixels-hash>.npz
 
 
 class SlidingWindowProposer:
@@ -86,20 +85,15 @@ def compute_proposals(images: list[Tensor], cfg: RCNNConfig, cache_root=None, wo
     processes. The seconds are per image as measured when each was computed, whichever process
     did it, so that they stay comparable with the test-time timing.
     """
-    if cfg.proposals == "sliding_window":
-        proposer, boxes, seconds = SlidingWindowProposer(cfg), [], []
+    if cfg.proposals == "sliding_window" or cache_root is None:  # computed here, one by one
+        proposer, boxes, seconds = make_proposer(cfg), [], []
         for image in images:
             t0 = time.perf_counter()
             boxes.append(proposer(image))
             seconds.append(time.perf_counter() - t0)
-        return boxes, seconds, f"sliding windows computed for {len(images)} images"
-    if cache_root is None:
-        proposer, boxes, seconds = SelectiveSearchProposer(cfg), [], []
-        for image in images:
-            t0 = time.perf_counter()
-            boxes.append(proposer(image))
-            seconds.append(time.perf_counter() - t0)
-        return boxes, seconds, f"selective search computed for {len(images)} images (no cache)"
+        what = ("sliding windows" if cfg.proposals == "sliding_window"
+                else "selective search (no cache)")
+        return boxes, seconds, f"{what} computed for {len(images)} images"
     cache = ProposalCache(Path(cache_root), cfg.selective_search())
     jobs = [(cache, image) for image in images]
     t0 = time.perf_counter()
