@@ -1,14 +1,17 @@
 """How much slower are our readable box ops than torchvision's C++ kernels?
 
-Times ``box_iou``, ``nms`` and ``batched_nms`` from ``stages.ops.kernels("ours")`` against
-``kernels("torchvision")`` on the same random boxes, checks that both give the same result, and
-prints a markdown table (median of ``--repeats`` runs, milliseconds)::
+Times ``box_iou``, ``nms``, ``batched_nms`` and ``roi_align`` from ``stages.ops.kernels("ours")``
+against ``kernels("torchvision")`` on the same random boxes, checks that both give the same result
+(``roi_align``: equal to 1e-4, since it sums in another order), and prints a markdown table
+(median of ``--repeats`` runs, milliseconds)::
 
     python benchmarks/bench_ops.py                 # 2000 boxes, about the RPN's post-NMS count
     python benchmarks/bench_ops.py --n 300 --threads 1
 
 The boxes look like proposals: a 512 x 512 image, sides from 8 to 128 pixels, uniform scores,
-``--classes`` categories for ``batched_nms``.
+``--classes`` categories for ``batched_nms``. ``roi_align`` pools the same boxes, as RoIs of two
+images, from a stride-16 map (32 x 32, ``--channels`` channels) to 7 x 7 with 2 x 2 points per bin
+(Mask R-CNN's box head), alone and with its backward pass (what a training step pays).
 
 On a small virtual machine the timings of the (N, N) ``box_iou`` vary 2-3x from run to run (fresh
 memory is slow to fault in), so compare ratios from the same run, and run it twice.
@@ -55,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="number of boxes")
     parser.add_argument("--classes", type=int, default=20, help="categories for batched_nms")
+    parser.add_argument("--channels", type=int, default=96, help="roi_align's feature channels (96: our C3)")
     parser.add_argument("--iou-threshold", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
@@ -64,20 +68,34 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     boxes, scores, idxs = random_proposals(args.n, args.classes, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    features = torch.randn(2, args.channels, 32, 32, generator=g, requires_grad=True)  # 512 px / stride 16
+    rois = torch.cat([torch.arange(args.n)[:, None] % 2, boxes], dim=1)  # (n, 5), alternate images
+    align = dict(output_size=7, spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
+
+    def align_and_backward(k):
+        pooled = k.roi_align(features, rois, **align)
+        (grad,) = torch.autograd.grad(pooled.sum(), features)
+        return grad
+
     ours, theirs = kernels("ours"), kernels("torchvision")
     calls = {  # op -> how to call it on an implementation k
         "box_iou": lambda k: k.box_iou(boxes, boxes),
         "nms": lambda k: k.nms(boxes, scores, args.iou_threshold),
         "batched_nms": lambda k: k.batched_nms(boxes, scores, idxs, args.iou_threshold),
+        "roi_align": lambda k: k.roi_align(features.detach(), rois, **align),  # no autograd graph
+        "roi_align + backward": align_and_backward,
     }
 
     print(f"{args.n} boxes, {args.classes} classes, IoU threshold {args.iou_threshold}, "
+          f"roi_align on {tuple(features.shape)} to 7 x 7, "
           f"{torch.get_num_threads()} torch threads, median of {args.repeats}, "
           f"torch {torch.__version__}\n")
     print("| op | ours (ms) | torchvision (ms) | ours / torchvision | same result |")
     print("|---|---:|---:|---:|---|")
     for op, call in calls.items():
-        same = torch.equal(call(ours), call(theirs))
+        a, b = call(ours), call(theirs)
+        same = torch.allclose(a, b, atol=1e-4) if op.startswith("roi_align") else torch.equal(a, b)
         ms_ours = median_ms(lambda: call(ours), args.repeats)
         ms_theirs = median_ms(lambda: call(theirs), args.repeats)
         print(f"| {op} | {ms_ours:.2f} | {ms_theirs:.2f} | {ms_ours / ms_theirs:.1f}x | {same} |")

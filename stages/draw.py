@@ -156,6 +156,40 @@ def draw_roi_pool_grid(ax, box, spatial_scale: float, output_size: int, map_size
     return ax
 
 
+def draw_roi_align_points(ax, box, spatial_scale: float, output_size: int, map_size: tuple[int, int],
+                          sampling_ratio: int = 2, aligned: bool = True, colour: str = "#d62728"):
+    """Picture RoIAlign (Mask R-CNN Figure 3) on a feature map drawn in cell units (``ax.imshow(map)``).
+
+    Grey: the cells of the map (cell (i, j)'s value sits at its centre, (x, y) = (j, i)). White: the
+    RoI projected exactly as ``stages.ops.roi_align`` projects it, nothing rounded (``aligned=False``
+    puts it half a cell right of and below ``draw_roi_pool_grid``'s dashed box, and makes it at
+    least 1 x 1 cell). In ``colour``: its ``output_size`` x ``output_size`` bins, and in each the
+    ``sampling_ratio`` x ``sampling_ratio`` points where the map is interpolated bilinearly.
+    """
+    from stages.ops.roi_align import project_rois, roi_align_sample_points
+
+    H, W = map_size
+    for i in range(H + 1):  # cell edges, half a cell from the centres
+        ax.axhline(i - 0.5, color="0.6", linewidth=0.5)
+    for j in range(W + 1):
+        ax.axvline(j - 0.5, color="0.6", linewidth=0.5)
+    roi = torch.tensor([[0.0, *[float(v) for v in box]]])
+    x1, y1, w, h = (float(t) for t in project_rois(roi, spatial_scale, aligned))
+    ax.add_patch(Rectangle((x1, y1), w, h, fill=False, edgecolor="white", linewidth=2,
+                           label="RoI x spatial_scale (exact)"))
+    bin_w, bin_h = w / output_size, h / output_size
+    for i in range(output_size):
+        for j in range(output_size):
+            ax.add_patch(Rectangle((x1 + j * bin_w, y1 + i * bin_h), bin_w, bin_h, fill=False,
+                                   edgecolor=colour, linewidth=1, alpha=0.9))
+    points = roi_align_sample_points(box, output_size, spatial_scale, sampling_ratio, aligned)
+    points = points.reshape(-1, 2)  # (PH, PW, S_h*S_w, 2) -> (PH*PW*S_h*S_w, 2) of (x, y)
+    ax.scatter(points[:, 0], points[:, 1], s=10, color=colour, zorder=3, label="sample points")
+    ax.set_xlim(-0.5, W - 0.5)
+    ax.set_ylim(H - 0.5, -0.5)
+    return ax
+
+
 def draw_spp_bins(ax, box, spatial_scale: float, levels: tuple, map_size: tuple[int, int]):
     """SPP-net's pyramid on one RoI: the bins of each level in its own colour, on a map in cells."""
     for level, colour in zip(levels, PALETTE):

@@ -18,10 +18,16 @@ proposals, K classes.
                                                         -> Tensor[R, C, PH, PW]
                   spp_pool(input, boxes, levels, spatial_scale)        SPP-net sec. 2.3
                                                         -> Tensor[R, C * sum(n^2)]
+    roi_align.py  roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned,
+                            reduce="mean")              Mask R-CNN sec. 3 -> Tensor[R, C, PH, PW]
+                  roi_align_sample_points(box, output_size, ...)       its bilinear sample points
+                                                        -> Tensor[PH, PW, S_h * S_w, 2] of (x, y)
 
 Each function is a drop-in replacement for the ``torchvision.ops`` function of the same name (same
-arguments, same results, ties and corner cases included; ``tests/test_ops.py`` proves it), and
-``BoxCoder.encode`` / ``decode`` match torchvision's ``BoxCoder.encode_single`` / ``decode_single``.
+arguments, same results, ties and corner cases included; ``tests/test_ops.py``,
+``test_roi_pool.py`` and ``test_roi_align.py`` prove it; ``roi_align`` sums in another order, so
+its values agree to ~1e-6, not bit for bit), and ``BoxCoder.encode`` / ``decode`` match
+torchvision's ``BoxCoder.encode_single`` / ``decode_single``.
 
 ``kernels("ours")`` or ``kernels("torchvision")`` picks one implementation of the speed-critical
 ops, so that a stage can run our readable code or torchvision's C++ kernels with the same call:
@@ -41,6 +47,7 @@ import torchvision.ops
 from .box_coder import BoxCoder
 from .boxes import box_area, box_inter_union, box_iou, clip_boxes_to_image, remove_small_boxes
 from .nms import batched_nms, nms
+from .roi_align import roi_align, roi_align_sample_points
 from .roi_pool import roi_pool, spp_pool, spp_output_dim
 
 __all__ = [
@@ -55,18 +62,21 @@ __all__ = [
     "kernels",
     "nms",
     "remove_small_boxes",
+    "roi_align",
+    "roi_align_sample_points",
     "roi_pool",
     "spp_output_dim",
     "spp_pool",
 ]
 
 # The ops that ``kernels`` switches, one line each: name -> (ours, torchvision's).
-# A later stage adds its op here, e.g. ``"roi_align": (roi_align, torchvision.ops.roi_align),``.
+# A later stage adds its op here, with one line.
 KERNELS = {
     "nms": (nms, torchvision.ops.nms),
     "batched_nms": (batched_nms, torchvision.ops.batched_nms),
     "box_iou": (box_iou, torchvision.ops.box_iou),
     "roi_pool": (roi_pool, torchvision.ops.roi_pool),
+    "roi_align": (roi_align, torchvision.ops.roi_align),  # ours also takes reduce="max"
 }
 IMPLEMENTATIONS = ("ours", "torchvision")  # the column order of KERNELS
 

@@ -1,0 +1,590 @@
+"""``python -m stages.compare``: every stage on the same data and split -> one table, one plot.
+
+    python -m stages.compare                                  all four stages, quick preset
+    python -m stages.compare --stages rcnn fast_rcnn          two generations only
+    python -m stages.compare --peers                          + torchvision's Faster / Mask R-CNN
+    python -m stages.compare --retrain                        train again even what could be reused
+
+What it shows is the story of the four papers in numbers, as in the Mask R-CNN paper's Table 1
+(AP, AP50, AP75, APs/m/l, mask AP) with the time columns of the Fast and Faster R-CNN papers beside
+it: test time per image, split into proposals and network, falls generation by generation
+(Fast R-CNN: one CNN pass per image instead of one per region; Faster R-CNN: an RPN on the shared
+features instead of selective search), while AP holds or rises.
+
+How it runs
+-----------
+Each stage is its own command (``python -m stages.<stage>``) with a ``main(argv)`` that trains,
+evaluates and writes ``metrics.json`` (the shared ``Result`` record) and ``checkpoint.pt`` into its
+``--out``. ``compare`` calls each stage's ``main`` in turn, in this process, with the same shared
+flags (``--data --data-root --preset --epochs --time-budget --seed --device --long-side``)
+and ``--out <out>/<stage>``. Nothing here trains or evaluates a model itself.
+
+Reuse. After a stage finishes, ``<out>/<stage>/compare_settings.json`` records the settings it was
+run with. A later ``compare`` with the same settings reads that stage's ``metrics.json`` instead of
+training again ("reused"); a run that was interrupted (the record says "running" and a checkpoint
+was written since it started) goes on with the stage's own ``--resume`` ("resumed").
+``--retrain`` ignores both.
+
+Writes into --out (default runs/compare): ``<stage>/`` (each stage's own outputs),
+``comparison.json`` (the rows, the full result records, the settings, the ratios),
+``comparison.csv``, ``comparison.md`` and ``comparison.png`` (AP against test time; where the
+test time goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib
+import io as text_io
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from stages import io
+from stages.cli import RunConfig
+from stages.draw import PALETTE
+from stages.engine import CHECKPOINT
+from stages.evaluate import METRIC_NAMES, Result, explain_missing, format_count
+from stages.run import METRICS
+
+SETTINGS = "compare_settings.json"
+DEFAULT_OUT = Path("runs") / "compare"
+
+
+# ------------------------------------------------------------------------------------------------
+# What is compared: one line per stage (and per torchvision peer)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the comparison: which command makes it and what that generation changed."""
+    name: str       # the --stages name and the folder under --out
+    module: str     # the module run as ``python -m <module>``
+    title: str      # the paper's name, for tables and plots
+    proposals: str  # where the regions come from
+    pooling: str    # how a region becomes a fixed-size feature
+    peer: str | None = None  # for torchvision peers: the ``kind`` passed to ``run_peer``
+
+
+# Modules are named as strings, not imported, because a stage that is not built yet must only be
+# skipped (``load_main``), not break ``compare`` for the stages that are.
+STAGES = (
+    Entry("rcnn", "stages.rcnn", "R-CNN", "selective search", "crop + warp (227 px in paper)"),
+    Entry("fast_rcnn", "stages.fast_rcnn", "Fast R-CNN", "selective search", "RoIPool"),
+    Entry("faster_rcnn", "stages.faster_rcnn", "Faster R-CNN", "RPN", "RoIPool"),
+    Entry("mask_rcnn", "stages.mask_rcnn", "Mask R-CNN", "RPN + FPN", "RoIAlign"),
+)
+# torchvision's models with the same tiny backbone, trained on the same data (DESIGN.md: "ours
+# must match or beat these at the same budget, measured side by side in one run")
+PEER_MODULE = "stages.torchvision_models"
+PEERS = (
+    Entry("torchvision_faster_rcnn", PEER_MODULE, "torchvision Faster R-CNN", "RPN + FPN",
+          "RoIAlign (multi-scale)", peer="faster_rcnn"),
+    Entry("torchvision_mask_rcnn", PEER_MODULE, "torchvision Mask R-CNN", "RPN + FPN",
+          "RoIAlign (multi-scale)", peer="mask_rcnn"),
+)
+STAGE_NAMES = tuple(e.name for e in STAGES)
+
+# The run flags every stage shares and compare passes through unchanged (``RunConfig``'s fields
+# minus --out, --resume and --eval-only, which compare sets itself). All but "progress" decide
+# what a stage learns, so they are the settings a reused result must match.
+PASSED = ("data", "data_root", "preset", "epochs", "time_budget", "seed", "device", "long_side",
+          "progress")
+NOT_SETTINGS = ("progress",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    run = RunConfig()  # the shared flags' defaults, so compare cannot drift from the stages
+    parser = argparse.ArgumentParser(prog="python -m stages.compare",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--stages", nargs="+", default=list(STAGE_NAMES), choices=STAGE_NAMES,
+                        metavar="STAGE", help=f"stages to compare, from {', '.join(STAGE_NAMES)}")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every stage again, even one trained with these settings")
+    parser.add_argument("--peers", action="store_true",
+                        help="add torchvision's Faster R-CNN and Mask R-CNN as rows")
+    shared = parser.add_argument_group("passed to every stage")
+    shared.add_argument("--data", default=run.data,
+                        help="synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR")
+    shared.add_argument("--data-root", default=run.data_root,
+                        help="where generated data and caches live")
+    shared.add_argument("--preset", default=run.preset, choices=("quick", "full"))
+    shared.add_argument("--epochs", type=int, default=run.epochs,
+                        help="epochs per stage (None: the preset's)")
+    shared.add_argument("--time-budget", type=float, default=run.time_budget,
+                        help="seconds of training per stage (None: the preset's)")
+    shared.add_argument("--seed", type=int, default=run.seed)
+    shared.add_argument("--device", default=run.device, help="auto | cpu | cuda")
+    shared.add_argument("--long-side", type=int, default=run.long_side,
+                        help="resize images so the longer side has this many pixels")
+    shared.add_argument("--progress", default=run.progress, action=argparse.BooleanOptionalAction,
+                        help="progress bars")
+    return parser
+
+
+def stage_argv(args: argparse.Namespace, out_dir: Path) -> list[str]:
+    """The command line a stage gets: the shared flags as given to compare, and its own --out."""
+    argv = ["--data", args.data, "--data-root", str(args.data_root), "--preset", args.preset,
+            "--seed", str(args.seed), "--device", args.device, "--out", str(out_dir)]
+    for flag, value in (("--epochs", args.epochs), ("--time-budget", args.time_budget),
+                        ("--long-side", args.long_side)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + ["--progress" if args.progress else "--no-progress"]
+
+
+def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
+    """What a reused result must have been run with (JSON-ready, compared with ``==``)."""
+    return {"module": entry.module, "peer": entry.peer,
+            **{name: getattr(args, name) for name in PASSED if name not in NOT_SETTINGS}}
+
+
+# ------------------------------------------------------------------------------------------------
+# Running one stage: import its command, decide train / resume / reuse, call it
+# ------------------------------------------------------------------------------------------------
+
+def load_main(entry: Entry):
+    """The function that runs ``entry``: ``main(argv)`` of ``python -m <module>``, or for a peer
+    ``lambda argv: run_peer(kind, argv)``. Returns ``(function, None)`` or ``(None, why not)``."""
+    try:
+        module = importlib.import_module(entry.module)
+        if entry.peer is None and hasattr(module, "__path__"):  # a package: -m runs __main__
+            module = importlib.import_module(entry.module + ".__main__")
+    except ModuleNotFoundError as e:
+        if e.name and (entry.module == e.name or entry.module.startswith(e.name + ".")
+                       or e.name.startswith(entry.module + ".")):
+            return None, f"{entry.module} is not built yet"
+        return None, f"{entry.module} cannot be imported ({e})"
+    except ImportError as e:
+        return None, f"{entry.module} cannot be imported ({e})"
+    if entry.peer is not None:
+        run_peer = getattr(module, "run_peer", None)
+        if run_peer is None:
+            return None, f"{entry.module} has no run_peer(kind, argv) yet"
+        return (lambda argv: run_peer(entry.peer, argv)), None
+    if not hasattr(module, "main"):
+        return None, f"{entry.module} has no main(argv)"
+    return module.main, None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_record(out_dir: Path) -> dict | None:
+    """``compare_settings.json`` of a stage folder, or None (absent or unreadable: train anew)."""
+    try:
+        record = json.loads((out_dir / SETTINGS).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def plan(out_dir: Path, settings: dict, retrain: bool) -> str:
+    """"reuse", "resume" or "train" for the stage folder ``out_dir`` and the requested settings.
+
+    reuse   the record says "finished" with the same settings, and metrics.json is the very file
+            that run wrote (same SHA-256: a stage run by hand into this folder since then makes
+            it a different file) next to its checkpoint.pt
+    resume  same settings, and checkpoint.pt was written by that run: since it started (it was
+            interrupted) or, finished, not touched since (then only metrics.json is missing)
+    train   anything else, or --retrain
+    """
+    record = read_record(out_dir)
+    if retrain or record is None or record.get("settings") != settings:
+        return "train"
+    ckpt, metrics = out_dir / CHECKPOINT, out_dir / METRICS
+    if not ckpt.exists():
+        return "train"
+    if (record.get("status") == "finished" and metrics.exists()
+            and record.get("metrics_sha256") == _sha256(metrics)):
+        return "reuse"
+    status, ckpt_time = record.get("status"), ckpt.stat()
+    if status == "running" and ckpt_time.st_mtime >= record.get("started_unix", math.inf):
+        return "resume"
+    if status == "finished" and ckpt_time.st_mtime_ns == record.get("checkpoint_mtime_ns"):
+        return "resume"
+    return "train"
+
+
+def write_record(out_dir: Path, settings: dict, argv: list[str], status: str,
+                 started: float) -> None:
+    """``compare_settings.json``: "running" before a stage starts, "finished" once it is done."""
+    record = {"settings": settings, "argv": argv, "status": status, "started_unix": started}
+    if status == "finished":
+        record["metrics_sha256"] = _sha256(out_dir / METRICS)
+        record["checkpoint_mtime_ns"] = (out_dir / CHECKPOINT).stat().st_mtime_ns
+        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    io.write_json(out_dir / SETTINGS, record)
+
+
+def run_entry(entry: Entry, main, args: argparse.Namespace, out: Path) -> tuple[Result, str]:
+    """Train (or resume, or reuse) one stage; returns its result record and what was done."""
+    out_dir = out / entry.name
+    settings = stage_settings(args, entry)
+    action = plan(out_dir, settings, args.retrain)
+    if action == "reuse":
+        result = Result.load(out_dir / METRICS)
+        print(f"[compare] {entry.name}: reused {out_dir / METRICS} (trained with the same "
+              f"settings; --retrain trains it again)")
+        return result, "reused"
+    argv = stage_argv(args, out_dir) + (["--resume"] if action == "resume" else [])
+    if action == "resume":
+        print(f"[compare] {entry.name}: an unfinished run with the same settings left "
+              f"{out_dir / CHECKPOINT}: resuming it")
+    started = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_record(out_dir, settings, argv, "running", started)
+    print(f"[compare] python -m {entry.module} {' '.join(argv)}")
+    result = main(argv)
+    if not isinstance(result, Result):  # a command that returns nothing: read what it wrote
+        result = Result.load(out_dir / METRICS)
+    write_record(out_dir, settings, argv, "finished", started)
+    return result, "resumed" if action == "resume" else "trained"
+
+
+# ------------------------------------------------------------------------------------------------
+# The table: one row per stage, as numbers (JSON, CSV) and as text (terminal, Markdown)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    entry: Entry
+    result: Result
+    status: str  # trained | resumed | reused
+
+
+COLUMNS = ("stage", "proposals", "pooling",
+           "box AP", "AP50", "AP75", "APs", "APm", "APl", "mask AP", "mask AP50", "mask AP75",
+           "train s", "test ms/img", "proposals ms", "network ms", "params")
+TEXT_COLUMNS = 3  # the first three are words (left-aligned); the rest numbers (right-aligned)
+
+
+def row_values(row: Row) -> dict:
+    """One row as {column: value}: AP in % (-1 = undefined), None for a stage without masks."""
+    r = row.result
+    mask = r.mask or {}
+    return {"stage": row.entry.title, "proposals": row.entry.proposals,
+            "pooling": row.entry.pooling,
+            **{("box AP" if k == "AP" else k): r.box[k] for k in METRIC_NAMES},
+            **{"mask " + k: mask.get(k) for k in ("AP", "AP50", "AP75")},
+            "train s": r.train_time_s, "test ms/img": r.ms_per_image,
+            "proposals ms": r.ms_proposals, "network ms": r.ms_network, "params": r.params}
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return "-"  # this stage has no masks
+    if isinstance(value, str):
+        return value
+    if column == "params":
+        return format_count(value)
+    if value == -1 and ("AP" in column):
+        return "n/a"  # undefined (no ground truth in that size range), explained under the table
+    return f"{value:.1f}"
+
+
+def _cells(rows: list[Row]) -> list[list[str]]:
+    return [[_cell(c, v) for c, v in row_values(row).items()] for row in rows]
+
+
+def _notes(rows: list[Row]) -> list[str]:
+    seen = []
+    for row in rows:
+        for sentence in explain_missing(row.result.box) + explain_missing(row.result.mask or {}):
+            if sentence not in seen:
+                seen.append(sentence)
+    return seen
+
+
+def format_comparison(rows: list[Row]) -> str:
+    """The aligned text table printed at the end."""
+    table = [list(COLUMNS)] + _cells(rows)
+    widths = [max(len(line[c]) for line in table) for c in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) if c < TEXT_COLUMNS else cell.rjust(w)
+                       for c, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = _notes(rows)
+    if notes:
+        lines += [""] + ["n/a: " + s for s in notes]
+    return "\n".join(lines)
+
+
+def format_comparison_markdown(rows: list[Row], ratios: list[str], settings: str) -> str:
+    align = ["---" if c < TEXT_COLUMNS else "---:" for c in range(len(COLUMNS))]
+    lines = ["# R-CNN stages compared", "", settings, "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows)]
+    lines += ["", "- mask AP \"-\": the stage predicts no masks."]
+    lines += ["- n/a: " + s for s in _notes(rows)]
+    if ratios:
+        lines += ["", "## Between generations", ""] + ["- " + s for s in ratios]
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(rows: list[Row]) -> str:
+    """Numbers as measured (no rounding): AP in %, -1 where undefined (COCO's convention, as in
+    metrics.json); an empty cell where a stage has no masks."""
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row_values(row).values()])
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# Ratios between generations: what each paper claimed, measured here
+# ------------------------------------------------------------------------------------------------
+
+# The papers time the network without the proposals: Fast R-CNN's Table 4 ("excluding object
+# proposal time") puts R-CNN at 47.0 s and Fast R-CNN at 0.32 s per image with VGG16 on a GPU, 146x;
+# in Faster R-CNN's Table 5 selective search takes 1510 ms per image, the RPN 10 ms. Our images
+# and networks are tiny, so DESIGN.md's targets are smaller:
+NETWORK_TARGETS = {("rcnn", "fast_rcnn"): 10.0}  # network ms, R-CNN / Fast R-CNN
+PROPOSAL_TARGET = 20.0  # proposal ms, selective search / RPN
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.inf
+
+
+def _verdict(ratio: float, target: float | None) -> str:
+    if target is None:
+        return ""
+    return f" (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
+
+
+def generation_ratios(rows: list[Row]) -> list[str]:
+    """Sentences: test time of each generation over the next (all of it, and the network alone);
+    selective search over the RPN; each torchvision peer beside our stage of the same name."""
+    ours = [r for r in rows if r.entry.peer is None]
+    lines = []
+    for a, b in zip(ours, ours[1:]):
+        x, y = a.result, b.result
+        total = _ratio(x.ms_per_image, y.ms_per_image)
+        network = _ratio(x.ms_network, y.ms_network)
+        target = NETWORK_TARGETS.get((a.entry.name, b.entry.name))
+        lines.append(f"{a.entry.title} / {b.entry.title}: test ms per image "
+                     f"{x.ms_per_image:.1f} / {y.ms_per_image:.1f} = {total:.1f}x; network ms "
+                     f"(proposals excluded, as in the papers) {x.ms_network:.1f} / "
+                     f"{y.ms_network:.1f} = {network:.1f}x{_verdict(network, target)}")
+    searched = [r for r in ours if r.entry.proposals == "selective search"]
+    learned = [r for r in ours if r.entry.proposals.startswith("RPN")]
+    if searched and learned:
+        ss, rpn = searched[-1], learned[0]  # the two neighbouring generations
+        if rpn.result.ms_proposals > 0:
+            ratio = _ratio(ss.result.ms_proposals, rpn.result.ms_proposals)
+            lines.append(f"proposal ms per image, selective search ({ss.entry.title}) / RPN "
+                         f"({rpn.entry.title}): {ss.result.ms_proposals:.1f} / "
+                         f"{rpn.result.ms_proposals:.1f} = {ratio:.0f}x"
+                         f"{_verdict(ratio, PROPOSAL_TARGET)}")
+        else:
+            lines.append(f"proposal ms per image: {rpn.entry.title} reports no proposal time "
+                         f"(timing['proposals']), so selective search / RPN is not measured")
+    by_name = {r.entry.name: r for r in ours}
+    for peer in (r for r in rows if r.entry.peer is not None):
+        mine = by_name.get(peer.entry.peer)
+        if mine is None:
+            continue
+        line = (f"{mine.entry.title} ours / {peer.entry.title}: box AP {mine.result.box['AP']:.1f} "
+                f"vs {peer.result.box['AP']:.1f}")
+        if mine.result.mask and peer.result.mask:
+            line += f", mask AP {mine.result.mask['AP']:.1f} vs {peer.result.mask['AP']:.1f}"
+        lines.append(line + f", test ms per image {mine.result.ms_per_image:.1f} vs "
+                            f"{peer.result.ms_per_image:.1f}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# The figure: accuracy against speed, and where the test time goes
+# ------------------------------------------------------------------------------------------------
+
+def _ms(v: float) -> str:
+    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def plot_accuracy_vs_speed(ax, rows: list[Row]) -> None:
+    """Box AP (filled: a circle for ours, a diamond for torchvision) and mask AP (open square)
+    against test ms per image, log x: one decade of speed is as wide as the next."""
+    xs = [r.result.ms_per_image for r in rows]
+    ours = [(r.result.ms_per_image, r.result.box["AP"]) for r in rows if r.entry.peer is None]
+    if len(ours) > 1:  # the generations in order: the path the papers took
+        ax.plot(*zip(*ours), color="#999999", linestyle="--", linewidth=1, zorder=1)
+    for i, row in enumerate(rows):
+        colour = PALETTE[i % len(PALETTE)]
+        x, box = row.result.ms_per_image, row.result.box["AP"]
+        if box != -1:
+            ax.scatter([x], [box], s=70, color=colour, edgecolor="black", zorder=3,
+                       marker="D" if row.entry.peer else "o")
+            offset = (7, -13) if row.entry.peer else (7, 5)  # peers labelled below: less overlap
+            ax.annotate(row.entry.title, (x, box), xytext=offset, textcoords="offset points",
+                        fontsize=9, color=colour, fontweight="bold")
+        if row.result.mask and row.result.mask["AP"] != -1:
+            ax.scatter([x], [row.result.mask["AP"]], s=70, marker="s", facecolor="white",
+                       edgecolor=colour, linewidth=2, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlim(min(xs) / 2, max(xs) * 3)  # room for the labels on the right
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # ticks at 1, 2, 5, 10, 20, 50, ...
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # "20", not "2 x 10^1"
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("test time per image (ms, log scale; left is faster)")
+    ax.set_ylabel("COCO AP (%), higher is better")
+    ax.set_title("Accuracy against speed")
+    ax.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], marker="o", linestyle="", color="grey", markeredgecolor="black",
+                      markersize=8, label="box AP")]
+    if any(r.entry.peer for r in rows):
+        handles.append(Line2D([], [], marker="D", linestyle="", color="grey",
+                              markeredgecolor="black", markersize=7, label="box AP, torchvision"))
+    handles.append(Line2D([], [], marker="s", linestyle="", markerfacecolor="white",
+                          markeredgecolor="grey", markeredgewidth=2, markersize=8, label="mask AP"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=len(handles))  # below the axes: no point or label is hidden
+
+
+def plot_time_split(ax, rows: list[Row]) -> None:
+    """One stacked bar per stage: proposal ms + network ms = test ms per image (linear axis, so
+    the lengths add up; each bar is labelled with its numbers, which keeps a 10 ms bar readable
+    beside a 200 ms one)."""
+    proposal_colour, network_colour = "#ff7f0e", "#1f77b4"
+    y = list(range(len(rows)))
+    proposals = [max(r.result.ms_proposals, 0.0) for r in rows]
+    network = [max(r.result.ms_network, 0.0) for r in rows]
+    ax.barh(y, proposals, color=proposal_colour, label="proposals")
+    ax.barh(y, network, left=proposals, color=network_colour, label="network (features + heads)")
+    longest = max(p + n for p, n in zip(proposals, network)) or 1.0
+    for i, (p, n) in enumerate(zip(proposals, network)):
+        ax.text(p + n + 0.01 * longest, i, f"{_ms(p + n)} ms = {_ms(p)} + {_ms(n)}",
+                va="center", fontsize=9)
+    ax.set_yticks(y, [r.entry.title for r in rows])
+    ax.invert_yaxis()  # the first generation on top
+    ax.set_xlim(0, longest * 1.55)  # room for the labels
+    ax.set_xlabel("test time per image (ms)")
+    ax.set_title("Where the test time goes")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(handles=[Patch(color=proposal_colour, label="proposals"),
+                       Patch(color=network_colour, label="network (features + heads)")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: bars stay clear
+
+
+def plot_comparison(rows: list[Row], subtitle: str = "") -> Figure:
+    fig = Figure(figsize=(13, 4.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.1]})
+    plot_accuracy_vs_speed(left, rows)
+    plot_time_split(right, rows)
+    title = "From R-CNN to Mask R-CNN on the same data"
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# The command
+# ------------------------------------------------------------------------------------------------
+
+def check_writable(out: Path) -> None:
+    """Fail now, not after an hour of training, if the output folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to the output folder --out {out}: "
+                         f"{e.strerror or e}") from None
+
+
+def short_data(spec: str) -> str:
+    """``coco:/long/path/train.json:/long/path/images`` -> ``coco:train.json:images``."""
+    kind, _, rest = spec.partition(":")
+    return kind + (":" + ":".join(Path(p).name for p in rest.split(":")) if rest else "")
+
+
+def describe(args: argparse.Namespace) -> str:
+    budget = "the preset's" if args.time_budget is None else f"{args.time_budget:g} s"
+    epochs = "the preset's" if args.epochs is None else str(args.epochs)
+    return (f"data {short_data(args.data)}, preset {args.preset}, epochs {epochs}, "
+            f"time budget {budget} per stage, seed {args.seed}, device {args.device}")
+
+
+def save_comparison(out: Path, rows: list[Row], ratios: list[str], args) -> list[Path]:
+    settings = {name: getattr(args, name) for name in PASSED if name not in NOT_SETTINGS}
+    document = {"settings": settings, "columns": list(COLUMNS),
+                "rows": [{**row_values(r), "name": r.entry.name, "status": r.status} for r in rows],
+                "results": {r.entry.name: r.result.to_dict() for r in rows},
+                "ratios": ratios,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return [io.write_json(out / "comparison.json", document),
+            io.write_text(out / "comparison.csv", format_csv(rows)),
+            io.write_text(out / "comparison.md",
+                          format_comparison_markdown(rows, ratios, describe(args))),
+            io.save_figure(plot_comparison(rows, describe(args)), out / "comparison.png")]
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    check_writable(out)
+    chosen = [e for e in STAGES if e.name in args.stages]  # the order of the generations
+    if args.peers:
+        chosen += PEERS
+
+    runnable = []  # import everything first: a missing stage is reported before any training
+    for entry in chosen:
+        main_fn, why = load_main(entry)
+        if main_fn is not None:
+            runnable.append((entry, main_fn))
+        elif entry.peer is not None:
+            raise SystemExit(f"error: --peers needs {PEER_MODULE}.run_peer(kind, argv) "
+                             f"(kind 'faster_rcnn' or 'mask_rcnn', returning a Result): {why}")
+        else:
+            print(f"[compare] skipping {entry.name} ({entry.title}): {why}")
+    if not runnable:
+        raise SystemExit("error: none of the chosen stages can run yet: " + ", ".join(args.stages))
+
+    print(f"[compare] {len(runnable)} runs into {out}: {describe(args)}")
+    rows, t_all = [], time.perf_counter()
+    for i, (entry, main_fn) in enumerate(runnable, 1):
+        kind = "peer" if entry.peer else "stage"
+        print(f"\n[compare] {kind} {i}/{len(runnable)}: {entry.name} ({entry.title}) ...",
+              flush=True)
+        t0 = time.perf_counter()
+        try:
+            result, status = run_entry(entry, main_fn, args, out)
+        except BaseException:
+            print(f"[compare] {entry.name} stopped after {time.perf_counter() - t0:.0f} s; the "
+                  f"same command again reuses the runs finished before it and resumes this one "
+                  f"from its checkpoint, if it wrote one")
+            raise
+        print(f"[compare] {kind} {i}/{len(runnable)}: {entry.name} {status} in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        rows.append(Row(entry, result, status))
+
+    ratios = generation_ratios(rows)
+    print(f"\n[compare] {describe(args)}")
+    print(format_comparison(rows))
+    if ratios:
+        print("\n" + "\n".join(ratios))
+    paths = save_comparison(out, rows, ratios, args)
+    reused = sum(r.status == "reused" for r in rows)
+    print(f"\n[compare] {len(rows)} runs ({reused} reused) in {time.perf_counter() - t_all:.0f} s; "
+          f"wrote {', '.join(str(p) for p in paths)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""``python -m stages.compare``: two real stages on the tiny fixture, then reuse, resume, retrain.
+
+One comparison of R-CNN and Fast R-CNN is trained once (seconds: one epoch, a 5-second budget);
+every later test works on a copy of its output folder, so each one starts from the same state.
+``plan`` (reuse / resume / train) is also checked case by case on hand-made folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+import types
+
+import pytest
+from PIL import Image
+
+from stages import compare
+from stages.compare import Entry, main, plan
+from stages.evaluate import Result
+
+QUICK = ["--epochs", "1", "--time-budget", "5", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def argv(tiny_synthetic, data_root):
+    """compare's flags without --out: R-CNN and Fast R-CNN on the tiny set (7 train / 1 val)."""
+    data = f"coco:{tiny_synthetic / 'train.json'}:{tiny_synthetic / 'images'}"
+    return ["--stages", "rcnn", "fast_rcnn", "--data", data, "--data-root", str(data_root), *QUICK]
+
+
+@pytest.fixture(scope="module")
+def first(argv, tmp_path_factory):
+    """(rows, out folder) of the first comparison: both stages trained."""
+    out = tmp_path_factory.mktemp("compare") / "out"
+    return main(argv + ["--out", str(out)]), out
+
+
+@pytest.fixture
+def copy(first, tmp_path):
+    """A copy of the first comparison's folder (copytree keeps the files' modification times)."""
+    return shutil.copytree(first[1], tmp_path / "out")
+
+
+def mtimes(out):
+    return {stage: (out / stage / "checkpoint.pt").stat().st_mtime_ns
+            for stage in ("rcnn", "fast_rcnn")}
+
+
+def test_one_row_per_stage_in_every_table_file(first):
+    rows, out = first
+    assert [r.entry.name for r in rows] == ["rcnn", "fast_rcnn"]
+    assert [r.status for r in rows] == ["trained", "trained"]
+    document = json.loads((out / "comparison.json").read_text())
+    assert [r["stage"] for r in document["rows"]] == ["R-CNN", "Fast R-CNN"]
+    for row in document["rows"]:
+        for column in ("test ms/img", "proposals ms", "network ms"):
+            assert math.isfinite(row[column]) and row[column] > 0, (row["stage"], column)
+        assert row["mask AP"] is None  # neither stage predicts masks
+        assert row["proposals ms"] + row["network ms"] == pytest.approx(row["test ms/img"])
+    assert set(document["results"]) == {"rcnn", "fast_rcnn"}
+    csv_lines = (out / "comparison.csv").read_text().splitlines()
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("stage,proposals,pooling,box AP")
+    markdown = (out / "comparison.md").read_text()
+    assert "| R-CNN | selective search |" in markdown and "| Fast R-CNN |" in markdown
+    assert "R-CNN / Fast R-CNN: test ms per image" in markdown
+    # each stage got the shared flags and its own folder, and recorded them
+    record = json.loads((out / "fast_rcnn" / "compare_settings.json").read_text())
+    assert record["status"] == "finished" and record["settings"]["time_budget"] == 5.0
+    assert record["argv"][record["argv"].index("--out") + 1] == str(out / "fast_rcnn")
+
+
+def test_the_plot_is_a_readable_png(first):
+    path = first[1] / "comparison.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        width, height = image.size
+        assert width > 800 and height > 300
+        assert len(image.getcolors(maxcolors=1 << 20) or []) > 10  # drawn, not blank
+
+
+def test_a_second_run_reuses_both_stages_without_training(argv, first, copy, capsys, monkeypatch):
+    before = mtimes(copy)
+
+    def must_not_run(argv):
+        raise AssertionError("a stage was run although its result could be reused")
+    monkeypatch.setattr(sys.modules["stages.rcnn.__main__"], "main", must_not_run)
+    monkeypatch.setattr(sys.modules["stages.fast_rcnn.__main__"], "main", must_not_run)
+    rows = main(argv + ["--out", str(copy)])
+    printed = capsys.readouterr().out
+    assert [r.status for r in rows] == ["reused", "reused"]
+    assert "[compare] stage 2/2: fast_rcnn (Fast R-CNN) ..." in printed
+    assert "fast_rcnn: reused" in printed and "2 runs (2 reused)" in printed
+    assert mtimes(copy) == before
+    assert [r.result.box for r in rows] == [r.result.box for r in first[0]]
+    # other settings are another experiment: --seed 1 would train again
+    seed_1 = compare.build_parser().parse_args(argv + ["--seed", "1"])
+    assert plan(copy / "rcnn", compare.stage_settings(seed_1, compare.STAGES[0]), False) == "train"
+
+
+def test_retrain_trains_again(argv, copy, capsys):
+    before = mtimes(copy)
+    time.sleep(0.01)
+    rows = main(argv + ["--out", str(copy), "--stages", "fast_rcnn", "--retrain"])
+    assert [r.status for r in rows] == ["trained"]
+    assert "[fast_rcnn] trained" in capsys.readouterr().out
+    assert mtimes(copy)["fast_rcnn"] != before["fast_rcnn"]
+
+
+def test_an_interrupted_stage_is_resumed(argv, copy, capsys):
+    folder = copy / "fast_rcnn"
+    record = json.loads((folder / "compare_settings.json").read_text())
+    # as if killed during evaluation: the checkpoint written after the run started, no metrics
+    record.update(status="running", started_unix=(folder / "checkpoint.pt").stat().st_mtime - 5)
+    (folder / "compare_settings.json").write_text(json.dumps(record))
+    (folder / "metrics.json").unlink()
+    rows = main(argv + ["--out", str(copy), "--stages", "fast_rcnn"])
+    printed = capsys.readouterr().out
+    assert [r.status for r in rows] == ["resumed"]
+    assert "resuming it" in printed and "--resume" in printed and "resumed from" in printed
+    assert (folder / "metrics.json").exists()
+
+
+def test_plan_reuses_resumes_or_trains(tmp_path):
+    folder, settings = tmp_path / "stage", {"seed": 0}
+    folder.mkdir()
+    assert plan(folder, settings, retrain=False) == "train"  # no record
+    (folder / "checkpoint.pt").write_bytes(b"weights")
+    (folder / "metrics.json").write_text("{}")
+    compare.write_record(folder, settings, [], "finished", started=time.time())
+    assert plan(folder, settings, retrain=False) == "reuse"
+    assert plan(folder, settings, retrain=True) == "train"
+    assert plan(folder, {"seed": 1}, retrain=False) == "train"
+    (folder / "metrics.json").unlink()  # finished, then metrics lost: evaluate the checkpoint
+    assert plan(folder, settings, retrain=False) == "resume"
+    (folder / "metrics.json").write_text('{"another": "run"}')  # the stage run by hand in here
+    (folder / "checkpoint.pt").write_bytes(b"other weights")
+    assert plan(folder, settings, retrain=False) == "train"
+    compare.write_record(folder, settings, [], "running", started=time.time() + 60)
+    assert plan(folder, settings, retrain=False) == "train"  # the checkpoint predates this run
+    compare.write_record(folder, settings, [], "running", started=time.time() - 60)
+    assert plan(folder, settings, retrain=False) == "resume"
+
+
+def test_a_stage_not_built_yet_is_skipped(argv, copy, capsys, monkeypatch):
+    missing = Entry("future", "stages.not_written_yet", "Future R-CNN", "RPN", "RoIAlign")
+    monkeypatch.setattr(compare, "STAGES", (missing,) + compare.STAGES)
+    monkeypatch.setattr(compare, "STAGE_NAMES", ("future",) + compare.STAGE_NAMES)
+    rows = main(argv + ["--out", str(copy), "--stages", "future", "fast_rcnn"])
+    assert "skipping future (Future R-CNN): stages.not_written_yet is not built yet" in \
+        capsys.readouterr().out
+    assert [r.entry.name for r in rows] == ["fast_rcnn"]
+
+
+def test_unknown_stage_lists_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["--stages", "rcnn", "yolo"])
+    error = capsys.readouterr().err
+    assert "yolo" in error and all(name in error for name in compare.STAGE_NAMES)
+
+
+def test_an_unwritable_output_folder_fails_before_any_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit, match="cannot write to the output folder"):
+        main(["--stages", "rcnn", "--out", str(blocker / "compare")])
+
+
+def test_peers_need_run_peer_and_become_rows(argv, first, copy, monkeypatch):
+    monkeypatch.setitem(sys.modules, compare.PEER_MODULE, types.ModuleType(compare.PEER_MODULE))
+    with pytest.raises(SystemExit, match=r"run_peer\(kind, argv\)"):
+        main(argv + ["--out", str(copy), "--peers"])
+
+    calls = []
+
+    def run_peer(kind, peer_argv):  # what stages.torchvision_models will do, in miniature
+        calls.append(kind)
+        out = copy / f"torchvision_{kind}"
+        assert peer_argv[peer_argv.index("--out") + 1] == str(out)
+        (out / "checkpoint.pt").write_bytes(b"weights")
+        result = dataclasses.replace(first[0][1].result, stage=f"torchvision_{kind}")
+        result.save(out / "metrics.json")
+        return result
+    sys.modules[compare.PEER_MODULE].run_peer = run_peer
+    rows = main(argv + ["--out", str(copy), "--peers"])
+    assert calls == ["faster_rcnn", "mask_rcnn"]
+    assert [r.entry.title for r in rows[2:]] == ["torchvision Faster R-CNN",
+                                                 "torchvision Mask R-CNN"]
+    peer = Result.load(copy / "torchvision_mask_rcnn" / "metrics.json")
+    assert peer.stage == "torchvision_mask_rcnn"
+    assert len(json.loads((copy / "comparison.json").read_text())["rows"]) == 4
