@@ -1,0 +1,46 @@
+"""Faster R-CNN's settings: the Fast R-CNN head's (inherited, unchanged) plus the RPN's.
+
+Defaults are the paper's values (Ren et al. 2015), scaled to our 128-pixel images, and said so.
+Every field is a command-line flag (``--anchor-sizes 16 32 64``, ``--rpn-post-nms-test 300``...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.fast_rcnn.config import FastRCNNConfig
+
+
+@dataclass(frozen=True)
+class FasterRCNNConfig(FastRCNNConfig):
+    # --- anchors (sec. 3.1.1): paper 128, 256, 512 px on ~600-px images, stride 16; ours on
+    #     128-px images with 12-56 px objects, stride 8 (see anchors.py) ---
+    anchor_sizes: tuple = (16, 32, 64)
+    anchor_ratios: tuple = (0.5, 1.0, 2.0)  # height / width: 1:2, 1:1, 2:1
+    # --- anchor labels and sampling (sec. 3.1.2, 3.1.3) ---
+    rpn_pos_iou: float = 0.7
+    rpn_neg_iou: float = 0.3
+    rpn_batch: int = 256  # anchors per image in the loss
+    rpn_pos_fraction: float = 0.5  # up to 1:1 positive:negative
+    # The paper ignores anchors that cross the image border in training (sec. 3.3). On 128-px
+    # images a 64-px anchor fits only when its centre is 32 px from every border: 2/3 of those
+    # anchors would be ignored, and objects at the border keep few positives. Off by default
+    # (torchvision's choice too); --ignore-cross-boundary follows the paper.
+    ignore_cross_boundary: bool = False
+    # --- RPN loss (Eq. 1); see rpn.rpn_loss for why lambda = 1 on our 16 x 16 map ---
+    rpn_lambda: float = 1.0
+    rpn_beta: float = 1 / 9  # smooth L1 switch point: sigma = 3 in py-faster-rcnn's RPN loss
+    # --- proposal layer (sec. 3.3): paper ~20000 anchors per image -> NMS 0.7 -> 2000 (train) /
+    #     top 300 (test); our 16 x 16 x 9 = 2304 anchors: top 1000 before NMS, 300 after ---
+    rpn_pre_nms_train: int = 1000
+    rpn_post_nms_train: int = 300
+    rpn_pre_nms_test: int = 1000
+    rpn_post_nms_test: int = 300
+    rpn_nms: float = 0.7
+    rpn_min_size: float = 2.0  # pixels; py-faster-rcnn drops proposals under 16 px on 600-px images
+    # --- the detection head: Fast R-CNN's fields above, unchanged; NMS kernel for speed (ours is
+    #     equal, tested; the notebooks and tests run ours) ---
+    nms_kernel: str = "torchvision"  # ours | torchvision
+    # --- optimisation: approximate joint training (sec. 3.2), all losses summed ---
+    lr: float = 0.02
+    quick_time_budget: float = 150.0

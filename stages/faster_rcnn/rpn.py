@@ -1,0 +1,167 @@
+"""The Region Proposal Network (Faster R-CNN sec. 3.1): proposals from the shared feature map.
+
+A small network slides over the backbone's feature map: a 3x3 conv, then two sibling 1x1 convs
+that give, for each of the A anchors at each location, an *objectness* score (object or not) and
+4 box deltas that move the anchor onto the object (Faster R-CNN Eq. 2, the box coding of R-CNN).
+
+Shape shorthand: N images, C channels, H x W the map, A anchors per location,
+M = H * W * A anchors per image, G ground-truth boxes, P proposals.
+
+    feature (N, C, H, W) --RPNHead--> objectness (N, A, H, W), deltas (N, 4A, H, W)
+                         --flatten_rpn_outputs--> (N, M), (N, M, 4)   in grid_anchors' order
+    train: assign_anchors (labels 1 / 0 / -1, sec. 3.1.2) -> sample_anchors (256, <= 50 % positive)
+           -> rpn_loss (Eq. 1)
+    both:  propose: top-N by objectness, decode, clip, drop tiny boxes, NMS 0.7, top-N (sec. 3.3)
+
+The proposals are detached: the detector's loss does not flow back into the proposal *coordinates*
+(the "approximate joint training" of sec. 3.2); it does flow into the shared backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stages.ops import BoxCoder, box_iou, clip_boxes_to_image, kernels, remove_small_boxes
+
+
+class RPNHead(nn.Module):
+    """3x3 conv + ReLU, then 1x1 objectness (A outputs) and 1x1 box deltas (4A) per location.
+
+    The paper (sec. 3.1) feeds a 512-d (VGG16) intermediate layer; ours keeps the map's width.
+    One sigmoid score per anchor (the paper's "k scores with logistic regression" option) rather
+    than a 2-way softmax: the same thing with half the outputs.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, mid_channels: int | None = None):
+        super().__init__()
+        mid = mid_channels or in_channels
+        self.conv = nn.Conv2d(in_channels, mid, 3, padding=1)
+        self.objectness = nn.Conv2d(mid, num_anchors, 1)
+        self.deltas = nn.Conv2d(mid, 4 * num_anchors, 1)
+        for layer in (self.conv, self.objectness, self.deltas):  # sec. 3.1.3: N(0, 0.01)
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.relu(self.conv(feature))  # (N, mid, H, W)
+        return self.objectness(x), self.deltas(x)  # (N, A, H, W), (N, 4A, H, W)
+
+
+def flatten_rpn_outputs(objectness: torch.Tensor, deltas: torch.Tensor):
+    """(N, A, H, W), (N, 4A, H, W) -> (N, H*W*A), (N, H*W*A, 4): one row per anchor, in the order
+    of ``grid_anchors`` (location-major, then the A shapes)."""
+    N, A, H, W = objectness.shape
+    objectness = objectness.permute(0, 2, 3, 1).reshape(N, -1)  # (N, H, W, A) -> (N, M)
+    deltas = deltas.view(N, A, 4, H, W).permute(0, 3, 4, 1, 2).reshape(N, -1, 4)  # (N, M, 4)
+    return objectness, deltas
+
+
+def inside_image(anchors: torch.Tensor, image_size: tuple[int, int], allowed: float = 0.0):
+    """[M] bool: the anchors lying inside the image (up to ``allowed`` pixels over its border)."""
+    h, w = image_size
+    return ((anchors[:, 0] >= -allowed) & (anchors[:, 1] >= -allowed)
+            & (anchors[:, 2] < w + allowed) & (anchors[:, 3] < h + allowed))
+
+
+def assign_anchors(anchors: torch.Tensor, gt_boxes: torch.Tensor, pos_iou: float = 0.7,
+                   neg_iou: float = 0.3, valid: torch.Tensor | None = None):
+    """Label every anchor (sec. 3.1.2): ``(labels [M], matched_gt [M, 4])``.
+
+    labels: 1 positive, 0 negative, -1 ignored (neither; contributes no loss).
+      positive  (i) the anchor(s) with the highest IoU for some ground-truth box (even if < 0.7:
+                    so that every object has at least one positive anchor), or
+                (ii) IoU >= ``pos_iou`` (0.7) with some ground-truth box;
+      negative  IoU < ``neg_iou`` (0.3) with every ground-truth box;
+      ignored   the rest, and the anchors outside ``valid`` (cross-boundary ones if the paper's
+                rule is on, sec. 3.3).
+    matched_gt: the best-overlapping ground-truth box of each anchor (used for positives only).
+    """
+    M = len(anchors)
+    valid = torch.ones(M, dtype=torch.bool, device=anchors.device) if valid is None else valid
+    labels = torch.full((M,), -1, dtype=torch.int64, device=anchors.device)
+    if len(gt_boxes) == 0:  # no objects: every valid anchor is negative
+        labels[valid] = 0
+        return labels, torch.zeros_like(anchors)
+    iou = box_iou(gt_boxes, anchors)  # (G, M)
+    iou[:, ~valid] = -1.0  # invalid anchors can be nobody's best
+    max_iou, best_gt = iou.max(dim=0)  # (M,): each anchor's best ground truth
+    labels[(max_iou >= 0) & (max_iou < neg_iou)] = 0
+    labels[max_iou >= pos_iou] = 1  # rule (ii)
+    best_of_gt = iou.max(dim=1, keepdim=True).values  # (G, 1): each ground truth's best IoU
+    is_best = (iou == best_of_gt) & (best_of_gt > 0)  # (G, M); ties all count (py-faster-rcnn)
+    labels[is_best.any(dim=0)] = 1  # rule (i)
+    labels[~valid] = -1
+    return labels, gt_boxes[best_gt]
+
+
+def sample_anchors(labels: torch.Tensor, num: int = 256, pos_fraction: float = 0.5):
+    """Pick the anchors one image's loss uses (sec. 3.1.3): ``(pos_idx, neg_idx)``.
+
+    Up to ``pos_fraction * num`` positives at random, then negatives up to ``num`` in all ("if
+    there are fewer than 128 positive samples in an image, we pad the mini-batch with negative
+    ones"). Randomness from torch's global generator (seeded by the run).
+    """
+    pos = torch.nonzero(labels == 1).flatten()
+    neg = torch.nonzero(labels == 0).flatten()
+    n_pos = min(int(num * pos_fraction), len(pos))
+    n_neg = min(num - n_pos, len(neg))
+    pos = pos[torch.randperm(len(pos), device=pos.device)[:n_pos]]
+    neg = neg[torch.randperm(len(neg), device=neg.device)[:n_neg]]
+    return pos, neg
+
+
+def rpn_loss(objectness: torch.Tensor, deltas: torch.Tensor, samples: list, box_targets: list,
+             n_reg: int, loss_lambda: float = 1.0, beta: float = 1 / 9) -> dict:
+    """Faster R-CNN Eq. 1 over a batch:
+
+        L = 1/N_cls sum_i L_cls(p_i, p_i*) + lambda 1/N_reg sum_i p_i* L_reg(t_i, t_i*)
+
+    objectness (N, M) logits, deltas (N, M, 4); per image ``samples[n] = (pos_idx, neg_idx)`` and
+    ``box_targets[n]`` [M, 4] (encoded against the anchors). L_cls is binary cross-entropy over the
+    sampled anchors, N_cls their number (256 per image); L_reg is smooth L1 over the positives
+    (p_i* = 1), N_reg the number of anchor *locations* (the paper's ~2400 on a 40 x 60 map).
+    The paper's lambda = 10 with N_reg = 2400, N_cls = 256 makes lambda / N_reg ~ 1 / N_cls;
+    our 16 x 16 map has N_reg = 256, so lambda = 1 keeps that balance.
+    """
+    logits, labels, pred, target = [], [], [], []
+    for n, (pos, neg) in enumerate(samples):
+        idx = torch.cat([pos, neg])
+        logits.append(objectness[n, idx])
+        labels.append(torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]).float())
+        pred.append(deltas[n, pos])
+        target.append(box_targets[n][pos])
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    n_cls = max(len(labels), 1)
+    loss_cls = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / n_cls
+    loss_reg = F.smooth_l1_loss(torch.cat(pred), torch.cat(target), beta=beta, reduction="sum") / n_reg
+    return {"loss_objectness": loss_cls, "loss_rpn_box": loss_lambda * loss_reg}
+
+
+@torch.no_grad()
+def propose(objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor,
+            image_sizes: list[tuple[int, int]], box_coder: BoxCoder, pre_nms_top_n: int,
+            post_nms_top_n: int, nms_thresh: float = 0.7, min_size: float = 1.0,
+            nms_kernel: str = "ours"):
+    """The proposal layer (sec. 3.3), per image: ``(boxes list of [P, 4], scores list of [P])``.
+
+    1. keep the ``pre_nms_top_n`` anchors with the highest objectness (cheap, before decoding),
+    2. move them by their deltas (decode), clip to the image, drop boxes under ``min_size`` px,
+    3. NMS at ``nms_thresh`` (0.7: removes near-duplicates, keeps neighbours),
+    4. keep the ``post_nms_top_n`` best (NMS returns them sorted by score).
+    Scores are objectness probabilities (sigmoid).
+    """
+    nms = kernels(nms_kernel).nms
+    boxes_out, scores_out = [], []
+    for logits, d, size in zip(objectness, deltas, image_sizes):  # (M,), (M, 4), (h, w)
+        k = min(pre_nms_top_n, len(logits))
+        top_logits, idx = logits.topk(k)  # sorted, best first
+        boxes = clip_boxes_to_image(box_coder.decode(d[idx], anchors[idx]), size)  # (k, 4)
+        scores = torch.sigmoid(top_logits)
+        keep = remove_small_boxes(boxes, min_size)
+        boxes, scores = boxes[keep], scores[keep]
+        keep = nms(boxes, scores, nms_thresh)[:post_nms_top_n]
+        boxes_out.append(boxes[keep])
+        scores_out.append(scores[keep])
+    return boxes_out, scores_out
