@@ -20,24 +20,28 @@ from stages.ops import box_iou
 
 
 def match_proposals(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
-                    fg_iou: float):
-    """Label each proposal [P, 4] with its best gt: ``(labels [P], matched_gt [P], max_iou [P])``.
+                    fg_iou: float, return_index: bool = False):
+    """Label each proposal [P, 4] with its best gt: ``(labels [P], matched_gt [P], max_iou [P])``,
+    plus the matched gt's index [P] with ``return_index`` (stage 4 needs it for mask targets).
 
     labels are the gt class where the best IoU >= ``fg_iou`` and 0 (background) elsewhere."""
     P = len(proposals)
     if len(gt_boxes) == 0:  # an image without objects: everything is background
-        return (torch.zeros(P, dtype=torch.int64, device=proposals.device),
-                torch.zeros_like(proposals), torch.zeros(P, device=proposals.device))
+        best = torch.zeros(P, dtype=torch.int64, device=proposals.device)
+        out = (best.clone(), torch.zeros_like(proposals), torch.zeros(P, device=proposals.device))
+        return out + (best,) if return_index else out
     iou = box_iou(proposals, gt_boxes)  # (P, G)
     max_iou, best = iou.max(dim=1)  # (P,), (P,)
     labels = torch.where(max_iou >= fg_iou, gt_labels[best], torch.zeros_like(gt_labels[best]))
-    return labels, gt_boxes[best], max_iou
+    out = (labels, gt_boxes[best], max_iou)
+    return out + (best,) if return_index else out
 
 
 def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
                 num: int = 64, fg_fraction: float = 0.25, fg_iou: float = 0.5,
-                bg_iou_lo: float = 0.1, bg_iou_hi: float = 0.5):
-    """Sample ``num`` RoIs of one image: ``(rois [S, 4], labels [S], matched_gt [S, 4])``.
+                bg_iou_lo: float = 0.1, bg_iou_hi: float = 0.5, return_index: bool = False):
+    """Sample ``num`` RoIs of one image: ``(rois [S, 4], labels [S], matched_gt [S, 4])``, plus
+    the index [S] of each RoI's matched gt box with ``return_index`` (for stage 4's mask targets).
 
     Ground-truth boxes are added to the proposals first (they are the best foreground). Fewer
     than ``fg_fraction * num`` foreground RoIs? All of them are taken and background fills up.
@@ -46,7 +50,8 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     2000). Randomness comes from torch's global generator (seeded by the run).
     """
     proposals = torch.cat([proposals, gt_boxes])  # (P + G, 4)
-    labels, matched_gt, max_iou = match_proposals(proposals, gt_boxes, gt_labels, fg_iou)
+    labels, matched_gt, max_iou, gt_index = match_proposals(proposals, gt_boxes, gt_labels, fg_iou,
+                                                            return_index=True)
     fg = torch.nonzero(labels > 0).flatten()
     bg = torch.nonzero((labels == 0) & (max_iou < bg_iou_hi) & (max_iou >= bg_iou_lo)).flatten()
     n_fg = min(int(round(fg_fraction * num)), len(fg))
@@ -56,4 +61,5 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     fg = fg[torch.randperm(len(fg))[:n_fg].to(fg.device)]
     bg = bg[torch.randperm(len(bg))[:n_bg].to(bg.device)]
     keep = torch.cat([fg, bg])
-    return proposals[keep], labels[keep], matched_gt[keep]
+    out = (proposals[keep], labels[keep], matched_gt[keep])
+    return out + (gt_index[keep],) if return_index else out

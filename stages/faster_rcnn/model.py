@@ -35,22 +35,39 @@ from stages.ops import BoxCoder
 
 
 class RegionProposalNetwork(nn.Module):
-    """``rpn(feature, image_sizes, targets=None)`` -> ``(proposals, scores, losses)``."""
+    """``rpn(features, image_sizes, targets=None)`` -> ``(proposals, scores, losses)``.
 
-    def __init__(self, in_channels: int, stride: int, cfg: FasterRCNNConfig):
+    ``features``: one map (stage 3) or a list of maps, one per pyramid level (stage 4's FPN),
+    with ``strides`` and ``level_sizes`` (the anchor sizes of each level) to match. One head is
+    shared by every level (FPN sec. 4.1); the anchors of all levels are scored together, so the
+    proposal layer's top-N and NMS run over all levels at once.
+    """
+
+    def __init__(self, in_channels: int, strides, cfg: FasterRCNNConfig, level_sizes=None):
         super().__init__()
-        self.stride, self.cfg = stride, cfg
-        self.register_buffer("base_anchors", anchor_shapes(cfg.anchor_sizes, cfg.anchor_ratios),
-                             persistent=False)  # (A, 4)
-        self.head = RPNHead(in_channels, len(self.base_anchors))
+        self.strides = (strides,) if isinstance(strides, int) else tuple(strides)
+        level_sizes = level_sizes or (tuple(cfg.anchor_sizes),)  # one level: all sizes on it
+        if len(level_sizes) != len(self.strides):
+            raise ValueError(f"{len(self.strides)} levels but anchor sizes for {len(level_sizes)}")
+        self.cfg = cfg
+        self.base_anchors = [anchor_shapes(sizes, cfg.anchor_ratios) for sizes in level_sizes]
+        if len({len(b) for b in self.base_anchors}) != 1:
+            raise ValueError("every level needs the same number of anchors per location (shared head)")
+        self.head = RPNHead(in_channels, len(self.base_anchors[0]))
         self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))  # Eq. 2, unnormalised
 
-    def anchors(self, map_size: tuple[int, int]) -> torch.Tensor:
-        return grid_anchors(map_size, self.stride, self.base_anchors)  # (M, 4)
+    def anchors(self, map_sizes: list) -> torch.Tensor:
+        """All anchors of all levels, level after level: (M, 4)."""
+        return torch.cat([grid_anchors(size, stride, base) for size, stride, base
+                          in zip(map_sizes, self.strides, self.base_anchors)])
 
-    def forward(self, feature, image_sizes, targets: list[dict] | None = None):
-        objectness, deltas = flatten_rpn_outputs(*self.head(feature))  # (N, M), (N, M, 4)
-        anchors = self.anchors(tuple(feature.shape[-2:]))
+    def forward(self, features, image_sizes, targets: list[dict] | None = None):
+        features = [features] if isinstance(features, torch.Tensor) else list(features)
+        outputs = [flatten_rpn_outputs(*self.head(f)) for f in features]  # per level (N, M_l), (N, M_l, 4)
+        objectness = torch.cat([o for o, _ in outputs], dim=1)  # (N, M)
+        deltas = torch.cat([d for _, d in outputs], dim=1)  # (N, M, 4)
+        map_sizes = [tuple(f.shape[-2:]) for f in features]
+        anchors = self.anchors(map_sizes).to(objectness.device)
         cfg = self.cfg
         pre, post = ((cfg.rpn_pre_nms_train, cfg.rpn_post_nms_train) if self.training
                      else (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test))
@@ -66,7 +83,7 @@ class RegionProposalNetwork(nn.Module):
                                                  cfg.rpn_neg_iou, valid)
                 samples.append(sample_anchors(labels, cfg.rpn_batch, cfg.rpn_pos_fraction))
                 box_targets.append(self.box_coder.encode(matched, anchors))
-            n_reg = feature.shape[-2] * feature.shape[-1] * len(targets)  # anchor locations
+            n_reg = sum(h * w for h, w in map_sizes) * len(targets)  # anchor locations
             losses = rpn_loss(objectness, deltas, samples, box_targets, n_reg, cfg.rpn_lambda,
                               cfg.rpn_beta)
         return proposals, scores, losses

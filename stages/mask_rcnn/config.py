@@ -1,0 +1,46 @@
+"""Mask R-CNN's settings: stage 3's (RPN + Fast R-CNN head, inherited) plus FPN, RoIAlign and masks.
+
+Defaults are the papers' values (He et al. 2017; Lin et al. 2017 for FPN), scaled to our 128-pixel
+images where they must be, and said so. Every field is a command-line flag; the ablations of the
+paper's Table 2 are switches: ``--pool roi|align``, ``--mask-loss sigmoid|softmax``, ``--no-fpn``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.faster_rcnn.config import FasterRCNNConfig
+
+
+@dataclass(frozen=True)
+class MaskRCNNConfig(FasterRCNNConfig):
+    # --- RoI features (sec. 3): RoIAlign, 2 x 2 sampling points per bin, no rounding ---
+    pool: str = "align"  # align: RoIAlign | roi: RoIPool (Table 2c's ablation, both branches)
+    align_sampling_ratio: int = 2  # "four regularly sampled locations" per bin
+    align_reduce: str = "mean"  # mean | max over a bin's sample points (the paper allows both)
+    # --- FPN (Lin et al. 2017, sec. 3-4): P2..P5 for the heads, P6 for the RPN ---
+    fpn: bool = True  # --no-fpn: one level (C3, stride 8), as stage 3
+    fpn_channels: int = 64  # the paper's d = 256; our backbone's widest map has 160 channels
+    # FPN Eq. 1: k = floor(k0 + log2(sqrt(w h) / canonical)), clamped to 2..5. The paper's
+    # canonical 224 px (ImageNet's size, k0 = 4) would put every one of our 12-56 px objects on P2;
+    # 112 px sends RoIs of 56 px and more to P3, 112 and more to P4 (our images are 128 px).
+    fpn_k0: int = 4
+    fpn_canonical_size: float = 112.0
+    # RPN anchors per level (FPN sec. 4.1): one size per level, 32^2..512^2 on P2..P6 in the paper
+    # (8 x the stride... our objects are smaller): 16..256 px, 4 x the stride; 3 ratios each.
+    fpn_anchor_sizes: tuple = (16, 32, 64, 128, 256)
+    # --- mask branch (sec. 3, Figure 4 right): 14 x 14 RoIAlign -> 4 convs -> 2x deconv -> 28 x 28 ---
+    mask_pool_size: int = 14
+    mask_convs: int = 4
+    mask_channels: int = 64  # the paper's 256, scaled with the FPN width
+    mask_size: int = 28  # m = 28 for the FPN head
+    mask_loss: str = "sigmoid"  # sigmoid: per-class binary masks (the paper) | softmax (Table 2b)
+    mask_threshold: float = 0.5  # sec. 3 "Inference": the m x m mask is binarised at 0.5
+    mask_fg_only: bool = True  # the mask loss is defined on positive RoIs only (sec. 3)
+    # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; our 256 as in stages 2-3) ---
+    detections_per_image: int = 50  # the paper's 100; our images hold at most 6 objects
+    # --- model: ours, or torchvision's maskrcnn_resnet50_fpn fine-tuning path ---
+    model: str = "ours"  # ours | torchvision
+    weights: str = "none"  # torchvision path only: none | coco | PATH to a local state_dict
+    min_size: int = 128  # torchvision path only: its transform's resize (our images: 128 px)
+    max_size: int = 128
