@@ -102,6 +102,16 @@ def test_resume_continues_where_it_stopped(train_set, tmp_path):
     torch.testing.assert_close(resumed_model.box.weight, full_model.box.weight)
 
 
+def test_lr_drops_tenfold_after_the_given_fraction_and_survives_resume(train_set, tmp_path):
+    _, result = _run(train_set, tmp_path / "a", epochs=4, lr_drop=0.75)  # 4 steps per epoch
+    lrs = [r["lr"] for r in result.history]
+    assert lrs == pytest.approx([0.1] * 12 + [0.01] * 4)
+    # a run resumed after the drop keeps dividing the *initial* lr, not the dropped one again
+    _run(train_set, tmp_path / "b", epochs=4, lr_drop=0.75)
+    _, resumed = _run(train_set, tmp_path / "b", epochs=5, lr_drop=0.75, resume=True)
+    assert resumed.history[-1]["lr"] == pytest.approx(0.01)
+
+
 def test_time_budget_stops_training(train_set, tmp_path):
     _, result = _run(train_set, tmp_path, epochs=None, time_budget_s=1e-9)
     assert result.stopped_by == "time_budget" and result.steps == 1

@@ -36,6 +36,7 @@ class FastRCNNConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 50
+    lr_drop: float = 0.75  # lr / 10 after 3/4 of the training (sec. 3.1: 30k of 40k iterations)
     quick_time_budget: float = 150.0  # seconds of training in the quick preset
     full_epochs: int = 30  # the full preset
     # --- test (sec. 3: per-class NMS at 0.3) ---

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None):
         result = engine.train(model, optimizer, ctx.train, out_dir=ctx.out_dir, stage=STAGE,
                               config=config, epochs=epochs, time_budget_s=budget,
                               batch_size=cfg.images_per_batch, device=ctx.device, seed=ctx.run.seed,
-                              resume=ctx.run.resume, lr_schedule=warmup, progress=ctx.run.progress)
+                              resume=ctx.run.resume, lr_schedule=warmup, lr_drop=cfg.lr_drop,
+                              progress=ctx.run.progress)
         train_time = result.train_time_s
         last = result.history[-1] if result.history else {}
         print(f"[{STAGE}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
