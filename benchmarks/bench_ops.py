@@ -1,9 +1,9 @@
 """How much slower are our readable box ops than torchvision's C++ kernels?
 
-Times ``box_iou``, ``nms``, ``batched_nms`` and ``roi_align`` from ``stages.ops.kernels("ours")``
-against ``kernels("torchvision")`` on the same random boxes, checks that both give the same result
-(``roi_align``: equal to 1e-4, since it sums in another order), and prints a markdown table
-(median of ``--repeats`` runs, milliseconds)::
+Times ``box_iou``, ``nms``, ``batched_nms``, ``roi_pool`` and ``roi_align`` from
+``stages.ops.kernels("ours")`` against ``kernels("torchvision")`` on the same random boxes, checks
+that both give the same result (``roi_align``: equal to 1e-4, since it sums in another order), and
+prints a markdown table (median of ``--repeats`` runs, milliseconds)::
 
     python benchmarks/bench_ops.py                 # 2000 boxes, about the RPN's post-NMS count
     python benchmarks/bench_ops.py --n 300 --threads 1
@@ -11,7 +11,11 @@ against ``kernels("torchvision")`` on the same random boxes, checks that both gi
 The boxes look like proposals: a 512 x 512 image, sides from 8 to 128 pixels, uniform scores,
 ``--classes`` categories for ``batched_nms``. ``roi_align`` pools the same boxes, as RoIs of two
 images, from a stride-16 map (32 x 32, ``--channels`` channels) to 7 x 7 with 2 x 2 points per bin
-(Mask R-CNN's box head), alone and with its backward pass (what a training step pays).
+(Mask R-CNN's box head), alone and with its backward pass (what a training step pays);
+``roi_pool`` pools them to 7 x 7 by max over quantised bins (Fast R-CNN's RoI pooling).
+
+``main(argv)`` prints the table and returns its numbers ({op: {"ours_ms", "torchvision_ms",
+"ratio", "same"}}), so ``benchmarks/run_all.py`` can call it.
 
 On a small virtual machine the timings of the (N, N) ``box_iou`` vary 2-3x from run to run (fresh
 memory is slow to fault in), so compare ratios from the same run, and run it twice.
@@ -54,7 +58,7 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="number of boxes")
     parser.add_argument("--classes", type=int, default=20, help="categories for batched_nms")
@@ -63,7 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -83,7 +87,9 @@ def main() -> None:
         "box_iou": lambda k: k.box_iou(boxes, boxes),
         "nms": lambda k: k.nms(boxes, scores, args.iou_threshold),
         "batched_nms": lambda k: k.batched_nms(boxes, scores, idxs, args.iou_threshold),
-        "roi_align": lambda k: k.roi_align(features.detach(), rois, **align),  # no autograd graph
+        "roi_pool": lambda k: k.roi_pool(features.detach(), rois, output_size=7,
+                                         spatial_scale=1 / 16),  # no autograd graph
+        "roi_align": lambda k: k.roi_align(features.detach(), rois, **align),
         "roi_align + backward": align_and_backward,
     }
 
@@ -93,12 +99,16 @@ def main() -> None:
           f"torch {torch.__version__}\n")
     print("| op | ours (ms) | torchvision (ms) | ours / torchvision | same result |")
     print("|---|---:|---:|---:|---|")
+    results = {}
     for op, call in calls.items():
         a, b = call(ours), call(theirs)
         same = torch.allclose(a, b, atol=1e-4) if op.startswith("roi_align") else torch.equal(a, b)
         ms_ours = median_ms(lambda: call(ours), args.repeats)
         ms_theirs = median_ms(lambda: call(theirs), args.repeats)
         print(f"| {op} | {ms_ours:.2f} | {ms_theirs:.2f} | {ms_ours / ms_theirs:.1f}x | {same} |")
+        results[op] = {"ours_ms": ms_ours, "torchvision_ms": ms_theirs,
+                       "ratio": ms_ours / ms_theirs, "same": bool(same)}
+    return results
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ n proposals, for several n::
 Selective search goes through the proposal cache of ``stages.rcnn`` (under
 ``<data-root>/proposals``); a cached entry reports the milliseconds measured when it was
 computed. ``--no-cache`` computes everything now, on one process, and times that.
+
+``main(argv)`` prints the report and returns it (``proposal_report``'s dict, per method), so
+``benchmarks/run_all.py`` can call it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from stages.rcnn.region_proposals import (CACHE_DIR, TOP_N, compute_proposals,  
                                           format_proposal_report, proposal_report)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, help="validation images (default: 100)")
     parser.add_argument("--data", default="synthetic")
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [f"{r['recall'][0.5][top]:>9.3f} / {r['recall'][0.7][top]:<8.3f}"
                  for r in report.values()]
         print(f"{top:>6}  " + "  ".join(f"{c:>20}" for c in cells))
+    return report
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Torchvision's detectors in this repo's contract: the tutorial's fine-tuning path and the peers.
 
-Three things, all assembled from torchvision parts:
+Three things, all assembled from torchvision parts, and the command that trains the peers:
 
     get_instance_segmentation_model   torchvision's Mask R-CNN ResNet-50-FPN, fine-tuned the way the
                                       "TorchVision Object Detection Finetuning Tutorial" does it:
@@ -13,6 +13,9 @@ Three things, all assembled from torchvision parts:
                                       repo's model contract (losses in train mode, detections with a
                                       "timing" dict in eval mode), so ``engine.train`` and
                                       ``evaluate`` run it like one of our stages
+    run_peer                          train and evaluate a peer like a stage (``python -m
+                                      stages.peers``, which holds the code); ``stages.compare``
+                                      calls it here
 
 Conventions that differ between torchvision and this repo (each is converted here, once):
 
@@ -431,3 +434,19 @@ class TorchvisionDetector(nn.Module):
         if not self.training:
             synchronize(inputs[0].tensors.device)
             self._rpn_seconds += time.perf_counter() - self._rpn_start
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Training a peer like a stage: the code is the command's, ``stages.peers``
+# ------------------------------------------------------------------------------------------------
+
+def run_peer(kind: str, argv: list[str]):
+    """Train (or ``--eval-only``, ``--resume``) the peer of stage ``kind`` with the stage flags ``argv``.
+
+    ``python -m stages.peers <kind> <argv...>`` from Python, as ``stages.compare --peers`` calls it:
+    kind "faster_rcnn" or "mask_rcnn"; argv the shared flags, ``--out <folder>`` among them.
+    Writes checkpoint.pt, metrics.json and predictions.png into that folder and returns the
+    ``stages.evaluate.Result``. Imported when called: ``stages.peers`` builds on this module.
+    """
+    from stages.peers import run_peer as run_peer_command
+    return run_peer_command(kind, argv)

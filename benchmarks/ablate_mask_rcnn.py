@@ -1,0 +1,60 @@
+"""Mask R-CNN's Table 2 on our data: RoIPool vs RoIAlign, max vs mean, sigmoid vs softmax, FPN or not.
+
+Trains ``python -m stages.mask_rcnn`` once per variant on the same data, split and time budget,
+each into ``<runs>/<variant>``, and prints one table (box and mask AP / AP50 / AP75, ms per image)
+with each row's difference from the default. The variants, their flags and what the paper measured
+are listed in ``stages/mask_rcnn/ablation.py``::
+
+    python benchmarks/ablate_mask_rcnn.py                          # all six, 150 s each (~20 min)
+    python benchmarks/ablate_mask_rcnn.py --variants align roi_pool --budget 60
+    python benchmarks/ablate_mask_rcnn.py --markdown runs/ablation/table.md
+    python benchmarks/ablate_mask_rcnn.py --data pennfudan:../shared/datasets/PennFudanPed \\
+        --runs runs/ablation_pennfudan --long-side 256 --anchor-ratios 1 2 3
+
+A variant whose ``metrics.json`` exists (for the same ``--data``) is read back, not trained again,
+unless ``--retrain``. Any other flag (``--long-side``, ``--device``, ``--no-progress``, ...) goes to
+every variant's ``python -m stages.mask_rcnn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
+
+from stages import io  # noqa: E402
+from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_table,  # noqa: E402
+                                       run_variants)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(prog="python benchmarks/ablate_mask_rcnn.py",
+                                     description=__doc__.split("\n\n")[0],
+                                     epilog="Any other flag goes to python -m stages.mask_rcnn.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds of training per variant")
+    parser.add_argument("--epochs", type=int, default=None, help="also stop after this many epochs")
+    parser.add_argument("--data", default="synthetic", help="synthetic | coco:ANN.json[:IMAGES] | "
+                        "pennfudan:DIR")
+    parser.add_argument("--data-root", default="data", help="where generated data lives")
+    parser.add_argument("--runs", default="runs/ablation", help="one folder per variant under it")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--retrain", action="store_true", help="train even the variants that have "
+                        "a metrics.json")
+    parser.add_argument("--markdown", default=None, help="also write the table here, as Markdown")
+    args, stage_argv = parser.parse_known_args(argv)
+
+    results = run_variants(args.variants, args.runs, data=args.data, data_root=args.data_root,
+                           budget=args.budget, epochs=args.epochs, extra_argv=stage_argv,
+                           retrain=args.retrain)
+    table = ablation_table(results)
+    print("\nMask R-CNN ablations (cf. He et al. 2017, Table 2)\n" + table)
+    if args.markdown:
+        print(f"\nwrote {io.write_text(args.markdown, ablation_markdown(results))}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

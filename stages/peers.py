@@ -1,0 +1,181 @@
+"""``python -m stages.peers``: torchvision's Faster / Mask R-CNN on our backbone, trained like a stage.
+
+    python -m stages.peers faster_rcnn                    the stage-3 peer, the quick preset's 150 s
+    python -m stages.peers mask_rcnn --time-budget 180    the stage-4 peer, 3 minutes of training
+    python -m stages.peers mask_rcnn --eval-only          evaluate runs/torchvision_mask_rcnn again
+
+DESIGN.md measures our stages 3 and 4 against these peers: "ours must match or beat these at the
+same budget, measured side by side in one run" (``benchmarks/bench_peers.py`` does that run).
+A peer is torchvision's ``FasterRCNN`` or ``MaskRCNN`` assembled by
+``stages.torchvision_models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on our tiny
+4-stage ``Backbone`` (C2..C5 -> torchvision's FPN, 64 channels -> P2..P6), wrapped in
+``TorchvisionDetector`` and then treated exactly like one of our stages: the same flags, the same
+data and split, the same loop (``engine.train``) and optimiser as stage 3, the same evaluator.
+It writes what a stage writes into ``--out`` (default ``runs/torchvision_<kind>``):
+``checkpoint.pt``, ``losses.json``, ``metrics.json`` (stage ``torchvision_faster_rcnn`` or
+``torchvision_mask_rcnn``) and ``predictions.png``.
+
+Kept as torchvision designed it (this is the design we compare against): the RPN head (one 3x3
+conv, two 1x1 convs), its anchor labels (IoU 0.7 / 0.3) and 256 sampled anchors per image, 2000
+(train) / 1000 (test) top anchors per level before NMS 0.7; ``MultiScaleRoIAlign`` 7x7, sampling
+ratio 2, each RoI pooled from the FPN level of its size (FPN Eq. 1); the box head
+``TwoMLPHead`` (two fc layers of 1024) and its class-specific box regression; the mask branch (four
+3x3 convs of 256, a 2x deconvolution, 28x28 masks); RoI labels (IoU 0.5), 25 % foreground, test
+score threshold 0.05, NMS 0.5, 100 detections per image; its losses.
+
+Changed, because our images are 128 px (each is a flag of ``PeerConfig`` or set in ``build_peer_*``):
+
+    image size     min_size = max_size = the images' long side (128): torchvision's 800 / 1333
+                   would enlarge them 6x (see "resizing" in ``stages.torchvision_models``)
+    anchors        16..256 px, one size per level P2..P6 (torchvision 32..512), for 12-56 px objects
+    normalisation  image_mean = 0, image_std = 1: our ``Backbone`` normalises its input itself
+    proposals      300 after NMS, in training and test (torchvision 2000 / 1000). torchvision keeps
+                   under 1 % of the ~270k anchors of an 800 x 1333 image; a 128-px image has 4092
+                   (P2..P6 x 3 ratios), and 1000 proposals would be a quarter of them, mostly
+                   near-duplicates that the box head pays for. 300 is the Faster R-CNN paper's
+                   test count (sec. 4.1) and our stage 3's.
+    sampled RoIs   64 per image (torchvision 512, drawn from 2000 proposals): with 300 proposals
+                   512 would mean all of them. 64 is Fast R-CNN's (R = 128 for N = 2, sec. 2.3)
+                   and our stages 2 and 3's.
+
+Training is our stage 3's (``FasterRCNNConfig``), for both peers: SGD, lr 0.02, momentum 0.9,
+weight decay 1e-4, 2 images per batch, a linear warm-up over the first 50 steps; the quick preset
+trains for its 150 s budget (``--time-budget`` to change), the full preset for 30 epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from stages import engine, run
+from stages.checkpoint import CheckpointError, load_checkpoint, restore
+from stages.cli import dataclass_from_args
+from stages.evaluate import Result
+from stages.faster_rcnn.config import FasterRCNNConfig
+from stages.torchvision_models import (TorchvisionDetector, build_peer_faster_rcnn,
+                                       build_peer_mask_rcnn)
+
+KINDS = ("faster_rcnn", "mask_rcnn")  # the stage each peer is measured against
+
+
+def stage_name(kind: str) -> str:
+    """The name a peer's runs and result records carry: "torchvision_faster_rcnn", ..."""
+    return f"torchvision_{kind}"
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """The peers' settings: torchvision's defaults except where 128-px images demand (docstring)."""
+
+    # --- the network: our backbone, torchvision's FPN, heads and RoIAlign ---
+    backbone_channels: tuple = FasterRCNNConfig.backbone_channels  # the same tiny CNN as ours
+    fpn: bool = True  # C2..C5 -> FPN -> P2..P6; --no-fpn: the C3 map alone, 3 x 3 anchors on it
+    fpn_channels: int = 64
+    representation_size: int = 1024  # TwoMLPHead's width, torchvision's
+    mask_head_channels: int = 256  # MaskRCNNHeads' width, torchvision's
+    # --- scaled to 128-px images (docstring): torchvision 2000 / 1000 / 512 ---
+    rpn_post_nms_top_n_train: int = 300
+    rpn_post_nms_top_n_test: int = 300
+    box_batch_size_per_image: int = 64
+    # --- optimisation: stage 3's, so that only the model differs ---
+    images_per_batch: int = FasterRCNNConfig.images_per_batch
+    lr: float = FasterRCNNConfig.lr
+    momentum: float = FasterRCNNConfig.momentum
+    weight_decay: float = FasterRCNNConfig.weight_decay
+    warmup_steps: int = FasterRCNNConfig.warmup_steps
+    quick_time_budget: float = FasterRCNNConfig.quick_time_budget
+    full_epochs: int = FasterRCNNConfig.full_epochs
+
+
+def build_peer(kind: str, cfg: PeerConfig, num_classes: int, image_size: int) -> TorchvisionDetector:
+    """The peer of stage ``kind`` for K = ``num_classes`` object classes, behind our model contract.
+
+    image_size: the images' long side; torchvision then leaves them as they are (min = max size).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown peer {kind!r}: expected one of {', '.join(KINDS)}")
+    common = dict(backbone_channels=tuple(cfg.backbone_channels), fpn=cfg.fpn,
+                  fpn_channels=cfg.fpn_channels, representation_size=cfg.representation_size,
+                  min_size=image_size, max_size=image_size,
+                  rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+                  rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+                  box_batch_size_per_image=cfg.box_batch_size_per_image)
+    if kind == "faster_rcnn":
+        model = build_peer_faster_rcnn(num_classes, **common)
+    else:
+        model = build_peer_mask_rcnn(num_classes, mask_head_channels=cfg.mask_head_channels, **common)
+    return TorchvisionDetector(model)
+
+
+def describe(kind: str, cfg: PeerConfig) -> str:
+    """The ``variant`` column of the result record."""
+    features = f"fpn={cfg.fpn_channels}" if cfg.fpn else "c3"
+    text = f"torchvision {features} box_head=mlp{cfg.representation_size} pool=roi_align"
+    return text + (f" mask_head={cfg.mask_head_channels}" if kind == "mask_rcnn" else "")
+
+
+def build_parser():
+    parser = run.build_parser(__doc__, PeerConfig)
+    parser.prog = "python -m stages.peers"
+    parser.add_argument("kind", choices=KINDS,
+                        help="which peer: torchvision's FasterRCNN (stage 3's) or MaskRCNN (stage 4's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Result:
+    args = build_parser().parse_args(argv)
+    cfg = dataclass_from_args(PeerConfig, args)
+    stage = stage_name(args.kind)
+    ctx = run.prepare(args, stage)
+    # torchvision rescales every image to this long side; the data's own (128 for the synthetic
+    # set, --long-side when given) keeps them as our stages see them
+    image_size = ctx.run.long_side or max(ctx.val[0][0].shape[-2:])
+
+    torch.manual_seed(ctx.run.seed)
+    model = build_peer(args.kind, cfg, ctx.num_classes, image_size).to(ctx.device)
+    config = {**vars(args), "image_size": int(image_size)}
+    train_time = 0.0
+    if ctx.run.eval_only:
+        try:
+            state = load_checkpoint(ctx.out_dir / engine.CHECKPOINT, stage=stage,
+                                    class_names=ctx.class_names, map_location=ctx.device)
+            restore(state, model, restore_rng=False)
+        except (CheckpointError, RuntimeError) as e:  # RuntimeError: weights of other shapes
+            first = str(e).splitlines()[0]
+            raise SystemExit(f"error: {first} (was it trained with other peer flags?)") from None
+        train_time = state["train_time_s"]
+    else:
+        epochs = ctx.run.epochs or (None if ctx.run.preset == "quick" else cfg.full_epochs)
+        budget = ctx.run.time_budget or (cfg.quick_time_budget if ctx.run.preset == "quick" else None)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+        warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
+        t0 = time.perf_counter()
+        result = engine.train(model, optimizer, ctx.train, out_dir=ctx.out_dir, stage=stage,
+                              config=config, epochs=epochs, time_budget_s=budget,
+                              batch_size=cfg.images_per_batch, device=ctx.device, seed=ctx.run.seed,
+                              resume=ctx.run.resume, lr_schedule=warmup, progress=ctx.run.progress)
+        train_time = result.train_time_s
+        last = result.history[-1] if result.history else {}
+        print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
+              f"{result.stopped_by}) in {train_time:.0f} s (wall {time.perf_counter() - t0:.0f} s); "
+              f"last loss {last.get('loss', math.nan):.3f}")
+    return run.finish(model, ctx, variant=describe(args.kind, cfg), train_time_s=train_time)
+
+
+def run_peer(kind: str, argv: list[str]) -> Result:
+    """``python -m stages.peers <kind> <argv...>`` from Python: what ``stages.compare`` calls.
+
+    kind: "faster_rcnn" or "mask_rcnn"; argv: the shared stage flags (``--out`` among them).
+    Returns the result record, also written to ``<out>/metrics.json``.
+    """
+    return main([kind, *argv])
+
+
+if __name__ == "__main__":
+    main()
