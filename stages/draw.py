@@ -3,7 +3,10 @@
 Every stage, notebook and lecture figure draws through these few functions, so a class has the
 same colour everywhere. Functions take a matplotlib ``Axes`` and draw on it; ``figure_grid`` and
 ``save_figure`` (in ``stages.io``) make and write whole figures without pyplot, so they work on a
-machine with no display.
+machine with no display. Beside detections, the pictures of each stage's inner steps: RoI
+pooling's grid, RoIAlign's sample points, SPP's bins (stage 2, 4); anchors, anchor labels, the
+RPN's objectness and proposal recall curves (stage 3); the FPN's levels and the per-class
+masks of one RoI (stage 4).
 
 Inputs follow the shared item format: image float [3, H, W] in [0, 1] (or uint8 (H, W, 3)),
 boxes [N, 4] in (x1, y1, x2, y2) absolute pixels, labels [N] in 1..K, masks [N, H, W] or
@@ -212,3 +215,212 @@ def plot_losses(ax, history: list[dict], keys: list[str] | None = None, smooth: 
     ax.set_ylabel("loss")
     ax.legend()
     return ax
+
+
+# ------------------------------------------------------------------------------------------------
+# Faster R-CNN: anchors, their labels, objectness, and proposal recall (notebook 03)
+# ------------------------------------------------------------------------------------------------
+
+def _add_boxes(ax, boxes, colours, linewidth: float = 1.0, alpha: float = 1.0,
+               linestyle: str = "-") -> np.ndarray:
+    """Add boxes [N, 4] as rectangles (one colour, or one per box); return them as (N, 4) numpy."""
+    boxes = _as_numpy(boxes).reshape(-1, 4)
+    colours = [colours] * len(boxes) if isinstance(colours, str) else list(colours)
+    for (x1, y1, x2, y2), colour in zip(boxes, colours):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
+                               linewidth=linewidth, alpha=alpha, linestyle=linestyle))
+    return boxes
+
+
+def _show_image_and_boxes(ax, img: np.ndarray, boxes: np.ndarray, title: str | None, fontsize=9):
+    """Limits that show the whole image and every box, even past its border (anchors at the
+    border reach out of the image); y down, as in the image."""
+    H, W = img.shape[:2]
+    lo = np.minimum(boxes[:, :2].min(0), 0) if len(boxes) else np.zeros(2)  # (x, y)
+    hi = np.maximum(boxes[:, 2:].max(0), (W, H)) if len(boxes) else np.array([W, H])
+    ax.set_xlim(lo[0] - 1, hi[0] + 1)
+    ax.set_ylim(hi[1] + 1, lo[1] - 1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+
+
+def draw_boxes(ax, image, boxes, colours="#ff7f0e", linewidth: float = 1.0, alpha: float = 1.0,
+               title: str | None = None):
+    """Boxes [N, 4] without captions on an image (proposals, anchors): one colour, or one per box.
+    The axes grow to show boxes that reach past the image."""
+    img = to_numpy_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    boxes = _add_boxes(ax, boxes, colours, linewidth, alpha)
+    _show_image_and_boxes(ax, img, boxes, title)
+    return ax
+
+
+def draw_anchors(ax, image, anchors, num_shapes: int, centres=None, title: str | None = None,
+                 linewidth: float = 1.2):
+    """Anchors [L * A, 4] in ``grid_anchors``' order (location-major, then the A = ``num_shapes``
+    shapes) on an image; shape a gets colour ``PALETTE[a]`` at every location. ``centres`` [M, 2]
+    (x, y), if given, are drawn as dots: e.g. every location of the map, the stride grid."""
+    n = len(_as_numpy(anchors).reshape(-1, 4))
+    colours = [PALETTE[a % num_shapes % len(PALETTE)] for a in range(n)]
+    draw_boxes(ax, image, anchors, colours, linewidth, title=title)
+    if centres is not None:
+        centres = _as_numpy(centres).reshape(-1, 2)
+        ax.scatter(centres[:, 0], centres[:, 1], s=4, color="white", edgecolors="black",
+                   linewidths=0.3, zorder=3)
+    return ax
+
+
+def _evenly(indices: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` of ``indices``, evenly spread (anchors are location-major: over the image)."""
+    return indices[np.linspace(0, len(indices) - 1, min(n, len(indices))).astype(int)]
+
+
+def draw_anchor_labels(ax, image, anchors, labels, gt_boxes, n_negatives: int = 20,
+                       n_ignored: int = 20, title: str | None = None):
+    """The RPN's training labels for one image (Faster R-CNN sec. 3.1.2) over its ground truth.
+
+    labels [M] (1 positive, 0 negative, -1 ignored, as ``rpn.assign_anchors`` returns them):
+    every positive in green; of the (hundreds of) ignored and (thousands of) negative anchors, an
+    evenly spread ``n_ignored`` dashed orange and ``n_negatives`` thin red; the ground truth thick
+    white. The counts go in the legend.
+    """
+    img = to_numpy_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    anchors, labels = _as_numpy(anchors).reshape(-1, 4), _as_numpy(labels)
+    pos, neg, ign = (np.flatnonzero(labels == v) for v in (1, 0, -1))
+    shown_neg, shown_ign = _evenly(neg, n_negatives), _evenly(ign, n_ignored)
+    drawn = [_add_boxes(ax, anchors[shown_neg], "#d62728", 0.7, alpha=0.8),
+             _add_boxes(ax, anchors[shown_ign], "#ff7f0e", 0.9, alpha=0.9, linestyle="--"),
+             _add_boxes(ax, gt_boxes, "white", 2.5),
+             _add_boxes(ax, anchors[pos], "#2ca02c", 1.5)]
+    for colour, style, text in (("#2ca02c", "-", f"positive ({len(pos)})"),
+                                ("#ff7f0e", "--", f"ignored ({len(ign)}; {len(shown_ign)} shown)"),
+                                ("#d62728", "-", f"negative ({len(neg)}; {len(shown_neg)} shown)"),
+                                ("white", "-", "ground truth")):
+        ax.plot([], [], color=colour, linestyle=style, label=text)
+    ax.legend(fontsize=7, loc="upper right", facecolor="0.8", framealpha=0.9)
+    _show_image_and_boxes(ax, img, np.concatenate(drawn), title)
+    return ax
+
+
+def draw_objectness(ax, image, objectness, stride: int, alpha: float = 0.6, cmap: str = "magma",
+                    title: str | None = None):
+    """The RPN's objectness over the image: probabilities [A, H, W] (max over the A anchors of a
+    location) or [H, W], as a translucent heatmap. Location (y, x) of the map is the centre of its
+    anchors, pixel (x * stride, y * stride) (``anchors.grid_anchors``), so its cell spans half a
+    stride either side of that. Returns the heatmap's artist (for a colour bar)."""
+    img = to_numpy_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    heat = _as_numpy(objectness)
+    if heat.ndim == 3:
+        heat = heat.max(0)  # (A, H, W) -> (H, W): the best anchor of each location
+    H, W = heat.shape
+    half = stride / 2
+    artist = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0, vmax=1, interpolation="nearest",
+                       extent=(-half, W * stride - half, H * stride - half, -half))
+    ax.set_xlim(-half, img.shape[1])
+    ax.set_ylim(img.shape[0], -half)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return artist
+
+
+def plot_recall_curves(ax, reports: dict, iou: float = 0.5):
+    """Recall of the ground truth at IoU ``iou`` against the first n proposals per image (log x),
+    one line per method of ``reports`` ({name: report}, as ``proposal_comparison`` or
+    ``rcnn.region_proposals.proposal_report`` make them), labelled with its ms per image."""
+    for i, (name, r) in enumerate(reports.items()):
+        ns = sorted(r["recall"][iou])
+        ms = f"{r['ms_per_image']:.1f} ms/img"
+        if "ms_with_backbone" in r:
+            ms += f", {r['ms_with_backbone']:.1f} with backbone"
+        ax.plot(ns, [r["recall"][iou][n] for n in ns], marker="o", ms=3, color=f"C{i}",
+                label=f"{name} (~{r['mean_proposals']:.0f}/img; {ms})")
+    ticks = sorted({n for r in reports.values() for n in r["recall"][iou]})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("proposals per image (first n)")
+    ax.set_ylabel(f"recall at IoU {iou}")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+# ------------------------------------------------------------------------------------------------
+# Lecture figures (stages.figures): boxes with free captions
+# ------------------------------------------------------------------------------------------------
+
+def draw_captioned_boxes(ax, image, boxes, captions=None, colours="#ff7f0e",
+                         linewidth: float = 2.0, fontsize: float = 12, title: str | None = None):
+    """Boxes [N, 4] with a free caption each (``"3: fg circle 0.81"``, ``"square +0.42"``; None:
+    no captions), one colour or one per box, caption above the box's top-left corner.
+    ``image=None`` draws on what the axes already show: another picture's boxes, or a feature
+    map in cell units (boxes divided by the stride)."""
+    if image is not None:
+        img = to_numpy_image(image)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_axis_off()
+    boxes = _add_boxes(ax, boxes, colours, linewidth)
+    colours = [colours] * len(boxes) if isinstance(colours, str) else list(colours)
+    for (x1, y1, _, _), caption, colour in zip(boxes, captions or [], colours):
+        ax.text(x1, y1, caption, fontsize=fontsize, color="white", va="bottom", clip_on=True,
+                bbox=dict(facecolor=colour, edgecolor="none", pad=1, alpha=0.85))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+# ------------------------------------------------------------------------------------------------
+# Mask R-CNN: the FPN pyramid and the per-class masks (notebook 04)
+# ------------------------------------------------------------------------------------------------
+
+def draw_fpn_levels(axes, pyramid: dict, cmap: str = "viridis", fontsize: float = 9) -> list:
+    """One heatmap per pyramid level on ``axes`` (one each): the mean over the channels of each map.
+
+    ``pyramid``: ``{"P2": (C, H, W) or (1, C, H, W), ...}`` as ``FPN`` returns it for one image.
+    Level P_k has stride 2^k (FPN sec. 3): each map is drawn in image pixels (a cell spans 2^k
+    pixels), so that all levels line up with the image while their cells grow. Each map has its
+    own colour scale. Returns the heatmaps' artists.
+    """
+    artists = []
+    for ax, (name, feature) in zip(axes, pyramid.items()):
+        feature = feature.detach().cpu()
+        if feature.ndim == 4:  # (1, C, H, W) -> (C, H, W)
+            feature = feature[0]
+        heat = feature.float().mean(0)  # (C, H, W) -> (H, W)
+        H, W = heat.shape
+        stride = 2 ** int(name.lstrip("PC"))
+        artists.append(ax.imshow(heat.numpy(), cmap=cmap, interpolation="nearest",
+                                 extent=(0, W * stride, H * stride, 0)))
+        ax.set_title(f"{name}: {H} x {W}, stride {stride}", fontsize=fontsize)
+        ax.set_axis_off()
+    return artists
+
+
+def draw_mask_channels(axes, masks, chosen: int | None = None, class_names=None,
+                       fontsize: float = 9) -> list:
+    """The K mask probabilities [K, m, m] the mask branch predicts for one RoI, one per axis.
+
+    Channel k - 1 is class k (Mask R-CNN sec. 3: K binary masks, one per class). ``chosen``: the
+    label whose mask the model uses (the box branch's class), framed in that class's colour; the
+    others are computed but never used, so the masks do not compete.
+    """
+    masks = _as_numpy(masks)
+    for k, (ax, mask) in enumerate(zip(axes, masks), start=1):
+        ax.imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        name = class_names[k] if class_names is not None else f"class {k}"
+        picked = chosen is not None and k == int(chosen)
+        for spine in ax.spines.values():
+            spine.set_visible(picked)
+            spine.set_edgecolor(class_colour(k))
+            spine.set_linewidth(4)
+        ax.set_title(f"{name}{' (chosen)' if picked else ''}", fontsize=fontsize,
+                     color=class_colour(k) if picked else "black",
+                     fontweight="bold" if picked else "normal")
+    return axes
