@@ -74,3 +74,11 @@ def dataclass_from_args(cls, args: argparse.Namespace):
         v = getattr(args, f.name)
         values[f.name] = tuple(v) if isinstance(v, list) else v
     return cls(**values)
+
+
+def dataclass_from_dict(cls, values: dict):
+    """Build ``cls`` from a saved dict, such as a checkpoint's ``config`` (``vars(args)``): the
+    fields it has (lists become tuples again), the defaults for fields added since it was saved;
+    other keys (the shared ``RunConfig`` flags) are ignored."""
+    return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
+                  for f in dataclasses.fields(cls) if f.name in values})
