@@ -87,7 +87,7 @@ STAGES = (
 )
 # torchvision's models with the same tiny backbone, trained on the same data (DESIGN.md: "ours
 # must match or beat these at the same budget, measured side by side in one run")
-PEER_MODULE = "stages.torchvision_models"
+PEER_MODULE = "stages.peers"  # python -m stages.peers faster_rcnn|mask_rcnn
 PEERS = (
     Entry("torchvision_faster_rcnn", PEER_MODULE, "torchvision Faster R-CNN", "RPN + FPN",
           "RoIAlign (multi-scale)", peer="faster_rcnn"),
@@ -248,7 +248,8 @@ def run_entry(entry: Entry, main, args: argparse.Namespace, out: Path) -> tuple[
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_record(out_dir, settings, argv, "running", started)
-    print(f"[compare] python -m {entry.module} {' '.join(argv)}")
+    kind = f" {entry.peer}" if entry.peer else ""
+    print(f"[compare] python -m {entry.module}{kind} {' '.join(argv)}")
     result = main(argv)
     if not isinstance(result, Result):  # a command that returns nothing: read what it wrote
         result = Result.load(out_dir / METRICS)

@@ -43,4 +43,3 @@ class FasterRCNNConfig(FastRCNNConfig):
     nms_kernel: str = "torchvision"  # ours | torchvision
     # --- optimisation: approximate joint training (sec. 3.2), all losses summed ---
     lr: float = 0.02
-    quick_time_budget: float = 150.0
