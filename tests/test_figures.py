@@ -1,0 +1,124 @@
+"""``python -m stages.figures``: every figure that needs no run renders on the tiny synthetic set;
+the figures of trained models render from tiny trained runs (Faster R-CNN, Mask R-CNN and a
+comparison made from them); a missing or unusable run is a skip line naming the command, not a
+crash."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from matplotlib.image import imread
+
+from stages import compare, figures
+from stages.faster_rcnn.__main__ import main as faster_rcnn_main
+from stages.mask_rcnn.__main__ import main as mask_rcnn_main
+
+NEEDS_RUN = {spec.name for spec in figures.FIGURES if spec.needs}
+
+
+def assert_picture(path):
+    """A PNG a slide can use: large enough, and not one flat colour."""
+    assert path.is_file() and path.suffix == ".png", path
+    pixels = imread(path)  # (H, W, 3 or 4) floats in [0, 1]
+    H, W = pixels.shape[:2]
+    assert H >= 500 and W >= 900, (path.name, H, W)  # ~150 dpi on a 6+ inch-wide figure
+    assert pixels[..., :3].std() > 0.05, path.name  # not a single colour
+    assert len({tuple(p) for p in pixels[::7, ::7, :3].reshape(-1, 3).round(2)}) > 50, path.name
+
+
+@pytest.fixture(scope="module")
+def data_args(tiny_synthetic, data_root) -> list[str]:
+    """The tiny synthetic set read as any COCO data (the every-5th-image split gives 7 + 1)."""
+    return ["--data", f"coco:{tiny_synthetic / 'train.json'}:{tiny_synthetic / 'images'}",
+            "--data-root", str(data_root)]
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, data_args):
+    """A runs folder as the stage commands write it: faster_rcnn/, mask_rcnn/ (a step or two of
+    training each) and compare/ (the comparison of those two results)."""
+    runs = tmp_path_factory.mktemp("runs")
+    flags = data_args + ["--epochs", "1", "--time-budget", "2", "--no-progress", "--device", "cpu"]
+    faster = faster_rcnn_main(flags + ["--out", str(runs / "faster_rcnn")])
+    mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn")])
+    rows = [compare.Row(compare.STAGES[2], faster, "trained"),
+            compare.Row(compare.STAGES[3], mask, "trained")]
+    settings = argparse.Namespace(data=data_args[1], data_root=data_args[3], preset="quick",
+                                  epochs=1, time_budget=2.0, seed=0, device="cpu", long_side=None,
+                                  progress=False)
+    compare.save_comparison(runs / "compare", rows, compare.generation_ratios(rows), settings)
+    return runs
+
+
+def test_spread_keeps_the_ends_and_spaces_the_rest_evenly():
+    assert figures.spread(torch.arange(10), 4).tolist() == [0, 3, 6, 9]
+    assert figures.spread(torch.arange(3), 4).tolist() == [0, 1, 2]  # fewer than n: all of them
+
+
+def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipped(
+        tmp_path, data_args, capsys):
+    out = tmp_path / "figures"
+    report = figures.main(["--out", str(out), "--runs", str(tmp_path / "no_runs"), *data_args])
+    assert report.failed == {}
+    expected = {spec.filename for spec in figures.FIGURES if not spec.needs}
+    assert {p.name for p in report.written} == expected
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)  # no temporary files left
+    for path in report.written:
+        assert_picture(path)
+    assert set(report.skipped) == NEEDS_RUN == {"rpn", "masks", "comparison"}
+    printed = capsys.readouterr().out
+    for name, command in (("rpn", "python -m stages.faster_rcnn"),
+                          ("masks", "python -m stages.mask_rcnn"),
+                          ("comparison", "python -m stages.compare")):
+        assert f"skipped {name}:" in printed and command in report.skipped[name]
+        assert f"--out {tmp_path / 'no_runs'}" in report.skipped[name]  # the folder it looked in
+    # the two figures that use a run if present say what they drew instead
+    assert "hard_negatives: no trained run" in printed and "fpn: no trained run" in printed
+    assert "3 skipped" in printed
+
+
+def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, data_args, capsys):
+    out = tmp_path / "figures"
+    report = figures.main(["--out", str(out), "--runs", str(trained_runs), *data_args,
+                           "--only", *sorted(NEEDS_RUN), "fpn"])
+    assert report.failed == {} and report.skipped == {}
+    assert [p.name for p in report.written] == ["07_rpn_objectness_and_proposals.png",
+                                               "09_fpn_levels.png", "10_predicted_masks.png",
+                                               "11_comparison.png"]  # lecture order
+    for path in report.written:
+        assert_picture(path)
+    assert "untrained" not in capsys.readouterr().out  # FPN read the trained pyramid
+
+
+def test_unusable_runs_are_skipped_with_the_reason(tmp_path, trained_runs, data_args):
+    runs = tmp_path / "runs"
+    (runs / "faster_rcnn").mkdir(parents=True)  # a Mask R-CNN checkpoint where Faster R-CNN's goes
+    (runs / "faster_rcnn" / "checkpoint.pt").write_bytes(
+        (trained_runs / "mask_rcnn" / "checkpoint.pt").read_bytes())
+    (runs / "mask_rcnn").mkdir()
+    (runs / "mask_rcnn" / "checkpoint.pt").write_bytes(b"half a file")
+    (runs / "compare").mkdir()  # a damaged comparison.json beside a good comparison.png: copied
+    (runs / "compare" / "comparison.json").write_text("{")
+    png = (trained_runs / "compare" / "comparison.png").read_bytes()
+    (runs / "compare" / "comparison.png").write_bytes(png)
+    report = figures.main(["--out", str(tmp_path / "figures"), "--runs", str(runs), *data_args,
+                           "--only", "rpn", "masks", "comparison"])
+    assert report.failed == {}
+    assert "written by stage 'mask_rcnn'" in report.skipped["rpn"]
+    assert "not a readable checkpoint" in report.skipped["masks"]
+    assert [p.name for p in report.written] == ["11_comparison.png"]
+    assert report.written[0].read_bytes() == png
+
+
+def test_list_names_every_figure_and_only_renders_the_chosen(tmp_path, data_args, capsys):
+    figures.main(["--list"])
+    listing = capsys.readouterr().out
+    for spec in figures.FIGURES:
+        assert spec.name in listing and spec.filename in listing
+    report = figures.main(["--out", str(tmp_path), "--runs", str(tmp_path / "none"), *data_args,
+                           "--only", "anchors"])
+    assert [p.name for p in report.written] == ["06_anchors.png"] and not report.skipped
+    with pytest.raises(SystemExit):  # argparse: invalid choice
+        figures.main(["--only", "no_such_figure"])
