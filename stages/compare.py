@@ -587,5 +587,24 @@ def main(argv: list[str] | None = None) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------------
+# Reading a saved comparison back (notebook 05 reads runs/compare instead of training again)
+# ------------------------------------------------------------------------------------------------
+
+def load_comparison(path: Path) -> tuple[list[Row], argparse.Namespace]:
+    """The rows of a ``comparison.json`` written by ``save_comparison``, and the settings it was run
+    with (``describe(settings)`` gives the subtitle of its table and plot). The inverse of
+    ``save_comparison``: the rows print, plot and give ``generation_ratios`` as they did then."""
+    path = Path(path)
+    document = json.loads(path.read_text())
+    entries = {e.name: e for e in STAGES + PEERS}
+    unknown = [r["name"] for r in document["rows"] if r["name"] not in entries]
+    if unknown:
+        raise ValueError(f"{path}: rows of unknown stages {unknown}; known: {', '.join(entries)}")
+    rows = [Row(entries[r["name"]], Result.from_dict(document["results"][r["name"]]), r["status"])
+            for r in document["rows"]]
+    return rows, argparse.Namespace(**document["settings"])
+
+
 if __name__ == "__main__":
     main()
