@@ -1,11 +1,11 @@
-"""Mask R-CNN's Table 2 on our data: RoIPool vs RoIAlign, max vs mean, sigmoid vs softmax, FPN or not.
+"""Mask R-CNN's Table 2 on our data: RoIPool or RoIAlign, max or mean, sigmoid or softmax, FPN.
 
 Trains ``python -m stages.mask_rcnn`` once per variant on the same data, split and time budget,
 each into ``<runs>/<variant>``, and prints one table (box and mask AP / AP50 / AP75, ms per image)
 with each row's difference from the default. The variants, their flags and what the paper measured
 are listed in ``stages/mask_rcnn/ablation.py``::
 
-    python benchmarks/ablate_mask_rcnn.py                          # all six, 150 s each (~20 min)
+    python benchmarks/ablate_mask_rcnn.py                          # all six, 120 s each (~16 min)
     python benchmarks/ablate_mask_rcnn.py --variants align roi_pool --budget 60
     python benchmarks/ablate_mask_rcnn.py --markdown runs/ablation/table.md
     python benchmarks/ablate_mask_rcnn.py --data pennfudan:../shared/datasets/PennFudanPed \\
@@ -33,8 +33,10 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python benchmarks/ablate_mask_rcnn.py",
                                      description=__doc__.split("\n\n")[0],
                                      epilog="Any other flag goes to python -m stages.mask_rcnn.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--budget", type=float, default=150.0, help="seconds of training per variant")
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     allow_abbrev=False)  # --run must not become --runs
+    parser.add_argument("--budget", type=float, default=120.0,
+                        help="seconds of training per variant")
     parser.add_argument("--epochs", type=int, default=None, help="also stop after this many epochs")
     parser.add_argument("--data", default="synthetic", help="synthetic | coco:ANN.json[:IMAGES] | "
                         "pennfudan:DIR")

@@ -669,7 +669,7 @@ def fig_masks(src: Inputs) -> Figure:
     if heat is not None:
         fig.colorbar(heat, ax=axes[1].tolist(), shrink=0.7, label="mask probability")
     fig.suptitle(f"Mask R-CNN: a {cfg.mask_size} x {cfg.mask_size} mask per detection, pasted "
-                 f"into its box (sec. 3)\ntop: masks thresholded at {cfg.mask_threshold:g}; "
+                 f"into its box (sec. 3)\ntop: masks thresholded at 0.5 (the paper's); "
                  f"bottom: the best detection's mask probabilities")
     return fig
 

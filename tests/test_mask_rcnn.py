@@ -44,9 +44,10 @@ def test_assign_levels_follows_fpn_eq_1():
     boxes = torch.tensor([[0., 0., 224., 224.], [0., 0., 112., 112.], [0., 0., 448., 448.],
                           [0., 0., 10., 10.], [0., 0., 1000., 1000.], [0., 0., 223., 223.]])
     assert assign_levels(boxes, 2, 5, k0=4, canonical=224).tolist() == [4, 3, 5, 2, 5, 3]
-    # our scaled canonical size, 112: 56-px objects on P3, 28-px ones on P2
-    boxes = torch.tensor([[0., 0., 56., 56.], [0., 0., 28., 28.], [0., 0., 112., 112.]])
-    assert assign_levels(boxes, 2, 5, k0=4, canonical=112).tolist() == [3, 2, 4]
+    # our scaled canonical size, 56: RoIs under 28 px on P2, 28-55 px on P3, 56-111 px on P4
+    boxes = torch.tensor([[0., 0., 14., 14.], [0., 0., 27., 27.], [0., 0., 28., 28.], [0., 0., 56., 56.],
+                          [0., 0., 111., 111.]])
+    assert assign_levels(boxes, 2, 5, k0=4, canonical=56).tolist() == [2, 2, 3, 4, 4]
 
 
 @pytest.mark.parametrize("pool, kernel", [("align", "ours"), ("roi", "torchvision")])

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None):
               f"last loss {last.get('loss', math.nan):.3f}")
     if cfg.model == "ours":
         variant = (f"proposals=rpn{'+fpn' if cfg.fpn else ''} pool={cfg.pool} "
-                   f"mask={cfg.mask_loss} kernel={cfg.pool_kernel}")
+                   f"mask={cfg.mask_loss} kernel={cfg.pool_kernel}"
+                   + (f" reduce={cfg.align_reduce}" if cfg.pool == "align" and cfg.align_reduce != "mean" else ""))
     else:
         variant = f"torchvision maskrcnn_resnet50_fpn weights={cfg.weights}"
     return run.finish(model, ctx, variant=variant, train_time_s=train_time)

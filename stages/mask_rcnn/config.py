@@ -22,21 +22,25 @@ class MaskRCNNConfig(FasterRCNNConfig):
     fpn: bool = True  # --no-fpn: one level (C3, stride 8), as stage 3
     fpn_channels: int = 64  # the paper's d = 256; our backbone's widest map has 160 channels
     # FPN Eq. 1: k = floor(k0 + log2(sqrt(w h) / canonical)), clamped to 2..5. The paper's
-    # canonical 224 px (ImageNet's size, k0 = 4) would put every one of our 12-56 px objects on P2;
-    # 112 px sends RoIs of 56 px and more to P3, 112 and more to P4 (our images are 128 px).
+    # canonical 224 px (ImageNet's size, k0 = 4) would put every one of our 12-56 px objects on P2.
+    # With 56 px, RoIs under 28 px read P2 (stride 4), 28-55 px P3 (stride 8), 56-111 px P4:
+    # each RoI then spans 3.5 to 7 cells of its level, and our objects spread over P2..P4.
     fpn_k0: int = 4
-    fpn_canonical_size: float = 112.0
+    fpn_canonical_size: float = 56.0
     # RPN anchors per level (FPN sec. 4.1): one size per level, 32^2..512^2 on P2..P6 in the paper
     # (8 x the stride... our objects are smaller): 16..256 px, 4 x the stride; 3 ratios each.
     fpn_anchor_sizes: tuple = (16, 32, 64, 128, 256)
+    # RPN loss balance (rpn.rpn_loss: lambda / N_reg ~ 1 / N_cls): P2..P6 of a 128-px image have
+    # 32^2 + 16^2 + 8^2 + 4^2 + 2^2 = 1364 anchor locations, against C3's 256: lambda ~ 5
+    rpn_lambda: float = 5.0
     # --- mask branch (sec. 3, Figure 4 right): 14 x 14 RoIAlign -> 4 convs -> 2x deconv -> 28 x 28 ---
     mask_pool_size: int = 14
     mask_convs: int = 4
     mask_channels: int = 64  # the paper's 256, scaled with the FPN width
     mask_size: int = 28  # m = 28 for the FPN head
     mask_loss: str = "sigmoid"  # sigmoid: per-class binary masks (the paper) | softmax (Table 2b)
-    mask_threshold: float = 0.5  # sec. 3 "Inference": the m x m mask is binarised at 0.5
-    mask_fg_only: bool = True  # the mask loss is defined on positive RoIs only (sec. 3)
+    # (sec. 3 "Inference": masks are binarised at 0.5: the model returns probabilities, pasted
+    # into the image, and the evaluator thresholds them at 0.5)
     # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; our 256 as in stages 2-3) ---
     detections_per_image: int = 50  # the paper's 100; our images hold at most 6 objects
     # --- model: ours, or torchvision's maskrcnn_resnet50_fpn fine-tuning path ---
