@@ -4,6 +4,7 @@
     rpn.py       RPNHead, assign_anchors, sample_anchors, rpn_loss, propose
     model.py     RegionProposalNetwork, FasterRCNN, build_faster_rcnn
     config.py    FasterRCNNConfig (stage 2's head settings + the RPN's)
+    proposal_comparison.py   RPN against selective search: recall against N, ms per image
 
 ``python -m stages.faster_rcnn`` trains, evaluates and saves a run.
 """

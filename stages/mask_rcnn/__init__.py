@@ -5,6 +5,7 @@
                mask_probabilities, paste_masks
     model.py   MaskRCNN, build_mask_rcnn
     config.py  MaskRCNNConfig (stage 3's settings + FPN, RoIAlign, masks; the Table 2 switches)
+    ablation.py  the Table 2 variants, run and tabulated (benchmarks/ablate_mask_rcnn.py)
 
 ``python -m stages.mask_rcnn`` trains, evaluates and saves a run (``--model torchvision`` for
 torchvision's ``maskrcnn_resnet50_fpn`` fine-tuning path).
