@@ -45,14 +45,11 @@ trains for its 150 s budget (``--time-budget`` to change), the full preset for 3
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
 import torch
 
-from stages import engine, run
-from stages.checkpoint import CheckpointError, load_checkpoint, restore
+from stages import run
 from stages.cli import dataclass_from_args
 from stages.evaluate import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
@@ -87,6 +84,7 @@ class PeerConfig:
     momentum: float = FasterRCNNConfig.momentum
     weight_decay: float = FasterRCNNConfig.weight_decay
     warmup_steps: int = FasterRCNNConfig.warmup_steps
+    lr_drop: float = FasterRCNNConfig.lr_drop
     quick_time_budget: float = FasterRCNNConfig.quick_time_budget
     full_epochs: int = FasterRCNNConfig.full_epochs
 
@@ -138,33 +136,7 @@ def main(argv: list[str] | None = None) -> Result:
     torch.manual_seed(ctx.run.seed)
     model = build_peer(args.kind, cfg, ctx.num_classes, image_size).to(ctx.device)
     config = {**vars(args), "image_size": int(image_size)}
-    train_time = 0.0
-    if ctx.run.eval_only:
-        try:
-            state = load_checkpoint(ctx.out_dir / engine.CHECKPOINT, stage=stage,
-                                    class_names=ctx.class_names, map_location=ctx.device)
-            restore(state, model, restore_rng=False)
-        except (CheckpointError, RuntimeError) as e:  # RuntimeError: weights of other shapes
-            first = str(e).splitlines()[0]
-            raise SystemExit(f"error: {first} (was it trained with other peer flags?)") from None
-        train_time = state["train_time_s"]
-    else:
-        epochs = ctx.run.epochs or (None if ctx.run.preset == "quick" else cfg.full_epochs)
-        budget = ctx.run.time_budget or (cfg.quick_time_budget if ctx.run.preset == "quick" else None)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-        warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
-        t0 = time.perf_counter()
-        result = engine.train(model, optimizer, ctx.train, out_dir=ctx.out_dir, stage=stage,
-                              config=config, epochs=epochs, time_budget_s=budget,
-                              batch_size=cfg.images_per_batch, device=ctx.device, seed=ctx.run.seed,
-                              resume=ctx.run.resume, lr_schedule=warmup, progress=ctx.run.progress)
-        train_time = result.train_time_s
-        last = result.history[-1] if result.history else {}
-        print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
-              f"{result.stopped_by}) in {train_time:.0f} s (wall {time.perf_counter() - t0:.0f} s); "
-              f"last loss {last.get('loss', math.nan):.3f}")
+    train_time = run.train_or_restore(model, ctx, cfg, config)
     return run.finish(model, ctx, variant=describe(args.kind, cfg), train_time_s=train_time)
 
 

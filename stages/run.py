@@ -6,7 +6,7 @@ A stage's ``main()`` reads top to bottom with these helpers (no framework, no ca
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage="fast_rcnn")                 # seed, device, data, output folder
     model = build_model(cfg, ctx.num_classes)
-    ... train (stages.engine.train) or load the checkpoint (--eval-only) ...
+    train_time = run.train_or_restore(model, ctx, cfg, config)   # train, or --eval-only
     run.finish(model, ctx, variant="pool=roi", train_time_s=...)   # evaluate, save, print a row
 
 ``finish`` writes ``metrics.json`` (the result record ``compare`` and the notebooks read) and
@@ -16,11 +16,15 @@ A stage's ``main()`` reads top to bottom with these helpers (no framework, no ca
 from __future__ import annotations
 
 import argparse
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from stages import engine
+from stages.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.cli import RunConfig, add_dataclass_args, dataclass_from_args
 from stages.datasets import DatasetError, load_dataset
 from stages.device import choose_device, count_parameters, seed_everything
@@ -78,6 +82,44 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     print(f"[{stage}] data {run.data}: {len(train)} train / {len(val)} val images, "
           f"classes {train.class_names[1:]}; device {device}; output {out_dir}")
     return Context(run, stage, device, out_dir, train, val)
+
+
+def train_or_restore(model, ctx: Context, cfg, config: dict) -> float:
+    """What a stage command does between building its model and ``finish``; returns train seconds.
+
+    ``--eval-only``: restore ``<out>/checkpoint.pt`` (a file of another stage, class count or model
+    shape is refused with one clear line) and return the training time it records. Otherwise train
+    with the papers' recipe: SGD with momentum and weight decay (``cfg.lr``, ``cfg.momentum``,
+    ``cfg.weight_decay``), a linear warm-up over ``cfg.warmup_steps``, the learning rate divided by
+    10 after ``cfg.lr_drop`` of the training; for ``cfg.quick_time_budget`` seconds (quick preset)
+    or ``cfg.full_epochs`` epochs (full), unless ``--epochs`` / ``--time-budget`` say otherwise;
+    ``cfg.images_per_batch`` images per mini-batch; ``--resume`` continues the checkpoint.
+    """
+    stage = ctx.stage
+    if ctx.run.eval_only:
+        try:
+            state = load_checkpoint(ctx.out_dir / engine.CHECKPOINT, stage=stage,
+                                    class_names=ctx.class_names, map_location=ctx.device)
+            restore(state, model, restore_rng=False)
+        except (CheckpointError, RuntimeError) as e:  # RuntimeError: weights of other shapes
+            first = str(e).splitlines()[0]
+            raise SystemExit(f"error: {first} (was it trained with other flags?)") from None
+        return state["train_time_s"]
+    epochs = ctx.run.epochs or (None if ctx.run.preset == "quick" else cfg.full_epochs)
+    budget = ctx.run.time_budget or (cfg.quick_time_budget if ctx.run.preset == "quick" else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
+    t0 = time.perf_counter()
+    result = engine.train(model, optimizer, ctx.train, out_dir=ctx.out_dir, stage=stage, config=config,
+                          epochs=epochs, time_budget_s=budget, batch_size=cfg.images_per_batch,
+                          device=ctx.device, seed=ctx.run.seed, resume=ctx.run.resume,
+                          lr_schedule=warmup, lr_drop=cfg.lr_drop, progress=ctx.run.progress)
+    last = result.history[-1] if result.history else {}
+    print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
+          f"{result.stopped_by}) in {result.train_time_s:.0f} s (wall {time.perf_counter() - t0:.0f} s); "
+          f"last loss {last.get('loss', math.nan):.3f}")
+    return result.train_time_s
 
 
 def save_predictions(model, dataset, path, device, n: int = 8, score_threshold: float = 0.5):

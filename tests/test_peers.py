@@ -101,5 +101,5 @@ def test_eval_only_without_a_checkpoint_says_so(argv, tmp_path):
 
 def test_weights_of_other_flags_are_refused_clearly(trained, argv):
     _, out = trained["faster_rcnn"]
-    with pytest.raises(SystemExit, match="other peer flags"):
+    with pytest.raises(SystemExit, match="trained with other flags"):
         main(["faster_rcnn", *argv, "--out", str(out), "--eval-only", "--fpn-channels", "32"])
