@@ -7,9 +7,10 @@ head, multi-task loss, detection), model (FastRCNN assembled from backbone, prop
 """
 
 from stages.fast_rcnn.config import FastRCNNConfig
-from stages.fast_rcnn.head import FastRCNNHead, RoIPool, SPPPool, detect, fast_rcnn_loss
+from stages.fast_rcnn.head import FastRCNNHead, RoIPool, SPPPool, build_pooler, detect, fast_rcnn_loss
 from stages.fast_rcnn.model import FastRCNN, SelectiveSearchProposer, build_fast_rcnn
-from stages.fast_rcnn.sampling import match_proposals, sample_rois
+from stages.fast_rcnn.sampling import match_proposals, sample_batch, sample_rois
 
 __all__ = ["FastRCNN", "FastRCNNConfig", "FastRCNNHead", "RoIPool", "SPPPool", "SelectiveSearchProposer",
-           "build_fast_rcnn", "detect", "fast_rcnn_loss", "match_proposals", "sample_rois"]
+           "build_fast_rcnn", "build_pooler", "detect", "fast_rcnn_loss", "match_proposals", "sample_batch",
+           "sample_rois"]

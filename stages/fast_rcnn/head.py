@@ -53,6 +53,16 @@ class SPPPool(nn.Module):
         return spp_pool(features, rois, self.levels, self.spatial_scale, pool=self.roi_pool)
 
 
+def build_pooler(cfg, channels: int, stride: int) -> nn.Module:
+    """``--pool roi``: RoI pooling to ``cfg.pool_size`` x ``cfg.pool_size``; ``--pool spp``: the
+    ``cfg.spp_levels`` pyramid; on a map of ``channels`` channels and the given stride."""
+    if cfg.pool == "roi":
+        return RoIPool(channels, cfg.pool_size, 1.0 / stride, cfg.pool_kernel)
+    if cfg.pool == "spp":
+        return SPPPool(channels, cfg.spp_levels, 1.0 / stride, cfg.pool_kernel)
+    raise ValueError(f"--pool {cfg.pool!r}: expected 'roi' or 'spp'")
+
+
 class FastRCNNHead(nn.Module):
     """pooler -> fc6 -> fc7 -> (cls_score, bbox_pred). ``num_classes`` = K, background excluded."""
 

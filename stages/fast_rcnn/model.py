@@ -25,8 +25,8 @@ from torch import nn
 from stages.backbone import Backbone, batch_images
 from stages.device import synchronize
 from stages.fast_rcnn.config import FastRCNNConfig
-from stages.fast_rcnn.head import FastRCNNHead, RoIPool, SPPPool, detect, fast_rcnn_loss
-from stages.fast_rcnn.sampling import sample_rois
+from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
+from stages.fast_rcnn.sampling import sample_batch
 from stages.ops import BoxCoder
 from stages.proposals import ProposalCache
 
@@ -72,16 +72,9 @@ class FastRCNN(nn.Module):
         features, sizes = self.features(images)
 
         if self.training:
-            rois, labels, box_targets = [], [], []
-            for p, t in zip(proposals, targets):
-                r, u, gt = sample_rois(p, t["boxes"], t["labels"], self.cfg.rois_per_image,
-                                       self.cfg.fg_fraction, self.cfg.fg_iou,
-                                       self.cfg.bg_iou_lo, self.cfg.bg_iou_hi)
-                rois.append(r)
-                labels.append(u)
-                box_targets.append(self.box_coder.encode(gt, r))  # v: normalised targets
+            rois, labels, box_targets, _ = sample_batch(proposals, targets, self.cfg, self.box_coder)
             class_logits, box_deltas = self.head(features, rois)
-            return fast_rcnn_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(box_targets),
+            return fast_rcnn_loss(class_logits, box_deltas, labels, box_targets,
                                   self.cfg.loss_lambda, self.cfg.smooth_l1_beta)
 
         class_logits, box_deltas = self.head(features, proposals)
@@ -97,12 +90,6 @@ class FastRCNN(nn.Module):
 def build_fast_rcnn(cfg: FastRCNNConfig, num_classes: int, cache: ProposalCache) -> FastRCNN:
     """Backbone (stride 8) + pooler (RoI or SPP) + head, wired to the selective-search cache."""
     backbone = Backbone(cfg.backbone_channels, last_level="C3")
-    scale = 1.0 / backbone.stride  # spatial_scale: 1/8, a 128-px image -> a 16-cell map
-    if cfg.pool == "roi":
-        pooler = RoIPool(backbone.out_channels, cfg.pool_size, scale, cfg.pool_kernel)
-    elif cfg.pool == "spp":
-        pooler = SPPPool(backbone.out_channels, cfg.spp_levels, scale, cfg.pool_kernel)
-    else:
-        raise ValueError(f"--pool {cfg.pool!r}: expected 'roi' or 'spp'")
+    pooler = build_pooler(cfg, backbone.out_channels, backbone.stride)  # 1/8: a 16-cell map for 128 px
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)
     return FastRCNN(backbone, head, SelectiveSearchProposer(cache), cfg)

@@ -63,3 +63,23 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     keep = torch.cat([fg, bg])
     out = (proposals[keep], labels[keep], matched_gt[keep])
     return out + (gt_index[keep],) if return_index else out
+
+
+def sample_batch(proposals: list[torch.Tensor], targets: list[dict], cfg, box_coder):
+    """``sample_rois`` for every image of a mini-batch, and each RoI's regression target v.
+
+    proposals: list of N [P_i, 4]; targets: the images' dicts ("boxes", "labels"); ``cfg``: a stage
+    config with the sampling fields (``rois_per_image``, ``fg_fraction``, ``fg_iou``, ``bg_iou_lo``,
+    ``bg_iou_hi``); ``box_coder`` encodes v (normalised by its weights, sec. 2.3).
+    Returns ``(rois list of N [S_i, 4], labels [S], box_targets [S, 4], gt_index list of N [S_i])``;
+    ``gt_index`` (each RoI's matched gt box) is what stage 4 needs for its mask targets.
+    """
+    rois, labels, box_targets, gt_index = [], [], [], []
+    for p, t in zip(proposals, targets):
+        r, u, gt, g = sample_rois(p, t["boxes"], t["labels"], cfg.rois_per_image, cfg.fg_fraction,
+                                  cfg.fg_iou, cfg.bg_iou_lo, cfg.bg_iou_hi, return_index=True)
+        rois.append(r)
+        labels.append(u)
+        box_targets.append(box_coder.encode(gt, r))  # v: normalised targets
+        gt_index.append(g)
+    return rois, torch.cat(labels), torch.cat(box_targets), gt_index

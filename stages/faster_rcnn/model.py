@@ -25,8 +25,8 @@ from torch import nn
 
 from stages.backbone import Backbone, batch_images
 from stages.device import synchronize
-from stages.fast_rcnn.head import FastRCNNHead, RoIPool, SPPPool, detect, fast_rcnn_loss
-from stages.fast_rcnn.sampling import sample_rois
+from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
+from stages.fast_rcnn.sampling import sample_batch
 from stages.faster_rcnn.anchors import anchor_shapes, grid_anchors
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.faster_rcnn.rpn import (RPNHead, assign_anchors, flatten_rpn_outputs, inside_image,
@@ -111,18 +111,11 @@ class FasterRCNN(nn.Module):
         t2 = time.perf_counter()
 
         if self.training:
-            rois, labels, box_targets = [], [], []
-            for p, t in zip(proposals, targets):  # ground truth joins the proposals (sample_rois)
-                r, u, gt = sample_rois(p, t["boxes"], t["labels"], self.cfg.rois_per_image,
-                                       self.cfg.fg_fraction, self.cfg.fg_iou,
-                                       self.cfg.bg_iou_lo, self.cfg.bg_iou_hi)
-                rois.append(r)
-                labels.append(u)
-                box_targets.append(self.box_coder.encode(gt, r))
+            # ground truth joins the proposals (sample_rois), as in stage 2
+            rois, labels, box_targets, _ = sample_batch(proposals, targets, self.cfg, self.box_coder)
             class_logits, box_deltas = self.head(feature, rois)
-            head_losses = fast_rcnn_loss(class_logits, box_deltas, torch.cat(labels),
-                                         torch.cat(box_targets), self.cfg.loss_lambda,
-                                         self.cfg.smooth_l1_beta)
+            head_losses = fast_rcnn_loss(class_logits, box_deltas, labels, box_targets,
+                                         self.cfg.loss_lambda, self.cfg.smooth_l1_beta)
             return {**rpn_losses, **head_losses}
 
         class_logits, box_deltas = self.head(feature, proposals)
@@ -141,13 +134,7 @@ class FasterRCNN(nn.Module):
 def build_faster_rcnn(cfg: FasterRCNNConfig, num_classes: int) -> FasterRCNN:
     """Backbone (C3, stride 8) + RPN + stage 2's head (RoI pooling or SPP), sharing one map."""
     backbone = Backbone(cfg.backbone_channels, last_level="C3")
-    scale = 1.0 / backbone.stride
-    if cfg.pool == "roi":
-        pooler = RoIPool(backbone.out_channels, cfg.pool_size, scale, cfg.pool_kernel)
-    elif cfg.pool == "spp":
-        pooler = SPPPool(backbone.out_channels, cfg.spp_levels, scale, cfg.pool_kernel)
-    else:
-        raise ValueError(f"--pool {cfg.pool!r}: expected 'roi' or 'spp'")
+    pooler = build_pooler(cfg, backbone.out_channels, backbone.stride)
     rpn = RegionProposalNetwork(backbone.out_channels, backbone.stride, cfg)
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)
     return FasterRCNN(backbone, rpn, head, cfg)

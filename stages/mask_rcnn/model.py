@@ -26,7 +26,7 @@ from torch import nn
 from stages.backbone import STRIDES, Backbone, batch_images
 from stages.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, detect, fast_rcnn_loss
-from stages.fast_rcnn.sampling import sample_rois
+from stages.fast_rcnn.sampling import sample_batch
 from stages.faster_rcnn.model import RegionProposalNetwork
 from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.mask_rcnn.fpn import FPN
@@ -67,21 +67,13 @@ class MaskRCNN(nn.Module):
         t2 = time.perf_counter()
 
         if self.training:
-            rois, labels, box_targets, gt_index = [], [], [], []
-            for p, t in zip(proposals, targets):
-                r, u, gt, g = sample_rois(p, t["boxes"], t["labels"], cfg.rois_per_image,
-                                          cfg.fg_fraction, cfg.fg_iou, cfg.bg_iou_lo, cfg.bg_iou_hi,
-                                          return_index=True)
-                rois.append(r)
-                labels.append(u)
-                box_targets.append(self.box_coder.encode(gt, r))
-                gt_index.append(g)
+            rois, labels, box_targets, gt_index = sample_batch(proposals, targets, cfg, self.box_coder)
             class_logits, box_deltas = self.box_head(head_maps, rois)
-            losses = fast_rcnn_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(box_targets),
+            losses = fast_rcnn_loss(class_logits, box_deltas, labels, box_targets,
                                     cfg.loss_lambda, cfg.smooth_l1_beta)
             # the mask branch trains on positive RoIs only; the target is the matched gt's mask
             pos_rois, pos_labels, pos_targets = [], [], []
-            for r, u, g, t in zip(rois, labels, gt_index, targets):
+            for r, u, g, t in zip(rois, labels.split([len(r) for r in rois]), gt_index, targets):
                 fg = torch.nonzero(u > 0).flatten()
                 pos_rois.append(r[fg])
                 pos_labels.append(u[fg])
