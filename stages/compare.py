@@ -55,7 +55,7 @@ from stages import io
 from stages.cli import RunConfig
 from stages.draw import PALETTE
 from stages.engine import CHECKPOINT
-from stages.evaluate import METRIC_NAMES, Result, explain_missing, format_count
+from stages.evaluate import METRIC_NAMES, Result, align_columns, explain_missing, format_count
 from stages.run import METRICS
 
 SETTINGS = "compare_settings.json"
@@ -313,11 +313,7 @@ def _notes(rows: list[Row]) -> list[str]:
 
 def format_comparison(rows: list[Row]) -> str:
     """The aligned text table printed at the end."""
-    table = [list(COLUMNS)] + _cells(rows)
-    widths = [max(len(line[c]) for line in table) for c in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) if c < TEXT_COLUMNS else cell.rjust(w)
-                       for c, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = align_columns([list(COLUMNS)] + _cells(rows), TEXT_COLUMNS)
     notes = _notes(rows)
     if notes:
         lines += [""] + ["n/a: " + s for s in notes]

@@ -521,14 +521,19 @@ def _explanations(results: list[Result]) -> list[str]:
     return seen
 
 
-def format_table(results: list[Result]) -> str:
-    """An aligned text table, one row per result; "n/a" (= -1) explained once below it."""
-    rows = [list(COLUMNS)] + [_row(r) for r in results]
-    widths = [max(len(row[c]) for row in rows) for c in range(len(COLUMNS))]
-    # text columns (stage, variant) left-aligned, numbers right-aligned
-    lines = ["  ".join(cell.ljust(w) if c < 2 else cell.rjust(w)
+def align_columns(rows: list[list[str]], text_columns: int) -> list[str]:
+    """Rows of cells (the first row the header) -> the lines of an aligned text table: the first
+    ``text_columns`` columns left-aligned, numbers right-aligned, a dashed rule under the header."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if c < text_columns else cell.rjust(w)
                        for c, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def format_table(results: list[Result]) -> str:
+    """An aligned text table, one row per result; "n/a" (= -1) explained once below it."""
+    lines = align_columns([list(COLUMNS)] + [_row(r) for r in results], text_columns=2)
     notes = _explanations(results)
     if notes:
         lines += [""] + ["n/a: " + sentence for sentence in notes]

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.evaluate import Result, ResultFileError
+from stages.evaluate import Result, ResultFileError, align_columns
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # the stage command itself
 from stages.run import METRICS
 
@@ -185,11 +185,7 @@ def _notes(results: dict[str, Result]) -> list[str]:
 
 def ablation_table(results: dict[str, Result]) -> str:
     """An aligned text table shaped like the paper's Table 2, with deltas; notes below it."""
-    rows = [list(COLUMNS)] + _rows(results)
-    widths = [max(len(row[c]) for row in rows) for c in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) if c < 2 else cell.rjust(w)
-                       for c, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = align_columns([list(COLUMNS)] + _rows(results), text_columns=2)
     return "\n".join(lines + [""] + [n.replace("`", "") for n in _notes(results)])
 
 

@@ -24,13 +24,7 @@ from torch import nn
 
 from stages.mask_rcnn.fpn import assign_levels, level_of_stride
 from stages.ops import kernels
-
-
-def rois_with_batch_index(rois: list[torch.Tensor]) -> torch.Tensor:
-    """list of N [R_i, 4] -> [R, 5] rows (image index, x1, y1, x2, y2), the ops' box format."""
-    index = torch.cat([torch.full((len(r), 1), float(i), device=r.device, dtype=r.dtype)
-                       for i, r in enumerate(rois)]) if rois else torch.zeros(0, 1)
-    return torch.cat([index, torch.cat(rois) if rois else torch.zeros(0, 4)], dim=1)
+from stages.ops.roi_pool import rois_with_batch_index  # list of N [R_i, 4] -> [R, 5]
 
 
 class MultiLevelPooler(nn.Module):
