@@ -41,3 +41,28 @@ def pennfudan() -> Path:
     if not (PENNFUDAN / "PNGImages").is_dir():
         pytest.skip(f"Penn-Fudan not found at {PENNFUDAN} (set PENNFUDAN_DIR to its folder)")
     return PENNFUDAN
+
+
+def _overfit(model, dataset, lr: float, warmup_steps: int, steps: int = 150) -> set:
+    """Train ``model`` on all of ``dataset`` (a few images) as one batch: SGD with momentum 0.9 and a
+    linear warm-up, ``steps`` times. Returns the loss names of every step, as a set of frozensets."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    model.train()
+    images = [dataset[i][0] for i in range(len(dataset))]
+    targets = [dataset[i][1] for i in range(len(dataset))]
+    names = set()
+    for step in range(steps):
+        for g in optimizer.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
+        losses = model(images, targets)
+        names.add(frozenset(losses))
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    return names
+
+
+@pytest.fixture
+def overfit():
+    """The end-to-end tests' training loop: ``overfit(model, dataset, lr, warmup_steps, steps)``."""
+    return _overfit

@@ -85,7 +85,7 @@ def tiny(tiny_synthetic, data_root):
 
 
 @pytest.mark.parametrize("pool, kernel", [("roi", "ours"), ("spp", "torchvision")])
-def test_end_to_end_recovers_a_training_image(tiny, pool, kernel):
+def test_end_to_end_recovers_a_training_image(tiny, pool, kernel, overfit):
     """Overfit two training images: AP50 on them reaches 100. RoI pooling runs our kernel; SPP
     runs torchvision's (quicker; ``tests/test_roi_pool.py`` shows the two agree).
 
@@ -98,17 +98,7 @@ def test_end_to_end_recovers_a_training_image(tiny, pool, kernel):
     torch.manual_seed(0)
     cfg = FastRCNNConfig(pool=pool, pool_kernel=kernel, lr=0.01, warmup_steps=10)
     model = build_fast_rcnn(cfg, train.num_classes, cache)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
-    model.train()
-    images = [subset[i][0] for i in range(2)]
-    targets = [subset[i][1] for i in range(2)]
-    for step in range(150):
-        for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
-        losses = model(images, targets)
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
+    overfit(model, subset, cfg.lr, cfg.warmup_steps, steps=150)
     ev = evaluate(model, subset)
     assert ev["box"]["AP50"] == pytest.approx(100.0), ev["box"]
     assert ev["ms_proposals"] > 0 and ev["ms_network"] > 0

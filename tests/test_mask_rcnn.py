@@ -122,24 +122,16 @@ def tiny_train(tiny_synthetic):
     return CocoDataset(tiny_synthetic / "train.json", tiny_synthetic / "images")
 
 
-def test_end_to_end_recovers_a_training_images_masks(tiny_train):
+def test_end_to_end_recovers_a_training_images_masks(tiny_train, overfit):
     """Overfit two training images with our RoIAlign: mask AP50 on them reaches 100."""
     subset = tiny_train.subset([0, 5])
     torch.manual_seed(0)
     cfg = MaskRCNNConfig(pool_kernel="ours", nms_kernel="ours", lr=0.01, warmup_steps=10)
     model = build_mask_rcnn(cfg, tiny_train.num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
-    model.train()
-    images = [subset[i][0] for i in range(2)]
-    targets = [subset[i][1] for i in range(2)]
-    for step in range(150):
-        for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
-        losses = model(images, targets)
-        assert set(losses) == {"loss_objectness", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask"}
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
+    names = overfit(model, subset, cfg.lr, cfg.warmup_steps, steps=150)
+    # every step returns the same losses
+    assert names == {frozenset({"loss_objectness", "loss_rpn_box", "loss_cls", "loss_box",
+                                "loss_mask"})}
     ev = evaluate(model, subset)
     assert ev["mask"]["AP50"] == pytest.approx(100.0), ev["mask"]
     assert ev["box"]["AP50"] == pytest.approx(100.0), ev["box"]
