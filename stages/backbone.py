@@ -2,9 +2,11 @@
 
 Fast R-CNN's central change over R-CNN (Girshick 2015, sec. 2) is to run the CNN **once per
 image** and cut each region's features out of the shared feature map, instead of warping every
-region and running the CNN on each. Stages 2, 3 and 4 share this backbone:
+region and running the CNN on each. All four stages use this backbone, so that the speed-up of
+stage 2 over stage 1 measures the sharing and nothing else (as the paper compares VGG16 with VGG16):
 
     stage                    uses
+    R-CNN (stage 1)          C3 of every 56 x 56 warped region, pooled to 7 x 7 (its "pool5")
     Fast R-CNN (stage 2)     C3, stride 8: one map, RoI pooling / SPP on it
     Faster R-CNN (stage 3)   C3: the RPN and the detection head share it (the paper's point)
     Mask R-CNN (stage 4)     C2..C5 through an FPN (stride 4..32), or C3 alone with --no-fpn
@@ -87,7 +89,12 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """x (N, 3, H, W) in [0, 1] -> {"C2": (N, c1, H/4, W/4), ..., last_level: ...}."""
-        x = self.stem((x - self.pixel_mean) / self.pixel_std)  # (N, c0, H/2, W/2)
+        return self.forward_normalized((x - self.pixel_mean) / self.pixel_std)
+
+    def forward_normalized(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """The same, on inputs already normalised with PIXEL_MEAN and PIXEL_STD (R-CNN's warped
+        regions are cut from the normalised image, so that the warp pads with the mean colour)."""
+        x = self.stem(x)  # (N, c0, H/2, W/2)
         levels = OrderedDict()
         for name, stage in self.stages.items():
             x = stage(x)

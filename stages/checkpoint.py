@@ -82,6 +82,7 @@ def load_checkpoint(path: str | os.PathLike, *, stage: str | None = None,
                 else f"classes {state['class_names'][1:]}, the data has {list(class_names)[1:]}")
         raise CheckpointError(f"{path}: the checkpoint was trained for {what}; "
                               f"use a checkpoint trained on this data, or train afresh")
+    state["path"] = str(path)  # for the errors of whoever restores it
     return state
 
 

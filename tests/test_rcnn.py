@@ -30,9 +30,10 @@ from stages.rcnn.bbox_regression import BOX_CODER
 from stages.rcnn.regions import crop_regions, normalize, warp_from_images
 from stages.transforms import val_transforms
 
-# budgets for the end-to-end tests: seconds, not minutes
+# budgets for the end-to-end tests: seconds, not minutes (a narrow backbone, the same layers)
+TINY_CHANNELS = (8, 16, 16, 16, 16)
 TINY_RCNN = RCNNConfig(pretrain_epochs=10, finetune_epochs=20.0, pretrain_lr=0.03,
-                       finetune_lr=0.03, svm_C=1.0, workers=1)
+                       finetune_lr=0.03, svm_C=1.0, workers=1, backbone_channels=TINY_CHANNELS)
 
 
 @pytest.fixture(scope="module")
@@ -372,7 +373,8 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     assert n_anns > 0
     out = tmp_path / "run"
     args = ["--data", f"coco:{ann_file}", "--data-root", str(tmp_path / "data"), "--out", str(out),
-            "--pretrain-epochs", "3", "--finetune-epochs", "3", "--workers", "1", "--no-progress"]
+            "--pretrain-epochs", "3", "--finetune-epochs", "3", "--workers", "1", "--no-progress",
+            "--backbone-channels", *map(str, TINY_CHANNELS)]
     main(args + ["--proposals", "sliding_window"])
     printed = capsys.readouterr().out
     assert "trained in" in printed and "proposal report" in printed
@@ -399,7 +401,7 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     assert third["train_time_s"] == first["train_time_s"]  # evaluated, not retrained
 
     # --resume from a checkpoint that holds only the fine-tuned CNN (a run stopped after step 2)
-    cnn = RegionCNN(num_classes=1)
+    cnn = RegionCNN(num_classes=1, backbone_channels=TINY_CHANNELS)
     cnn.load_state_dict(state["model"])
     save_checkpoint(out / "checkpoint.pt", stage="rcnn", class_names=state["class_names"],
                     config=state["config"], model=cnn,
@@ -423,3 +425,53 @@ def test_trained_model_survives_its_checkpoint_format(trained, tiny):
     torch.testing.assert_close(a["boxes"], b["boxes"])
     torch.testing.assert_close(a["scores"], b["scores"])
     assert np.isfinite(a["scores"].numpy()).all()
+
+
+def test_a_checkpoint_whose_cnn_does_not_fit_gets_an_error_naming_the_file(tiny_synthetic,
+                                                                          tmp_path):
+    """An older checkpoint (another CNN) is refused up front, with the file named."""
+    ann_file, _ = single_class_coco(tiny_synthetic, tmp_path / "circles")
+    out = tmp_path / "run"
+    old_cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3))  # not this CNN's weights
+    config = dataclasses.asdict(RCNNConfig())
+    save_checkpoint(out / "checkpoint.pt", stage="rcnn", class_names=["background", "circle"],
+                    config=config, model=old_cnn, extra={"steps_done": ["cnn", "svm_bbox"]})
+    with pytest.raises(SystemExit) as err:
+        main(["--data", f"coco:{ann_file}", "--data-root", str(tmp_path / "data"), "--out",
+              str(out), "--eval-only", "--no-progress"])
+    message = str(err.value)
+    assert str(out / "checkpoint.pt") in message and "does not fit" in message
+
+
+# ------------------------------------------------------------------------------------------------
+# The same network as stage 2: R-CNN runs Fast R-CNN's backbone and fc layers on every region
+# ------------------------------------------------------------------------------------------------
+
+def test_rcnn_runs_the_network_of_fast_rcnn_on_each_warped_region():
+    from stages.fast_rcnn import FastRCNNConfig
+    from stages.fast_rcnn.model import build_fast_rcnn
+
+    rcnn_cfg, fast_cfg = RCNNConfig(), FastRCNNConfig()
+    cnn = RegionCNN(3, rcnn_cfg.backbone_channels, rcnn_cfg.fc_dim, rcnn_cfg.warp_size,
+                    rcnn_cfg.pool_size)
+    fast = build_fast_rcnn(fast_cfg, 3, cache=None)
+    # the same backbone, layer for layer
+    ours = {k: v.shape for k, v in cnn.body.state_dict().items()}
+    theirs = {k: v.shape for k, v in fast.backbone.state_dict().items()}
+    assert ours == theirs
+    # pool5 has the shape of Fast R-CNN's RoI pooling, so fc6 and fc7 are alike too
+    assert cnn.fc6.weight.shape == fast.head.fc6.weight.shape
+    assert cnn.fc7.weight.shape == fast.head.fc7.weight.shape
+
+
+def test_pool5_of_a_56_pixel_region_is_its_c3_map_and_other_warps_pool_to_7x7():
+    torch.manual_seed(0)
+    cnn = RegionCNN(2, TINY_CHANNELS, warp_size=56).eval()
+    regions = torch.randn(3, 3, 56, 56)
+    with torch.no_grad():
+        c3 = cnn.body.forward_normalized(regions)["C3"]  # (3, 16, 7, 7): nothing left to pool
+        torch.testing.assert_close(cnn.features(regions)["pool5"], c3.flatten(1))
+        big = RegionCNN(2, TINY_CHANNELS, warp_size=112).eval()
+        assert big.features(torch.randn(2, 3, 112, 112))["pool5"].shape == (2, 16 * 7 * 7)
+    with pytest.raises(ValueError, match="multiple of the backbone's stride 8"):
+        RegionCNN(2, TINY_CHANNELS, warp_size=60)

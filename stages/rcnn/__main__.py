@@ -105,10 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     if ctx.run.eval_only or (ctx.run.resume and ckpt_path.exists()):
         try:
             state = load_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names)
+            cfg = trained_config(state["config"], cfg,
+                                 given_flags(parser, argv, RCNNConfig.TEST_TIME))
+            model_from_checkpoint(state, cfg, None)  # its CNN must fit: fail now, not later
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
-        cfg = trained_config(state["config"], cfg,
-                             given_flags(parser, argv, RCNNConfig.TEST_TIME))
         done = list(state["extra"].get("steps_done", []))
         print(f"[rcnn] checkpoint {ckpt_path}: steps done {done}")
     if ctx.run.eval_only and "svm_bbox" not in done:

@@ -2,16 +2,20 @@
 
 Paper: R-CNN sec. 2.1 (features), 2.3 (training), Appendix C (pool5 for box regression).
 
-    warped region (R, 3, S, S)
-      conv1..conv3    each 3x3 conv - BatchNorm - ReLU - 2x2 max pool   (AlexNet: conv1..conv5)
-      pool5           (R, C * S/8 * S/8), the last pooled conv map, flattened   -> box regression
-      fc6, fc7        (R, D) each, ReLU + dropout                               -> fc7: the SVMs
-      cls_score       (R, K + 1) logits, background = 0                         -> the softmax
+    warped region (R, 3, S, S)       cut from the mean-subtracted image, S = 56
+      body            stages.backbone.Backbone up to C3: (R, 96, S/8, S/8) = (R, 96, 7, 7)
+      pool5           max pooled to 7 x 7 and flattened: (R, 96 * 7 * 7)   -> box regression
+      fc6, fc7        (R, D) each, ReLU + dropout                            -> fc7: the SVMs
+      cls_score       (R, K + 1) logits, background = 0                      -> the softmax
 
-We keep AlexNet's layer names so that "pool5" and "fc7" mean what they mean in the paper, and
-make everything small: S = 32 instead of 227, three convs of 16-64 channels instead of five of
-96-384, D = 256 instead of 4096. BatchNorm is ours (2015, after the paper): it lets a network
-trained from scratch for seconds converge.
+**The same network as stage 2.** The body is the backbone that Fast R-CNN runs once per image,
+and fc6/fc7 have the width of Fast R-CNN's head: Fast R-CNN RoI-pools each proposal to 7 x 7
+from one shared map, R-CNN warps each proposal to 56 x 56 and runs the body on it, which gives
+7 x 7 directly (VGG16's pool5 is 7 x 7 on a 224 input for the same reason: RoI pooling was made
+to fit the fc6 of the network that R-CNN used). So the two stages differ in one thing, where the
+7 x 7 comes from, and stage 2's speed-up over stage 1 measures the sharing and nothing else, as
+the papers' 146x compares VGG16 with VGG16 (Fast R-CNN sec. 4.4). The paper's R-CNN uses
+AlexNet's or VGG16's layer names; we keep "pool5" and "fc7" so that they mean what they mean there.
 
 Training, in the paper's two steps (sec. 2.3):
   1. *Supervised pre-training.* The paper starts from AlexNet trained on ImageNet classification.
@@ -35,39 +39,39 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stages.backbone import Backbone
 from stages.rcnn.regions import warp_from_images
 
 
 class RegionCNN(nn.Module):
-    """A small AlexNet-shaped CNN on S x S warped regions (see the module docstring)."""
+    """Stage 2's backbone (to C3) and fc6/fc7 on S x S warped regions (see the module docstring).
 
-    def __init__(self, num_classes: int, channels=(16, 32, 64), fc_dim: int = 256,
-                 warp_size: int = 32, dropout: float = 0.5):
+    ``backbone_channels`` are ``stages.backbone.Backbone``'s; ``pool_size`` is the side of pool5
+    (Fast R-CNN's RoI pooling size); ``warp_size`` must be a multiple of the body's stride, 8.
+    """
+
+    def __init__(self, num_classes: int, backbone_channels=(32, 48, 96, 128, 160),
+                 fc_dim: int = 256, warp_size: int = 56, pool_size: int = 7,
+                 dropout: float = 0.5):
         super().__init__()
-        if warp_size % 2 ** len(channels):
-            raise ValueError(f"warp_size {warp_size} must be divisible by 2^{len(channels)} "
-                             f"(one 2x2 pooling per conv layer)")
-        layers, c_in = [], 3
-        for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c_in = c_out
-        self.convs = nn.Sequential(*layers)
-        side = warp_size // 2 ** len(channels)  # 32 / 8 = 4
-        self.pool5_dim = c_in * side * side  # 64 * 4 * 4 = 1024
+        self.body = Backbone(tuple(backbone_channels), last_level="C3")
+        if warp_size % self.body.stride or warp_size < self.body.stride * pool_size:
+            raise ValueError(f"--warp-size {warp_size} must be a multiple of the backbone's stride "
+                             f"{self.body.stride} and at least {self.body.stride * pool_size} "
+                             f"(a {pool_size} x {pool_size} pool5)")
+        self.pool5 = nn.AdaptiveMaxPool2d(pool_size)  # 7 x 7 -> 7 x 7 at S = 56: nothing to do
+        self.pool5_dim = self.body.out_channels * pool_size * pool_size  # 96 * 7 * 7 = 4704
         self.fc6 = nn.Linear(self.pool5_dim, fc_dim)
         self.fc7 = nn.Linear(fc_dim, fc_dim)
         self.dropout = nn.Dropout(dropout)
         self.cls_score = nn.Linear(fc_dim, num_classes + 1)  # the (K+1)-way layer of sec. 2.3
         self.warp_size = warp_size
-        # Speed only, same results: "channels last" (N, H, W, C) memory lets the CPU's conv
-        # kernels (oneDNN) run these small convolutions 1.5-2x faster than the default layout.
-        self.to(memory_format=torch.channels_last)
 
     def features(self, regions: Tensor) -> dict[str, Tensor]:
-        """regions [R, 3, S, S] -> {"pool5": [R, C*s*s], "fc7": [R, D]} (fc7 after its ReLU)."""
-        regions = regions.contiguous(memory_format=torch.channels_last)  # see __init__
-        pool5 = self.convs(regions).flatten(1)  # (R, C, s, s) -> (R, C*s*s)
+        """regions [R, 3, S, S] (normalised) -> {"pool5": [R, C*7*7], "fc7": [R, D]}
+        (fc7 after its ReLU)."""
+        conv = self.body.forward_normalized(regions)["C3"]  # (R, C, S/8, S/8)
+        pool5 = self.pool5(conv).flatten(1)  # (R, C, 7, 7) -> (R, C*7*7)
         fc6 = self.dropout(F.relu(self.fc6(pool5)))  # (R, D)
         fc7 = self.dropout(F.relu(self.fc7(fc6)))  # (R, D)
         return {"pool5": pool5, "fc7": fc7}

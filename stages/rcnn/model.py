@@ -32,6 +32,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from stages.checkpoint import CheckpointError
 from stages.ops import batched_nms, clip_boxes_to_image
 from stages.rcnn.bbox_regression import BoxRegressors
 from stages.rcnn.cnn import RegionCNN, extract_features
@@ -124,14 +125,26 @@ class RCNN(nn.Module):
                                     else None)}
 
 
+def build_region_cnn(cfg: RCNNConfig, num_classes: int) -> RegionCNN:
+    """The CNN that ``cfg`` describes, untrained."""
+    return RegionCNN(num_classes, cfg.backbone_channels, cfg.fc_dim, cfg.warp_size, cfg.pool_size,
+                     cfg.dropout)
+
+
 def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:
     """Rebuild an RCNN from a loaded checkpoint (``stages.checkpoint.load_checkpoint``).
 
     ``state["model"]`` holds the CNN's weights, ``state["extra"]`` the SVMs and the regressors
     (absent from a checkpoint written before they were trained)."""
     num_classes = len(state["class_names"]) - 1
-    cnn = RegionCNN(num_classes, cfg.channels, cfg.fc_dim, cfg.warp_size, cfg.dropout)
-    cnn.load_state_dict(state["model"])
+    cnn = build_region_cnn(cfg, num_classes)
+    try:
+        cnn.load_state_dict(state["model"])
+    except RuntimeError as e:  # weights of other names or shapes: another version, other flags
+        raise CheckpointError(
+            f"{state.get('path', 'the checkpoint')}: its CNN does not fit this R-CNN (written by "
+            f"an older version, whose CNN was smaller?): {str(e).splitlines()[0]}; train afresh"
+        ) from None
     extra = state.get("extra") or {}
     svms = ClassSVMs.from_tensors(extra["svm"]) if extra.get("svm") else None
     regressors = (BoxRegressors.from_tensors(extra["bbox_regressors"])

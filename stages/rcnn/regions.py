@@ -49,8 +49,8 @@ def normalize(image: Tensor) -> Tensor:
 def dilate_boxes(boxes: Tensor, warp_size: int, pad: float) -> Tensor:
     """Context padding (Appendix A): grow each box about its centre by S / (S - 2p).
 
-    boxes [R, 4] -> [R, 4], not clipped (the warp pads outside the image). Example: S = 32,
-    p = 2.26: a 20 x 10 box becomes 20 * 32 / 27.5 = 23.3 by 11.6 pixels.
+    boxes [R, 4] -> [R, 4], not clipped (the warp pads outside the image). Example: S = 56,
+    p = 3.95: a 20 x 10 box becomes 20 * 56 / 48.1 = 23.3 by 11.6 pixels.
     """
     scale = warp_size / (warp_size - 2 * pad)  # 227 / 195 = 1.164 in the paper
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # (R, 2)

@@ -30,13 +30,12 @@ from torch import Tensor
 from stages.rcnn.bbox_regression import BoxRegressors, regression_pairs, train_bbox_regressors
 from stages.rcnn.cnn import RegionCNN, extract_features, finetune, pretrain_on_crops
 from stages.rcnn.config import RCNNConfig
-from stages.rcnn.model import RCNN
+from stages.rcnn.model import RCNN, build_region_cnn
 from stages.rcnn.region_proposals import compute_proposals, make_proposer
 from stages.rcnn.regions import crop_regions, match_to_ground_truth, normalize
 from stages.rcnn.svm import ClassSVMs, max_iou_per_class, train_svms
 
 
-PRETRAIN_BATCH = 128  # ground-truth crops per pre-training mini-batch (the fine-tuning batch size)
 
 
 @dataclass
@@ -91,7 +90,7 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     mini-batches (plus 25 %), fine-tuning the rest; a cap for slow machines, not a target.
     Returns the CNN, in eval mode, and its loss history."""
     torch.manual_seed(seed)
-    cnn = RegionCNN(data.num_classes, cfg.channels, cfg.fc_dim, cfg.warp_size, cfg.dropout)
+    cnn = build_region_cnn(cfg, data.num_classes)
     p = cfg.context_pad_pixels
 
     # the pre-training examples: every ground-truth box is a K-way classification example
@@ -109,10 +108,11 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     index, boxes, labels = _flat(index), _flat(boxes, 4), _flat(labels)
     n_pos = int((labels > 0).sum())
 
+    batch = cfg.batch_positives + cfg.batch_negatives  # pre-training crops per mini-batch, too
     start = time.perf_counter()
     finetune_deadline = pretrain_deadline = None
     if time_budget is not None:
-        pre_steps = cfg.pretrain_epochs * math.ceil(len(gt_boxes) / PRETRAIN_BATCH)
+        pre_steps = cfg.pretrain_epochs * math.ceil(len(gt_boxes) / batch)
         ft_steps = cfg.finetune_epochs * n_pos / cfg.batch_positives
         share = pre_steps / max(pre_steps + ft_steps, 1)  # pre-training's part of the work
         pretrain_deadline = start + time_budget * min(1.0, 1.25 * share)  # with some slack
@@ -121,8 +121,11 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     # 1. pre-training
     history = pretrain_on_crops(cnn, data.images, gt_index, gt_boxes, gt_labels,
                                 epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
-                                batch_size=PRETRAIN_BATCH, seed=seed, deadline=pretrain_deadline)
-    if history:
+                                batch_size=batch, seed=seed, deadline=pretrain_deadline)
+    if not history:
+        log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
+            "stages.rcnn.config.PRESETS)")
+    else:
         log(f"[rcnn] 1. pre-trained on {len(gt_boxes)} ground-truth crops: {len(history)} "
             f"mini-batches ({history[-1]['epoch']} of {cfg.pretrain_epochs} epochs) in "
             f"{time.perf_counter() - start:.1f} s, loss {history[0]['loss']:.3f} -> "
