@@ -37,7 +37,7 @@ from stages.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stages.cli import dataclass_from_args
 from stages.engine import CHECKPOINT
 from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
-from stages.rcnn.model import RCNN, model_from_checkpoint
+from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint
 from stages.rcnn.region_proposals import (CACHE_DIR, compute_proposals, format_proposal_report,
                                           make_proposer, plot_recall, proposal_report)
 from stages.rcnn.train import (fit_bbox_regressors, fit_svms, prepare_training_data,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             state = load_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names)
             cfg = trained_config(state["config"], cfg,
                                  given_flags(parser, argv, RCNNConfig.TEST_TIME))
-            model_from_checkpoint(state, cfg, None)  # its CNN must fit: fail now, not later
+            load_region_cnn(state, cfg)  # its CNN must fit: fail now, not later
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
         done = list(state["extra"].get("steps_done", []))

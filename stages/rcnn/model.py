@@ -131,13 +131,10 @@ def build_region_cnn(cfg: RCNNConfig, num_classes: int) -> RegionCNN:
                      cfg.dropout)
 
 
-def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:
-    """Rebuild an RCNN from a loaded checkpoint (``stages.checkpoint.load_checkpoint``).
-
-    ``state["model"]`` holds the CNN's weights, ``state["extra"]`` the SVMs and the regressors
-    (absent from a checkpoint written before they were trained)."""
-    num_classes = len(state["class_names"]) - 1
-    cnn = build_region_cnn(cfg, num_classes)
+def load_region_cnn(state: dict, cfg: RCNNConfig) -> RegionCNN:
+    """The fine-tuned CNN of a loaded checkpoint; a ``CheckpointError`` naming the file if its
+    weights do not fit the CNN that ``cfg`` describes (an older version's, for one)."""
+    cnn = build_region_cnn(cfg, len(state["class_names"]) - 1)
     try:
         cnn.load_state_dict(state["model"])
     except RuntimeError as e:  # weights of other names or shapes: another version, other flags
@@ -145,8 +142,17 @@ def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:
             f"{state.get('path', 'the checkpoint')}: its CNN does not fit this R-CNN (written by "
             f"an older version, whose CNN was smaller?): {str(e).splitlines()[0]}; train afresh"
         ) from None
+    return cnn.eval()
+
+
+def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:
+    """Rebuild an RCNN from a loaded checkpoint (``stages.checkpoint.load_checkpoint``).
+
+    ``state["model"]`` holds the CNN's weights, ``state["extra"]`` the SVMs and the regressors
+    (absent from a checkpoint written before they were trained)."""
+    cnn = load_region_cnn(state, cfg)
     extra = state.get("extra") or {}
     svms = ClassSVMs.from_tensors(extra["svm"]) if extra.get("svm") else None
     regressors = (BoxRegressors.from_tensors(extra["bbox_regressors"])
                   if extra.get("bbox_regressors") else None)
-    return RCNN(cfg, proposer, cnn.eval(), svms, regressors).eval()
+    return RCNN(cfg, proposer, cnn, svms, regressors).eval()
