@@ -6,13 +6,15 @@ one to a fixed size, run a CNN on every warped region, score its features with o
 class, suppress overlapping detections, and refine each box with a class-specific regressor.
 
 Reused (shared modules): the dataset item, ``stages.proposals`` (sliding windows, selective
-search, the proposal cache, recall), ``stages.ops`` (IoU, NMS, the box coder), the evaluator.
+search, the proposal cache, recall), ``stages.ops`` (IoU, NMS, the box coder), the evaluator,
+and ``stages.backbone``: the CNN is stage 2's backbone and fc layers, run on every warped region.
 Replaced: nothing, this is the first stage. Added, one module per paper concept:
 
     config.py            RCNNConfig: every default with its section, scaled to 128 px images
     region_proposals.py  the two proposal methods behind one call; the proposal report (sec. 2.1)
     regions.py           context padding + anisotropic warp to S x S (sec. 2.1, Appendix A)
-    cnn.py               the region CNN: pre-training on gt crops, (K+1)-way fine-tuning (sec. 2.3)
+    cnn.py               the region CNN (stage 2's network on each warp): pre-training on gt
+                         crops, (K+1)-way fine-tuning (sec. 2.3)
     svm.py               one linear SVM per class, hard negative mining (sec. 2.3, Appendix B)
     bbox_regression.py   class-specific ridge regression of t_x, t_y, t_w, t_h (Appendix C)
     model.py             RCNN: the test-time pipeline behind the shared model call (sec. 2.2)
