@@ -39,6 +39,9 @@ from torch import nn
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
 STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32}
+# the widths every stage uses: the stem (c0), then C2..C5; one place, so that all four stages
+# (and the torchvision peers) run the same network unless a flag says otherwise
+BACKBONE_CHANNELS = (32, 48, 96, 128, 160)
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -68,7 +71,7 @@ class Backbone(nn.Module):
     ``out_channels`` is the width of the last level (what a single-level head sees).
     """
 
-    def __init__(self, channels: tuple = (32, 48, 96, 128, 160), last_level: str = "C3"):
+    def __init__(self, channels: tuple = BACKBONE_CHANNELS, last_level: str = "C3"):
         super().__init__()
         if last_level not in STRIDES:
             raise ValueError(f"last_level must be one of {list(STRIDES)}, not {last_level!r}")

@@ -67,7 +67,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from stages.backbone import Backbone
+from stages.backbone import BACKBONE_CHANNELS, Backbone
 from stages.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from stages.device import synchronize
 
@@ -315,7 +315,7 @@ def _peer_parts(backbone_channels, fpn, fpn_channels, anchor_sizes, aspect_ratio
     return backbone, levels, common
 
 
-def build_peer_faster_rcnn(num_classes: int, backbone_channels: tuple = (32, 48, 96, 128, 160),
+def build_peer_faster_rcnn(num_classes: int, backbone_channels: tuple = BACKBONE_CHANNELS,
                            fpn: bool = True, fpn_channels: int = 64, anchor_sizes=None,
                            aspect_ratios=ASPECT_RATIOS, min_size: int = 128, max_size: int = 128,
                            representation_size: int = 1024, **kwargs) -> FasterRCNN:
@@ -340,7 +340,7 @@ def build_peer_faster_rcnn(num_classes: int, backbone_channels: tuple = (32, 48,
                       **common, **kwargs)
 
 
-def build_peer_mask_rcnn(num_classes: int, backbone_channels: tuple = (32, 48, 96, 128, 160),
+def build_peer_mask_rcnn(num_classes: int, backbone_channels: tuple = BACKBONE_CHANNELS,
                          fpn: bool = True, fpn_channels: int = 64, anchor_sizes=None,
                          aspect_ratios=ASPECT_RATIOS, min_size: int = 128, max_size: int = 128,
                          representation_size: int = 1024, mask_head_channels: int = 256,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stages.backbone import BACKBONE_CHANNELS
+
 
 @dataclass(frozen=True)
 class FastRCNNConfig:
@@ -16,7 +18,7 @@ class FastRCNNConfig:
     # a Python loop over RoIs: ~10x slower per step); the notebooks and tests run ours.
     pool_kernel: str = "torchvision"  # ours | torchvision
     # --- network (VGG16's fc6/fc7 are 4096-d; our maps have 96 channels, so 256) ---
-    backbone_channels: tuple = (32, 48, 96, 128, 160)
+    backbone_channels: tuple = BACKBONE_CHANNELS
     fc_dim: int = 256
     # --- mini-batches (sec. 2.3) ---
     images_per_batch: int = 2  # N = 2

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stages.backbone import Backbone
+from stages.backbone import BACKBONE_CHANNELS, Backbone
 from stages.rcnn.regions import warp_from_images
 
 
@@ -50,7 +50,7 @@ class RegionCNN(nn.Module):
     (Fast R-CNN's RoI pooling size); ``warp_size`` must be a multiple of the body's stride, 8.
     """
 
-    def __init__(self, num_classes: int, backbone_channels=(32, 48, 96, 128, 160),
+    def __init__(self, num_classes: int, backbone_channels=BACKBONE_CHANNELS,
                  fc_dim: int = 256, warp_size: int = 56, pool_size: int = 7,
                  dropout: float = 0.5):
         super().__init__()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from stages.backbone import BACKBONE_CHANNELS
 from stages.proposals import SelectiveSearchConfig, SlidingWindowConfig
 
 PROPOSAL_METHODS = ("selective_search", "sliding_window")
@@ -49,7 +50,7 @@ class RCNNConfig:
     #                            scaled to p * warp_size / 227 (= 3.9 px at 56)
 
     # -- the CNN (sec. 2.1, 2.3): stage 2's network, run on each region (stages.rcnn.cnn) ----------
-    backbone_channels: tuple = (32, 48, 96, 128, 160)  # stages.backbone.Backbone, up to C3: the
+    backbone_channels: tuple = BACKBONE_CHANNELS  # stages.backbone.Backbone, up to C3: the
     #                      same widths as FastRCNNConfig's, so the two stages run the same CNN
     pool_size: int = 7  # pool5's side: Fast R-CNN's RoI pooling size (VGG16's pool5: 7 x 7)
     fc_dim: int = 256  # width of fc6 and fc7, as Fast R-CNN's head; AlexNet / VGG16: 4096
