@@ -5,7 +5,7 @@ Paper: R-CNN sec. 2.1 (features), 2.3 (training), Appendix C (pool5 for box regr
     warped region (R, 3, S, S)       cut from the mean-subtracted image, S = 56
       body            stages.backbone.Backbone up to C3: (R, 96, S/8, S/8) = (R, 96, 7, 7)
       pool5           max pooled to 7 x 7 and flattened: (R, 96 * 7 * 7)   -> box regression
-      fc6, fc7        (R, D) each, ReLU + dropout                            -> fc7: the SVMs
+      fc6, fc7        (R, D) each, ReLU (+ dropout: AlexNet 0.5, ours 0)     -> fc7: the SVMs
       cls_score       (R, K + 1) logits, background = 0                      -> the softmax
 
 **The same network as stage 2.** The body is the backbone that Fast R-CNN runs once per image,
@@ -52,7 +52,7 @@ class RegionCNN(nn.Module):
 
     def __init__(self, num_classes: int, backbone_channels=BACKBONE_CHANNELS,
                  fc_dim: int = 256, warp_size: int = 56, pool_size: int = 7,
-                 dropout: float = 0.5):
+                 dropout: float = 0.0):
         super().__init__()
         self.body = Backbone(tuple(backbone_channels), last_level="C3")
         if warp_size % self.body.stride or warp_size < self.body.stride * pool_size:

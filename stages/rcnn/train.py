@@ -36,8 +36,6 @@ from stages.rcnn.regions import crop_regions, match_to_ground_truth, normalize
 from stages.rcnn.svm import ClassSVMs, max_iou_per_class, train_svms
 
 
-
-
 @dataclass
 class TrainingData:
     """The training images as R-CNN's steps read them (one entry per image)."""
@@ -122,10 +120,10 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     history = pretrain_on_crops(cnn, data.images, gt_index, gt_boxes, gt_labels,
                                 epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
                                 batch_size=batch, seed=seed, deadline=pretrain_deadline)
-    if not history:
+    if cfg.pretrain_epochs == 0:
         log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
             "stages.rcnn.config.PRESETS)")
-    else:
+    elif history:
         log(f"[rcnn] 1. pre-trained on {len(gt_boxes)} ground-truth crops: {len(history)} "
             f"mini-batches ({history[-1]['epoch']} of {cfg.pretrain_epochs} epochs) in "
             f"{time.perf_counter() - start:.1f} s, loss {history[0]['loss']:.3f} -> "
