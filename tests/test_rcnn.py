@@ -26,6 +26,7 @@ from stages.rcnn import (RCNN, BoxRegressors, RCNNConfig, RegionCNN, compute_pro
                          dilate_boxes, make_proposer, mine_hard_negatives, proposal_report,
                          train_bbox_regressors, train_one_svm, train_rcnn, warp_regions)
 from stages.rcnn.__main__ import main
+from stages.rcnn.model import build_region_cnn
 from stages.rcnn.bbox_regression import BOX_CODER
 from stages.rcnn.regions import crop_regions, normalize, warp_from_images
 from stages.transforms import val_transforms
@@ -451,10 +452,8 @@ def test_rcnn_runs_the_network_of_fast_rcnn_on_each_warped_region():
     from stages.fast_rcnn import FastRCNNConfig
     from stages.fast_rcnn.model import build_fast_rcnn
 
-    rcnn_cfg, fast_cfg = RCNNConfig(), FastRCNNConfig()
-    cnn = RegionCNN(3, rcnn_cfg.backbone_channels, rcnn_cfg.fc_dim, rcnn_cfg.warp_size,
-                    rcnn_cfg.pool_size)
-    fast = build_fast_rcnn(fast_cfg, 3, cache=None)
+    cnn = build_region_cnn(RCNNConfig(), 3)  # what stage 1 trains
+    fast = build_fast_rcnn(FastRCNNConfig(), 3, cache=None)
     # the same backbone, layer for layer
     ours = {k: v.shape for k, v in cnn.body.state_dict().items()}
     theirs = {k: v.shape for k, v in fast.backbone.state_dict().items()}

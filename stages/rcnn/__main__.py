@@ -101,13 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     ckpt_path = ctx.out_dir / CHECKPOINT
     cache_root = Path(ctx.run.data_root) / CACHE_DIR
 
-    state, done = None, []
+    state, done, saved_cnn = None, [], None
     if ctx.run.eval_only or (ctx.run.resume and ckpt_path.exists()):
         try:
             state = load_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names)
             cfg = trained_config(state["config"], cfg,
                                  given_flags(parser, argv, RCNNConfig.TEST_TIME))
-            load_region_cnn(state, cfg)  # its CNN must fit: fail now, not later
+            saved_cnn = load_region_cnn(state, cfg)  # its CNN must fit: fail now, not later
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
         done = list(state["extra"].get("steps_done", []))
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         data = prepare_training_data(train_set, cfg, cache_root, cfg.workers)
         t0 = time.perf_counter()
         if "cnn" in done:
-            cnn = model_from_checkpoint(state, dataclasses.replace(cfg, classifier="softmax",
-                                                                   bbox_reg=False), None).cnn
+            cnn = saved_cnn
             print("[rcnn] reusing the fine-tuned CNN of the checkpoint")
         else:
             budget = ctx.run.time_budget
