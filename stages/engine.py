@@ -64,7 +64,8 @@ def make_loader(dataset, batch_size: int, shuffle: bool, seed: int):
 def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
           epochs: int | None = 1, time_budget_s: float | None = None, batch_size: int = 2,
           device: torch.device | str = "cpu", seed: int = 0, resume: bool = False,
-          lr_schedule=None, lr_drop: float | None = None, progress: bool = True) -> TrainResult:
+          lr_schedule=None, lr_drop: float | None = None, clip_grad_norm: float | None = None,
+          progress: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset``; write ``checkpoint.pt`` and ``losses.json`` into ``out_dir``.
 
     Stops after ``epochs`` epochs or once ``time_budget_s`` seconds of training have passed,
@@ -72,7 +73,10 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     parameter group's initial learning rate at each step (e.g. a warm-up). ``lr_drop``: once this
     fraction of the training is done (of the epochs, or of the time budget, whichever is further
     along), the learning rate is divided by 10, the papers' step schedule (Fast and Faster R-CNN
-    drop it 10x after 3/4 of their iterations: ``lr_drop=0.75``).
+    drop it 10x after 3/4 of their iterations: ``lr_drop=0.75``). ``clip_grad_norm``: the
+    gradients of all parameters are scaled down together when their norm exceeds it (detectron2's
+    ``CLIP_GRADIENTS``): one bad batch then moves the weights a bounded step, instead of blowing
+    them up (a loss of 1e29, then NaN).
     """
     if epochs is None and time_budget_s is None:
         raise ValueError("give epochs, time_budget_s or both: training needs a stopping rule")
@@ -125,6 +129,9 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                     f"({detail}); {kept}. Try a lower learning rate (or --resume from the checkpoint).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
             optimizer.step()
             synchronize(device)
             spent += time.perf_counter() - t0

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from stages import run
+from stages.backbone import BackboneConfig, backbone_from_config
 from stages.cli import dataclass_from_args
 from stages.evaluate import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
@@ -65,11 +66,10 @@ def stage_name(kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class PeerConfig:
+class PeerConfig(BackboneConfig):
     """The peers' settings: torchvision's defaults except where 128-px images demand (docstring)."""
 
     # --- the network: our backbone, torchvision's FPN, heads and RoIAlign ---
-    backbone_channels: tuple = FasterRCNNConfig.backbone_channels  # the same tiny CNN as ours
     fpn: bool = True  # C2..C5 -> FPN -> P2..P6; --no-fpn: the C3 map alone, 3 x 3 anchors on it
     fpn_channels: int = 64
     representation_size: int = 1024  # TwoMLPHead's width, torchvision's
@@ -80,10 +80,12 @@ class PeerConfig:
     box_batch_size_per_image: int = 64
     # --- optimisation: stage 3's, so that only the model differs ---
     images_per_batch: int = FasterRCNNConfig.images_per_batch
+    optimizer: str = FasterRCNNConfig.optimizer
     lr: float = FasterRCNNConfig.lr
     momentum: float = FasterRCNNConfig.momentum
     weight_decay: float = FasterRCNNConfig.weight_decay
     warmup_steps: int = FasterRCNNConfig.warmup_steps
+    clip_grad_norm: float | None = FasterRCNNConfig.clip_grad_norm
     lr_drop: float = FasterRCNNConfig.lr_drop
     quick_time_budget: float = FasterRCNNConfig.quick_time_budget
     full_epochs: int = FasterRCNNConfig.full_epochs
@@ -96,7 +98,8 @@ def build_peer(kind: str, cfg: PeerConfig, num_classes: int, image_size: int) ->
     """
     if kind not in KINDS:
         raise ValueError(f"unknown peer {kind!r}: expected one of {', '.join(KINDS)}")
-    common = dict(backbone_channels=tuple(cfg.backbone_channels), fpn=cfg.fpn,
+    body = backbone_from_config(cfg, "C5" if cfg.fpn else "C3")  # the same backbone as our stages'
+    common = dict(body=body, fpn=cfg.fpn,
                   fpn_channels=cfg.fpn_channels, representation_size=cfg.representation_size,
                   min_size=image_size, max_size=image_size,
                   rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
@@ -124,6 +127,7 @@ def build_parser():
     return parser
 
 
+@run.one_line_errors
 def main(argv: list[str] | None = None) -> Result:
     args = build_parser().parse_args(argv)
     cfg = dataclass_from_args(PeerConfig, args)

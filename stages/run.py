@@ -16,6 +16,7 @@ A stage's ``main()`` reads top to bottom with these helpers (no framework, no ca
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from stages import engine
+from stages.backbone import BackboneError
 from stages.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.cli import RunConfig, add_dataclass_args, dataclass_from_args
 from stages.datasets import DatasetError, load_dataset
@@ -35,6 +37,24 @@ from stages.transforms import train_transforms, val_transforms
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.png"
+
+
+# what a user's input or a diverging run raises: each message names the file or the step
+USER_ERRORS = (DatasetError, BackboneError, CheckpointError, engine.NonFiniteLossError)
+
+
+def one_line_errors(main):
+    """Wrap a command's ``main``: an error about the user's data, weights or checkpoint, or a loss
+    that became NaN, ends the command with its one-line message (and exit status 1), not a
+    traceback from deep inside the loop. An image found missing mid-epoch is such an error, and
+    the last checkpoint stays on disk (``engine.train`` saves after every epoch)."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as e:
+            raise SystemExit(f"error: {e}") from None
+    return wrapper
 
 
 def build_parser(description: str | None, *config_classes) -> argparse.ArgumentParser:
@@ -84,6 +104,21 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     return Context(run, stage, device, out_dir, train, val)
 
 
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def build_optimizer(model, cfg) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over the parameters that train (a frozen backbone part has none):
+    "sgd" (the papers': momentum ``cfg.momentum``, weight decay ``cfg.weight_decay``) or "adamw"
+    (AdamW, the same decay), at ``cfg.lr``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise SystemExit(f"error: --optimizer {cfg.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+
+
 def train_or_restore(model, ctx: Context, cfg, config: dict) -> float:
     """What a stage command does between building its model and ``finish``; returns train seconds.
 
@@ -107,14 +142,14 @@ def train_or_restore(model, ctx: Context, cfg, config: dict) -> float:
         return state["train_time_s"]
     epochs = ctx.run.epochs or (None if ctx.run.preset == "quick" else cfg.full_epochs)
     budget = ctx.run.time_budget or (cfg.quick_time_budget if ctx.run.preset == "quick" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg)
     warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
     t0 = time.perf_counter()
     result = engine.train(model, optimizer, ctx.train, out_dir=ctx.out_dir, stage=stage, config=config,
                           epochs=epochs, time_budget_s=budget, batch_size=cfg.images_per_batch,
                           device=ctx.device, seed=ctx.run.seed, resume=ctx.run.resume,
-                          lr_schedule=warmup, lr_drop=cfg.lr_drop, progress=ctx.run.progress)
+                          lr_schedule=warmup, lr_drop=cfg.lr_drop,
+                          clip_grad_norm=cfg.clip_grad_norm, progress=ctx.run.progress)
     last = result.history[-1] if result.history else {}
     print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
           f"{result.stopped_by}) in {result.train_time_s:.0f} s (wall {time.perf_counter() - t0:.0f} s); "

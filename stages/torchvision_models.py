@@ -7,8 +7,8 @@ Three things, all assembled from torchvision parts, and the command that trains 
                                       build, load COCO weights (or a local file, or none), then
                                       replace the two predictors by ones for our K classes
     build_peer_faster_rcnn            torchvision's ``FasterRCNN`` / ``MaskRCNN`` on OUR backbone
-    build_peer_mask_rcnn              (``stages.backbone.Backbone``): the benchmark peers, trained
-                                      from scratch, that our stages 3 and 4 are measured against
+    build_peer_mask_rcnn              (``stages.backbone``, ImageNet-pretrained by default): the
+                                      benchmark peers that our stages 3 and 4 are measured against
     TorchvisionDetector               an adapter: any torchvision ``GeneralizedRCNN`` behind the
                                       repo's model contract (losses in train mode, detections with a
                                       "timing" dict in eval mode), so ``engine.train`` and
@@ -29,7 +29,7 @@ Conventions that differ between torchvision and this repo (each is converted her
                    min_size = max_size = 128 an image whose longer side is 128 (our synthetic set,
                    or any set read with ``--long-side 128``) keeps its size (scale 1); a smaller
                    image is enlarged. Detections come back in the input image's pixels.
-    normalisation  our ``Backbone`` subtracts the ImageNet mean itself; the peers therefore set
+    normalisation  our backbones normalise their input themselves; the peers therefore set
                    torchvision's image_mean = 0, image_std = 1, so it happens exactly once. The
                    ResNet-50 model keeps torchvision's own normalisation (its weights expect it).
     masks          targets: uint8 [N, H, W] in both. Outputs: torchvision gives float
@@ -67,7 +67,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from stages.backbone import BACKBONE_CHANNELS, Backbone
+from stages.backbone import build_backbone
 from stages.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from stages.device import synchronize
 
@@ -272,7 +272,7 @@ class BackboneWithPyramid(nn.Module):
     as in the FPN paper (sec. 4.1).
     """
 
-    def __init__(self, body: Backbone, out_channels: int):
+    def __init__(self, body: nn.Module, out_channels: int):
         super().__init__()
         self.body = body
         self.fpn = FeaturePyramidNetwork([body.level_channels[c] for c in ("C2", "C3", "C4", "C5")],
@@ -287,7 +287,7 @@ class BackboneWithPyramid(nn.Module):
 class SingleLevel(nn.Module):
     """Our Backbone up to C3 alone: {"C3": (N, c2, H/8, W/8)}, the map of our single-level stages."""
 
-    def __init__(self, body: Backbone):
+    def __init__(self, body: nn.Module):
         super().__init__()
         self.body = body
         self.out_channels = body.out_channels
@@ -296,13 +296,17 @@ class SingleLevel(nn.Module):
         return OrderedDict(C3=self.body(x)["C3"])
 
 
-def _peer_parts(backbone_channels, fpn, fpn_channels, anchor_sizes, aspect_ratios, min_size, max_size):
-    """The parts both peers share: backbone, anchors, RoIAlign over its levels, transform settings."""
+def _peer_parts(body, fpn, fpn_channels, anchor_sizes, aspect_ratios, min_size, max_size):
+    """The parts both peers share: backbone, anchors, RoIAlign over its levels, transform settings.
+    ``body``: one of our backbones (``stages.backbone``), up to C5 with ``fpn``, else up to C3;
+    None: the default one (EfficientNet-Lite0, ImageNet weights)."""
+    if body is None:
+        body = build_backbone("efficientnet_lite0", "C5" if fpn else "C3")
     if fpn:
-        backbone = BackboneWithPyramid(Backbone(backbone_channels, last_level="C5"), fpn_channels)
+        backbone = BackboneWithPyramid(body, fpn_channels)
         levels = list(PYRAMID_LEVELS[:4])  # RoIs are pooled from P2..P5, never P6 (FPN sec. 4.2)
     else:
-        backbone = SingleLevel(Backbone(backbone_channels, last_level="C3"))
+        backbone = SingleLevel(body)
         levels = ["C3"]
     n_levels = len(PYRAMID_LEVELS) if fpn else 1
     if anchor_sizes is None:
@@ -315,11 +319,11 @@ def _peer_parts(backbone_channels, fpn, fpn_channels, anchor_sizes, aspect_ratio
     return backbone, levels, common
 
 
-def build_peer_faster_rcnn(num_classes: int, backbone_channels: tuple = BACKBONE_CHANNELS,
+def build_peer_faster_rcnn(num_classes: int, body: nn.Module | None = None,
                            fpn: bool = True, fpn_channels: int = 64, anchor_sizes=None,
                            aspect_ratios=ASPECT_RATIOS, min_size: int = 128, max_size: int = 128,
                            representation_size: int = 1024, **kwargs) -> FasterRCNN:
-    """torchvision's ``FasterRCNN`` on our ``Backbone``, from scratch: the stage-3 peer.
+    """torchvision's ``FasterRCNN`` on our backbone ``body``: the stage-3 peer.
 
     num_classes: K, background excluded (torchvision gets K + 1).
     fpn=True: C2..C5 -> FPN (``fpn_channels`` wide) -> P2..P6, RoIAlign 7x7 over P2..P5, anchors
@@ -330,7 +334,7 @@ def build_peer_faster_rcnn(num_classes: int, backbone_channels: tuple = BACKBONE
     kwargs: any other ``FasterRCNN`` argument (``rpn_post_nms_top_n_test``, ``box_score_thresh``, ...);
         torchvision's defaults otherwise.
     """
-    backbone, levels, common = _peer_parts(backbone_channels, fpn, fpn_channels, anchor_sizes,
+    backbone, levels, common = _peer_parts(body, fpn, fpn_channels, anchor_sizes,
                                            aspect_ratios, min_size, max_size)
     C = backbone.out_channels
     return FasterRCNN(backbone,
@@ -340,18 +344,18 @@ def build_peer_faster_rcnn(num_classes: int, backbone_channels: tuple = BACKBONE
                       **common, **kwargs)
 
 
-def build_peer_mask_rcnn(num_classes: int, backbone_channels: tuple = BACKBONE_CHANNELS,
+def build_peer_mask_rcnn(num_classes: int, body: nn.Module | None = None,
                          fpn: bool = True, fpn_channels: int = 64, anchor_sizes=None,
                          aspect_ratios=ASPECT_RATIOS, min_size: int = 128, max_size: int = 128,
                          representation_size: int = 1024, mask_head_channels: int = 256,
                          **kwargs) -> MaskRCNN:
-    """torchvision's ``MaskRCNN`` on our ``Backbone``, from scratch: the stage-4 peer.
+    """torchvision's ``MaskRCNN`` on our backbone ``body``: the stage-4 peer.
 
     As ``build_peer_faster_rcnn``, plus the mask branch of the Mask R-CNN paper (Fig. 4, right):
     RoIAlign 14x14, four 3x3 convs ``mask_head_channels`` wide (torchvision's 256), a 2x deconv and
     one 28x28 mask per class.
     """
-    backbone, levels, common = _peer_parts(backbone_channels, fpn, fpn_channels, anchor_sizes,
+    backbone, levels, common = _peer_parts(body, fpn, fpn_channels, anchor_sizes,
                                            aspect_ratios, min_size, max_size)
     C = backbone.out_channels
     return MaskRCNN(backbone,

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torchvision
 
+from stages.backbone import Backbone
 from stages.checkpoint import load_checkpoint, save_checkpoint
 from stages.datasets import CocoDataset
 from stages.evaluate import evaluate
@@ -34,7 +35,8 @@ from stages.transforms import val_transforms
 # budgets for the end-to-end tests: seconds, not minutes (a narrow backbone, the same layers)
 TINY_CHANNELS = (8, 16, 16, 16, 16)
 TINY_RCNN = RCNNConfig(pretrain_epochs=10, finetune_epochs=20.0, pretrain_lr=0.03,
-                       finetune_lr=0.03, svm_C=1.0, workers=1, backbone_channels=TINY_CHANNELS)
+                       finetune_lr=0.03, svm_C=1.0, workers=1, backbone="tiny",
+                       backbone_channels=TINY_CHANNELS)
 
 
 @pytest.fixture(scope="module")
@@ -375,7 +377,7 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     out = tmp_path / "run"
     args = ["--data", f"coco:{ann_file}", "--data-root", str(tmp_path / "data"), "--out", str(out),
             "--pretrain-epochs", "3", "--finetune-epochs", "3", "--workers", "1", "--no-progress",
-            "--backbone-channels", *map(str, TINY_CHANNELS)]
+            "--backbone", "tiny", "--backbone-channels", *map(str, TINY_CHANNELS)]
     main(args + ["--proposals", "sliding_window"])
     printed = capsys.readouterr().out
     assert "trained in" in printed and "proposal report" in printed
@@ -402,7 +404,7 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     assert third["train_time_s"] == first["train_time_s"]  # evaluated, not retrained
 
     # --resume from a checkpoint that holds only the fine-tuned CNN (a run stopped after step 2)
-    cnn = RegionCNN(num_classes=1, backbone_channels=TINY_CHANNELS)
+    cnn = RegionCNN(num_classes=1, body=Backbone(TINY_CHANNELS, "C3"))
     cnn.load_state_dict(state["model"])
     save_checkpoint(out / "checkpoint.pt", stage="rcnn", class_names=state["class_names"],
                     config=state["config"], model=cnn,
@@ -465,12 +467,12 @@ def test_rcnn_runs_the_network_of_fast_rcnn_on_each_warped_region():
 
 def test_pool5_of_a_56_pixel_region_is_its_c3_map_and_other_warps_pool_to_7x7():
     torch.manual_seed(0)
-    cnn = RegionCNN(2, TINY_CHANNELS, warp_size=56).eval()
+    cnn = RegionCNN(2, Backbone(TINY_CHANNELS, "C3"), warp_size=56).eval()
     regions = torch.randn(3, 3, 56, 56)
     with torch.no_grad():
         c3 = cnn.body.forward_normalized(regions)["C3"]  # (3, 16, 7, 7): nothing left to pool
         torch.testing.assert_close(cnn.features(regions)["pool5"], c3.flatten(1))
-        big = RegionCNN(2, TINY_CHANNELS, warp_size=112).eval()
+        big = RegionCNN(2, Backbone(TINY_CHANNELS, "C3"), warp_size=112).eval()
         assert big.features(torch.randn(2, 3, 112, 112))["pool5"].shape == (2, 16 * 7 * 7)
     with pytest.raises(ValueError, match="multiple of the backbone's stride 8"):
-        RegionCNN(2, TINY_CHANNELS, warp_size=60)
+        RegionCNN(2, Backbone(TINY_CHANNELS, "C3"), warp_size=60)

@@ -19,6 +19,7 @@ from stages.proposals import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fi
 STAGE = "fast_rcnn"
 
 
+@run.one_line_errors
 def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, FastRCNNConfig, SelectiveSearchConfig)
     args = parser.parse_args(argv)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stages.backbone import BACKBONE_CHANNELS
+from stages.backbone import BackboneConfig
 
 
 @dataclass(frozen=True)
-class FastRCNNConfig:
+class FastRCNNConfig(BackboneConfig):
     # --- pooling (sec. 2.1; SPP-net sec. 2.3) ---
     pool: str = "roi"  # roi: RoI max pooling (one level) | spp: a {4, 2, 1} spatial pyramid
     pool_size: int = 7  # H = W = 7 for VGG16 (sec. 2.1)
@@ -17,8 +17,8 @@ class FastRCNNConfig:
     # Training uses torchvision's C++ RoI pooling by default for speed (ours is equal, tested, but
     # a Python loop over RoIs: ~10x slower per step); the notebooks and tests run ours.
     pool_kernel: str = "torchvision"  # ours | torchvision
-    # --- network (VGG16's fc6/fc7 are 4096-d; our maps have 96 channels, so 256) ---
-    backbone_channels: tuple = BACKBONE_CHANNELS
+    # --- network: the backbone's fields (BackboneConfig) come first; VGG16's fc6/fc7 are
+    #     4096-d on 512 channels, our C3 has 40 (EfficientNet-Lite0) or 96 (tiny): 256 ---
     fc_dim: int = 256
     # --- mini-batches (sec. 2.3) ---
     images_per_batch: int = 2  # N = 2
@@ -34,10 +34,12 @@ class FastRCNNConfig:
     box_weights: tuple = (10.0, 10.0, 5.0, 5.0)  # target normalisation: = 1 / std of t (sec. 2.3)
     # --- optimisation (paper: SGD, lr 0.001, momentum 0.9, decay 0.0005, from ImageNet weights;
     #     we train from scratch with batch norm, so a larger lr with a short warm-up) ---
+    optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 50
+    clip_grad_norm: float | None = 10.0  # scale gradients down to this norm (a guard; None: off)
     lr_drop: float = 0.75  # lr / 10 after 3/4 of the training (sec. 3.1: 30k of 40k iterations)
     quick_time_budget: float = 120.0  # seconds of training in the quick preset (the README's
     # comparison trains four stages within 12 minutes on 2 cores: 2 minutes each for stages 2-4)

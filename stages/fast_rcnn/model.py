@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import Backbone, batch_images
+from stages.backbone import backbone_from_config, batch_images
 from stages.device import synchronize
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
@@ -89,7 +89,7 @@ class FastRCNN(nn.Module):
 
 def build_fast_rcnn(cfg: FastRCNNConfig, num_classes: int, cache: ProposalCache) -> FastRCNN:
     """Backbone (stride 8) + pooler (RoI or SPP) + head, wired to the selective-search cache."""
-    backbone = Backbone(cfg.backbone_channels, last_level="C3")
+    backbone = backbone_from_config(cfg, "C3")
     pooler = build_pooler(cfg, backbone.out_channels, backbone.stride)  # 1/8: a 16-cell map for 128 px
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)
     return FastRCNN(backbone, head, SelectiveSearchProposer(cache), cfg)

@@ -17,6 +17,7 @@ from stages.faster_rcnn.model import build_faster_rcnn
 STAGE = "faster_rcnn"
 
 
+@run.one_line_errors
 def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, FasterRCNNConfig)
     args = parser.parse_args(argv)

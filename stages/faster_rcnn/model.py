@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import Backbone, batch_images
+from stages.backbone import backbone_from_config, batch_images
 from stages.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
 from stages.fast_rcnn.sampling import sample_batch
@@ -133,7 +133,7 @@ class FasterRCNN(nn.Module):
 
 def build_faster_rcnn(cfg: FasterRCNNConfig, num_classes: int) -> FasterRCNN:
     """Backbone (C3, stride 8) + RPN + stage 2's head (RoI pooling or SPP), sharing one map."""
-    backbone = Backbone(cfg.backbone_channels, last_level="C3")
+    backbone = backbone_from_config(cfg, "C3")
     pooler = build_pooler(cfg, backbone.out_channels, backbone.stride)
     rpn = RegionProposalNetwork(backbone.out_channels, backbone.stride, cfg)
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)

@@ -41,6 +41,7 @@ def build_model(cfg: MaskRCNNConfig, num_classes: int, long_side: int | None):
     raise SystemExit(f"error: --model {cfg.model!r}: expected 'ours' or 'torchvision'")
 
 
+@run.one_line_errors
 def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, MaskRCNNConfig)
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import STRIDES, Backbone, batch_images
+from stages.backbone import STRIDES, backbone_from_config, batch_images
 from stages.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, detect, fast_rcnn_loss
 from stages.fast_rcnn.sampling import sample_batch
@@ -38,7 +38,7 @@ from stages.ops import BoxCoder
 class MaskRCNN(nn.Module):
     """``model(images, targets)`` -> losses (train); ``model(images)`` -> detections with masks."""
 
-    def __init__(self, backbone: Backbone, fpn: FPN | None, rpn: RegionProposalNetwork,
+    def __init__(self, backbone: nn.Module, fpn: FPN | None, rpn: RegionProposalNetwork,
                  box_head: FastRCNNHead, mask_head: MaskHead, cfg: MaskRCNNConfig):
         super().__init__()
         self.backbone, self.fpn, self.rpn = backbone, fpn, rpn
@@ -105,14 +105,14 @@ class MaskRCNN(nn.Module):
 def build_mask_rcnn(cfg: MaskRCNNConfig, num_classes: int) -> MaskRCNN:
     """Backbone (+ FPN) + stage 3's RPN + stage 2's box head on RoIAlign + the mask branch."""
     if cfg.fpn:
-        backbone = Backbone(cfg.backbone_channels, last_level="C5")
+        backbone = backbone_from_config(cfg, "C5")
         fpn = FPN(backbone.level_channels, cfg.fpn_channels)
         channels = fpn.out_channels
         head_strides = (4, 8, 16, 32)
         rpn = RegionProposalNetwork(channels, head_strides + (64,), cfg,
                                     level_sizes=[(s,) for s in cfg.fpn_anchor_sizes])
     else:
-        backbone = Backbone(cfg.backbone_channels, last_level="C3")
+        backbone = backbone_from_config(cfg, "C3")
         fpn, channels, head_strides = None, backbone.out_channels, (STRIDES["C3"],)
         rpn = RegionProposalNetwork(channels, head_strides, cfg)
     pooler = dict(strides=head_strides, pool=cfg.pool, kernel=cfg.pool_kernel,

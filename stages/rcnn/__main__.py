@@ -90,6 +90,7 @@ def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> d
     return report
 
 
+@run.one_line_errors
 def main(argv: list[str] | None = None) -> None:
     parser = run.build_parser(__doc__, RCNNConfig)
     args = parser.parse_args(argv)

@@ -3,8 +3,8 @@
 Paper: R-CNN sec. 2.1 (features), 2.3 (training), Appendix C (pool5 for box regression).
 
     warped region (R, 3, S, S)       cut from the mean-subtracted image, S = 56
-      body            stages.backbone.Backbone up to C3: (R, 96, S/8, S/8) = (R, 96, 7, 7)
-      pool5           max pooled to 7 x 7 and flattened: (R, 96 * 7 * 7)   -> box regression
+      body            the shared backbone up to C3: (R, C, S/8, S/8) = (R, 40, 7, 7)
+      pool5           max pooled to 7 x 7 and flattened: (R, C * 7 * 7)    -> box regression
       fc6, fc7        (R, D) each, ReLU (+ dropout: AlexNet 0.5, ours 0)     -> fc7: the SVMs
       cls_score       (R, K + 1) logits, background = 0                      -> the softmax
 
@@ -18,10 +18,12 @@ the papers' 146x compares VGG16 with VGG16 (Fast R-CNN sec. 4.4). The paper's R-
 AlexNet's or VGG16's layer names; we keep "pool5" and "fc7" so that they mean what they mean there.
 
 Training, in the paper's two steps (sec. 2.3):
-  1. *Supervised pre-training.* The paper starts from AlexNet trained on ImageNet classification.
-     We have no ImageNet (and no download), so we pre-train on the closest thing our data has: a
-     K-way classifier on the ground-truth crops of the training images, slightly jittered.
-     Its K-way output layer is thrown away afterwards, as the 1000-way ImageNet layer was.
+  1. *Supervised pre-training.* The paper starts from AlexNet trained on ImageNet classification;
+     so do we: the shared backbone's default is EfficientNet-Lite0 with its ImageNet weights
+     (``stages.backbone``). From random weights (``--backbone tiny``), ``pretrain_on_crops``
+     stands in for ImageNet with the closest thing our data has: a K-way classifier on the
+     ground-truth crops of the training images, slightly jittered; its K-way output layer is
+     thrown away afterwards, as the 1000-way ImageNet layer was (``--pretrain-epochs N``).
   2. *Domain-specific fine-tuning.* A new (K+1)-way layer (``cls_score``); SGD on warped
      proposals: IoU >= 0.5 with a ground-truth box = a positive of that box's class, the rest
      background; each mini-batch draws 32 positives (over all classes) and 96 background
@@ -39,28 +41,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stages.backbone import BACKBONE_CHANNELS, Backbone
 from stages.rcnn.regions import warp_from_images
 
 
 class RegionCNN(nn.Module):
     """Stage 2's backbone (to C3) and fc6/fc7 on S x S warped regions (see the module docstring).
 
-    ``backbone_channels`` are ``stages.backbone.Backbone``'s; ``pool_size`` is the side of pool5
-    (Fast R-CNN's RoI pooling size); ``warp_size`` must be a multiple of the body's stride, 8.
+    ``body``: the shared backbone up to C3 (``stages.backbone.build_backbone(..., "C3")``);
+    ``pool_size`` is the side of pool5 (Fast R-CNN's RoI pooling size); ``warp_size`` must be a
+    multiple of the body's stride, 8.
     """
 
-    def __init__(self, num_classes: int, backbone_channels=BACKBONE_CHANNELS,
-                 fc_dim: int = 256, warp_size: int = 56, pool_size: int = 7,
-                 dropout: float = 0.0):
+    def __init__(self, num_classes: int, body: nn.Module, fc_dim: int = 256, warp_size: int = 56,
+                 pool_size: int = 7, dropout: float = 0.0):
         super().__init__()
-        self.body = Backbone(tuple(backbone_channels), last_level="C3")
+        self.body = body
         if warp_size % self.body.stride or warp_size < self.body.stride * pool_size:
             raise ValueError(f"--warp-size {warp_size} must be a multiple of the backbone's stride "
                              f"{self.body.stride} and at least {self.body.stride * pool_size} "
                              f"(a {pool_size} x {pool_size} pool5)")
         self.pool5 = nn.AdaptiveMaxPool2d(pool_size)  # 7 x 7 -> 7 x 7 at S = 56: nothing to do
-        self.pool5_dim = self.body.out_channels * pool_size * pool_size  # 96 * 7 * 7 = 4704
+        self.pool5_dim = self.body.out_channels * pool_size * pool_size  # 40 * 7 * 7 = 1960
         self.fc6 = nn.Linear(self.pool5_dim, fc_dim)
         self.fc7 = nn.Linear(fc_dim, fc_dim)
         self.dropout = nn.Dropout(dropout)
@@ -109,7 +110,7 @@ def jitter_boxes(boxes: Tensor, amount: float, generator: torch.Generator) -> Te
 
 def _sgd(cnn: nn.Module, lr: float):
     # momentum 0.9 and weight decay 5e-4: AlexNet's (and the rcnn fine-tuning solver's) values
-    return torch.optim.SGD(cnn.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    return torch.optim.SGD([p for p in cnn.parameters() if p.requires_grad], lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
 class Progress:

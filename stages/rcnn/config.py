@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from stages.backbone import BACKBONE_CHANNELS
+from stages.backbone import BackboneConfig
 from stages.proposals import SelectiveSearchConfig, SlidingWindowConfig
 
 PROPOSAL_METHODS = ("selective_search", "sliding_window")
@@ -24,7 +24,7 @@ CLASSIFIERS = ("svm", "softmax")
 
 
 @dataclass(frozen=True)
-class RCNNConfig:
+class RCNNConfig(BackboneConfig):
     """Everything that defines an R-CNN run except the data and the run flags (``RunConfig``)."""
 
     # -- proposals (sec. 2.1) ---------------------------------------------------------------------
@@ -50,8 +50,7 @@ class RCNNConfig:
     #                            scaled to p * warp_size / 227 (= 3.9 px at 56)
 
     # -- the CNN (sec. 2.1, 2.3): stage 2's network, run on each region (stages.rcnn.cnn) ----------
-    backbone_channels: tuple = BACKBONE_CHANNELS  # stages.backbone.Backbone, up to C3: the
-    #                      same widths as FastRCNNConfig's, so the two stages run the same CNN
+    # the backbone (BackboneConfig's fields, up to C3) is FastRCNNConfig's: the same CNN
     pool_size: int = 7  # pool5's side: Fast R-CNN's RoI pooling size (VGG16's pool5: 7 x 7)
     fc_dim: int = 256  # width of fc6 and fc7, as Fast R-CNN's head; AlexNet / VGG16: 4096
     dropout: float = 0.0  # on fc6 and fc7; AlexNet 0.5. Ours none, as stage 2's head: measured

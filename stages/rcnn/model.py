@@ -32,6 +32,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from stages.backbone import backbone_from_config
 from stages.checkpoint import CheckpointError
 from stages.ops import batched_nms, clip_boxes_to_image
 from stages.rcnn.bbox_regression import BoxRegressors
@@ -127,7 +128,7 @@ class RCNN(nn.Module):
 
 def build_region_cnn(cfg: RCNNConfig, num_classes: int) -> RegionCNN:
     """The CNN that ``cfg`` describes, untrained."""
-    return RegionCNN(num_classes, cfg.backbone_channels, cfg.fc_dim, cfg.warp_size, cfg.pool_size,
+    return RegionCNN(num_classes, backbone_from_config(cfg, "C3"), cfg.fc_dim, cfg.warp_size, cfg.pool_size,
                      cfg.dropout)
 
 
