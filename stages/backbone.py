@@ -314,6 +314,12 @@ def describe_backbone(cfg: BackboneConfig) -> str:
     return f"{cfg.backbone}/{weights}"
 
 
+def backbone_suffix(cfg: BackboneConfig) -> str:
+    """What a result's ``variant`` adds when the backbone is not the default: " backbone=tiny/none"."""
+    name = describe_backbone(cfg)
+    return "" if name == describe_backbone(BackboneConfig()) else f" backbone={name}"
+
+
 def batch_images(images: list[torch.Tensor], size_divisible: int = 32) -> tuple[torch.Tensor, list]:
     """Pad a list of images [3, H_i, W_i] into one batch (N, 3, H, W), H and W multiples of
     ``size_divisible`` so every level's map is whole. Padding goes right and bottom, so boxes keep

@@ -3,6 +3,7 @@
     python -m stages.compare                                  all four stages, quick preset
     python -m stages.compare --stages rcnn fast_rcnn          two generations only
     python -m stages.compare --peers                          + torchvision's Faster / Mask R-CNN
+    python -m stages.compare --from-scratch                   + Mask R-CNN from random weights
     python -m stages.compare --retrain                        train again even what could be reused
 
 What it shows is the story of the four papers in numbers, as in the Mask R-CNN paper's Table 1
@@ -75,6 +76,8 @@ class Entry:
     proposals: str  # where the regions come from
     pooling: str    # how a region becomes a fixed-size feature
     peer: str | None = None  # for torchvision peers: the ``kind`` passed to ``run_peer``
+    extra_argv: tuple = ()  # flags of its own, after the shared ones
+    ablation_of: str | None = None  # the stage this row changes one thing of (not a generation)
 
 
 # Modules are named as strings, not imported, because a stage that is not built yet must only be
@@ -95,6 +98,11 @@ PEERS = (
           "RoIAlign (multi-scale)", peer="mask_rcnn"),
 )
 STAGE_NAMES = tuple(e.name for e in STAGES)
+# --from-scratch: what R-CNN sec. 2.3's "supervised pre-training" buys. The same Mask R-CNN, the
+# same network and budget, started from random weights instead of ImageNet's.
+FROM_SCRATCH = Entry("mask_rcnn_from_scratch", "stages.mask_rcnn", "Mask R-CNN, random init",
+                     "RPN + FPN", "RoIAlign", extra_argv=("--pretrained", "none"),
+                     ablation_of="mask_rcnn")
 
 # The run flags every stage shares and compare passes through unchanged (``RunConfig``'s fields
 # minus --out, --resume and --eval-only, which compare sets itself). All but "progress" decide
@@ -116,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train every stage again, even one trained with these settings")
     parser.add_argument("--peers", action="store_true",
                         help="add torchvision's Faster R-CNN and Mask R-CNN as rows")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="add the row 'Mask R-CNN from random weights' beside the ImageNet-"
+                             "pretrained one: what pre-training buys (R-CNN sec. 2.3)")
     shared = parser.add_argument_group("passed to every stage")
     shared.add_argument("--data", default=run.data,
                         help="synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR")
@@ -148,7 +159,7 @@ def stage_argv(args: argparse.Namespace, out_dir: Path) -> list[str]:
 
 def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
     """What a reused result must have been run with (JSON-ready, compared with ``==``)."""
-    return {"module": entry.module, "peer": entry.peer,
+    return {"module": entry.module, "peer": entry.peer, "extra_argv": list(entry.extra_argv),
             **{name: getattr(args, name) for name in PASSED if name not in NOT_SETTINGS}}
 
 
@@ -241,7 +252,8 @@ def run_entry(entry: Entry, main, args: argparse.Namespace, out: Path) -> tuple[
         print(f"[compare] {entry.name}: reused {out_dir / METRICS} (trained with the same "
               f"settings; --retrain trains it again)")
         return result, "reused"
-    argv = stage_argv(args, out_dir) + (["--resume"] if action == "resume" else [])
+    argv = (stage_argv(args, out_dir) + list(entry.extra_argv)
+            + (["--resume"] if action == "resume" else []))
     if action == "resume":
         print(f"[compare] {entry.name}: an unfinished run with the same settings left "
               f"{out_dir / CHECKPOINT}: resuming it")
@@ -368,7 +380,7 @@ def _verdict(ratio: float, target: float | None) -> str:
 def generation_ratios(rows: list[Row]) -> list[str]:
     """Sentences: test time of each generation over the next (all of it, and the network alone);
     selective search over the RPN; each torchvision peer beside our stage of the same name."""
-    ours = [r for r in rows if r.entry.peer is None]
+    ours = [r for r in rows if r.entry.peer is None and r.entry.ablation_of is None]
     lines = []
     for a, b in zip(ours, ours[1:]):
         x, y = a.result, b.result
@@ -393,6 +405,15 @@ def generation_ratios(rows: list[Row]) -> list[str]:
             lines.append(f"proposal ms per image: {rpn.entry.title} reports no proposal time "
                          f"(timing['proposals']), so selective search / RPN is not measured")
     by_name = {r.entry.name: r for r in ours}
+    for ablation in (r for r in rows if r.entry.ablation_of is not None):
+        mine = by_name.get(ablation.entry.ablation_of)
+        if mine is None:
+            continue
+        line = (f"{mine.entry.title} from ImageNet weights / {ablation.entry.title}: box AP "
+                f"{mine.result.box['AP']:.1f} vs {ablation.result.box['AP']:.1f}")
+        if mine.result.mask and ablation.result.mask:
+            line += f", mask AP {mine.result.mask['AP']:.1f} vs {ablation.result.mask['AP']:.1f}"
+        lines.append(line + " (the same network and budget: what pre-training buys)")
     for peer in (r for r in rows if r.entry.peer is not None):
         mine = by_name.get(peer.entry.peer)
         if mine is None:
@@ -418,7 +439,8 @@ def plot_accuracy_vs_speed(ax, rows: list[Row]) -> None:
     """Box AP (filled: a circle for ours, a diamond for torchvision) and mask AP (open square)
     against test ms per image, log x: one decade of speed is as wide as the next."""
     xs = [r.result.ms_per_image for r in rows]
-    ours = [(r.result.ms_per_image, r.result.box["AP"]) for r in rows if r.entry.peer is None]
+    ours = [(r.result.ms_per_image, r.result.box["AP"]) for r in rows
+            if r.entry.peer is None and r.entry.ablation_of is None]
     if len(ours) > 1:  # the generations in order: the path the papers took
         ax.plot(*zip(*ours), color="#999999", linestyle="--", linewidth=1, zorder=1)
     for i, row in enumerate(rows):
@@ -537,6 +559,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     out = Path(args.out)
     check_writable(out)
     chosen = [e for e in STAGES if e.name in args.stages]  # the order of the generations
+    if args.from_scratch:
+        chosen.append(FROM_SCRATCH)
     if args.peers:
         chosen += PEERS
 
@@ -593,7 +617,7 @@ def load_comparison(path: Path) -> tuple[list[Row], argparse.Namespace]:
     ``save_comparison``: the rows print, plot and give ``generation_ratios`` as they did then."""
     path = Path(path)
     document = json.loads(path.read_text())
-    entries = {e.name: e for e in STAGES + PEERS}
+    entries = {e.name: e for e in STAGES + PEERS + (FROM_SCRATCH,)}
     unknown = [r["name"] for r in document["rows"] if r["name"] not in entries]
     if unknown:
         raise ValueError(f"{path}: rows of unknown stages {unknown}; known: {', '.join(entries)}")

@@ -5,7 +5,7 @@
             losses = model(images, targets)        # a dict of named losses (train mode)
             loss = sum(losses.values())            # e.g. L = L_cls + lambda [u >= 1] L_loc
             stop with a clear error if loss is NaN or inf (the last good checkpoint stays)
-            optimizer.zero_grad(); loss.backward(); optimizer.step()
+            optimizer.zero_grad(); loss.backward(); clip the gradients' norm; optimizer.step()
         write checkpoint.pt and losses.json into the output folder (atomically)
 
 ``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, RNG and the
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from stages import io
 from stages.checkpoint import load_checkpoint, restore, save_checkpoint
-from stages.datasets import collate
+from stages.datasets import DatasetError, collate
 from stages.device import synchronize
 
 CHECKPOINT = "checkpoint.pt"
@@ -104,11 +104,21 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     def out_of_time() -> bool:
         return time_budget_s is not None and spent >= time_budget_s
 
+    def kept() -> str:
+        return (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists()
+                else "no checkpoint had been written yet")
+
     model.train()
     while epoch < max_epochs and not out_of_time():
         loader = make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch)
         bar = tqdm(loader, desc=f"[{stage}] epoch {epoch + 1}", disable=not progress, leave=False)
-        for i, (images, targets) in enumerate(bar):
+        batches = iter(bar)
+        for i in range(len(loader)):
+            try:  # the images are read here: one may have gone missing since the run started
+                images, targets = next(batches)
+            except DatasetError as e:
+                raise DatasetError(f"{e} (found at epoch {epoch + 1}, step {step + 1}; "
+                                   f"{kept()})") from None
             t0 = time.perf_counter()
             images, targets = to_device(images, targets, device)
             done = max(spent / time_budget_s if time_budget_s else 0.0,
@@ -121,12 +131,10 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
             losses = model(images, targets)  # {"loss_cls": ..., "loss_box": ...}
             loss = sum(losses.values())
             if not math.isfinite(loss.item()):
-                kept = (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists()
-                        else "no checkpoint had been written yet")
                 detail = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 raise NonFiniteLossError(
                     f"[{stage}] the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                    f"({detail}); {kept}. Try a lower learning rate (or --resume from the checkpoint).")
+                    f"({detail}); {kept()}. Try a lower learning rate (or --resume from the checkpoint).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip_grad_norm is not None:
@@ -143,6 +151,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
             bar.set_postfix(loss=f"{record['loss']:.3f}")
             if out_of_time():
                 break
+        bar.close()
         epoch += 1  # a part-epoch cut by the budget counts as done: a resumed run starts the next
         save()
     stopped_by = "epochs" if epoch >= max_epochs else "time_budget"

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from stages import run
-from stages.backbone import BackboneConfig, backbone_from_config
+from stages.backbone import BackboneConfig, backbone_from_config, backbone_suffix
 from stages.cli import dataclass_from_args
 from stages.evaluate import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
@@ -116,7 +116,8 @@ def describe(kind: str, cfg: PeerConfig) -> str:
     """The ``variant`` column of the result record."""
     features = f"fpn={cfg.fpn_channels}" if cfg.fpn else "c3"
     text = f"torchvision {features} box_head=mlp{cfg.representation_size} pool=roi_align"
-    return text + (f" mask_head={cfg.mask_head_channels}" if kind == "mask_rcnn" else "")
+    return (text + (f" mask_head={cfg.mask_head_channels}" if kind == "mask_rcnn" else "")
+            + backbone_suffix(cfg))
 
 
 def build_parser():

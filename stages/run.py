@@ -119,14 +119,30 @@ def build_optimizer(model, cfg) -> torch.optim.Optimizer:
     raise SystemExit(f"error: --optimizer {cfg.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
+def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict | None = None,
+                      epochs: int | None = None, time_budget_s: float | None = None,
+                      device="cpu", seed: int = 0, resume: bool = False,
+                      progress: bool = True) -> engine.TrainResult:
+    """``engine.train`` with a stage config's recipe, as the commands and the notebooks train:
+    ``build_optimizer``, a linear warm-up over ``cfg.warmup_steps``, the 10x drop after
+    ``cfg.lr_drop`` of the training, gradients clipped to ``cfg.clip_grad_norm``, mini-batches of
+    ``cfg.images_per_batch`` images."""
+    warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
+    return engine.train(model, build_optimizer(model, cfg), dataset, out_dir=out_dir, stage=stage,
+                        config=config or {}, epochs=epochs, time_budget_s=time_budget_s,
+                        batch_size=cfg.images_per_batch, device=device, seed=seed, resume=resume,
+                        lr_schedule=warmup, lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
+                        progress=progress)
+
+
 def train_or_restore(model, ctx: Context, cfg, config: dict) -> float:
     """What a stage command does between building its model and ``finish``; returns train seconds.
 
     ``--eval-only``: restore ``<out>/checkpoint.pt`` (a file of another stage, class count or model
     shape is refused with one clear line) and return the training time it records. Otherwise train
-    with the papers' recipe: SGD with momentum and weight decay (``cfg.lr``, ``cfg.momentum``,
-    ``cfg.weight_decay``), a linear warm-up over ``cfg.warmup_steps``, the learning rate divided by
-    10 after ``cfg.lr_drop`` of the training; for ``cfg.quick_time_budget`` seconds (quick preset)
+    with the stage's recipe (``train_with_recipe``: ``cfg.optimizer`` at ``cfg.lr``, a linear
+    warm-up over ``cfg.warmup_steps``, the learning rate divided by 10 after ``cfg.lr_drop`` of
+    the training, gradients clipped to ``cfg.clip_grad_norm``); for ``cfg.quick_time_budget`` seconds (quick preset)
     or ``cfg.full_epochs`` epochs (full), unless ``--epochs`` / ``--time-budget`` say otherwise;
     ``cfg.images_per_batch`` images per mini-batch; ``--resume`` continues the checkpoint.
     """
@@ -142,14 +158,10 @@ def train_or_restore(model, ctx: Context, cfg, config: dict) -> float:
         return state["train_time_s"]
     epochs = ctx.run.epochs or (None if ctx.run.preset == "quick" else cfg.full_epochs)
     budget = ctx.run.time_budget or (cfg.quick_time_budget if ctx.run.preset == "quick" else None)
-    optimizer = build_optimizer(model, cfg)
-    warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
     t0 = time.perf_counter()
-    result = engine.train(model, optimizer, ctx.train, out_dir=ctx.out_dir, stage=stage, config=config,
-                          epochs=epochs, time_budget_s=budget, batch_size=cfg.images_per_batch,
-                          device=ctx.device, seed=ctx.run.seed, resume=ctx.run.resume,
-                          lr_schedule=warmup, lr_drop=cfg.lr_drop,
-                          clip_grad_norm=cfg.clip_grad_norm, progress=ctx.run.progress)
+    result = train_with_recipe(model, cfg, ctx.train, out_dir=ctx.out_dir, stage=stage, config=config,
+                               epochs=epochs, time_budget_s=budget, device=ctx.device,
+                               seed=ctx.run.seed, resume=ctx.run.resume, progress=ctx.run.progress)
     last = result.history[-1] if result.history else {}
     print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
           f"{result.stopped_by}) in {result.train_time_s:.0f} s (wall {time.perf_counter() - t0:.0f} s); "

@@ -399,8 +399,9 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     main(args + ["--eval-only", "--no-bbox-reg"])  # a test-time switch on the same checkpoint
     third = json.loads((out / "metrics.json").read_text())
     # only the switch given changes; the rest (sliding windows here) is the checkpoint's
-    assert first["variant"] == "proposals=sliding_window classifier=svm bbox_reg=on"
-    assert third["variant"] == "proposals=sliding_window classifier=svm bbox_reg=off"
+    tiny = " backbone=tiny/none"  # the tests' narrow from-scratch CNN, not the default
+    assert first["variant"] == "proposals=sliding_window classifier=svm bbox_reg=on" + tiny
+    assert third["variant"] == "proposals=sliding_window classifier=svm bbox_reg=off" + tiny
     assert third["train_time_s"] == first["train_time_s"]  # evaluated, not retrained
 
     # --resume from a checkpoint that holds only the fine-tuned CNN (a run stopped after step 2)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from stages import run
+from stages.backbone import backbone_suffix
 from stages.cli import dataclass_from_args
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None):
     model = build_fast_rcnn(cfg, ctx.num_classes, cache).to(ctx.device)
     config = {**vars(args)}
     train_time = run.train_or_restore(model, ctx, cfg, config)
-    variant = f"proposals=selective_search pool={cfg.pool} kernel={cfg.pool_kernel}"
+    variant = (f"proposals=selective_search pool={cfg.pool} kernel={cfg.pool_kernel}"
+               + backbone_suffix(cfg))
     return run.finish(model, ctx, variant=variant, train_time_s=train_time)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from stages import run
+from stages.backbone import backbone_suffix
 from stages.cli import dataclass_from_args
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.faster_rcnn.model import build_faster_rcnn
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None):
     model = build_faster_rcnn(cfg, ctx.num_classes).to(ctx.device)
     config = {**vars(args)}
     train_time = run.train_or_restore(model, ctx, cfg, config)
-    variant = f"proposals=rpn pool={cfg.pool} kernel={cfg.pool_kernel}"
+    variant = f"proposals=rpn pool={cfg.pool} kernel={cfg.pool_kernel}" + backbone_suffix(cfg)
     return run.finish(model, ctx, variant=variant, train_time_s=train_time)
 
 

@@ -41,5 +41,5 @@ class FasterRCNNConfig(FastRCNNConfig):
     # --- the detection head: Fast R-CNN's fields above, unchanged; NMS kernel for speed (ours is
     #     equal, tested; the notebooks and tests run ours) ---
     nms_kernel: str = "torchvision"  # ours | torchvision
-    # --- optimisation: approximate joint training (sec. 3.2), all losses summed ---
-    lr: float = 0.02
+    # --- optimisation: approximate joint training (sec. 3.2), all losses summed; stage 2's
+    #     optimiser and rate (FastRCNNConfig) ---

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from stages import run
+from stages.backbone import backbone_suffix
 from stages.cli import dataclass_from_args
 from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.mask_rcnn.model import build_mask_rcnn
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None):
     if cfg.model == "ours":
         variant = (f"proposals=rpn{'+fpn' if cfg.fpn else ''} pool={cfg.pool} "
                    f"mask={cfg.mask_loss} kernel={cfg.pool_kernel}"
-                   + (f" reduce={cfg.align_reduce}" if cfg.pool == "align" and cfg.align_reduce != "mean" else ""))
+                   + (f" reduce={cfg.align_reduce}" if cfg.pool == "align" and cfg.align_reduce != "mean" else "")
+                   + backbone_suffix(cfg))
     else:
         variant = f"torchvision maskrcnn_resnet50_fpn weights={cfg.weights}"
     return run.finish(model, ctx, variant=variant, train_time_s=train_time)

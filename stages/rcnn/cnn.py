@@ -108,9 +108,16 @@ def jitter_boxes(boxes: Tensor, amount: float, generator: torch.Generator) -> Te
     return boxes + noise * wh
 
 
-def _sgd(cnn: nn.Module, lr: float):
-    # momentum 0.9 and weight decay 5e-4: AlexNet's (and the rcnn fine-tuning solver's) values
-    return torch.optim.SGD([p for p in cnn.parameters() if p.requires_grad], lr=lr, momentum=0.9, weight_decay=5e-4)
+def _optimizer(cnn: nn.Module, lr: float, kind: str = "sgd"):
+    """SGD with momentum 0.9 and weight decay 5e-4 (AlexNet's, and the rcnn fine-tuning solver's
+    values), or AdamW with the same decay (what stage 2 fine-tunes the same network with), over
+    the parameters that train (a frozen backbone part has none)."""
+    params = [p for p in cnn.parameters() if p.requires_grad]
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+    raise ValueError(f"--finetune-optimizer {kind!r}: expected 'sgd' or 'adamw'")
 
 
 class Progress:
@@ -161,7 +168,7 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
     K = cnn.cls_score.out_features - 1
     head = nn.Linear(cnn.fc7.out_features, K)  # the "1000-way ImageNet layer" of our pre-training
     kept_head, cnn.cls_score = cnn.cls_score, head
-    optimizer = _sgd(cnn, lr)
+    optimizer = _optimizer(cnn, lr)
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(G / batch_size)
     total, history = epochs * steps_per_epoch, []
@@ -187,7 +194,7 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
 def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: Tensor,
              labels: Tensor, *, epochs: float, lr: float, context_pad: float,
              batch_positives: int = 32, batch_negatives: int = 96, seed: int = 0,
-             deadline: float | None = None) -> list[dict]:
+             deadline: float | None = None, optimizer: str = "sgd") -> list[dict]:
     """Step 2: (K+1)-way fine-tuning on warped regions, 32 positives + 96 background per batch.
 
     The pool of regions: image_index [P], boxes [P, 4], labels [P] (0 = background, 1..K a
@@ -203,7 +210,7 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
     if n_pos + n_neg == 0:
         return []
     steps = max(1, math.ceil(epochs * max(len(positives), 1) / max(n_pos, 1)))
-    optimizer = _sgd(cnn, lr)
+    optimizer = _optimizer(cnn, lr, optimizer)
     generator = torch.Generator().manual_seed(seed)
     history = []
     progress = Progress(steps, deadline)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from stages.backbone import BackboneConfig
+from stages.backbone import BackboneConfig, backbone_suffix
 from stages.proposals import SelectiveSearchConfig, SlidingWindowConfig
 
 PROPOSAL_METHODS = ("selective_search", "sliding_window")
@@ -61,8 +61,9 @@ class RCNNConfig(BackboneConfig):
     #                            box AP 32 / 41 / 32); with this CNN, measured for fine-tuning:
     #                            60 s at 0.01 / 0.03 / 0.1 left the loss at 0.82 / 0.83 / 0.84
     finetune_epochs: float | None = None  # (K+1)-way on proposals; 1 epoch = every positive once
-    finetune_lr: float = 0.03  # paper 0.001 = 1/10 of the pre-training rate (sec. 2.3); ours
-    #                            pre-trains for seconds, not days, so it keeps the same rate
+    finetune_optimizer: str = "adamw"  # sgd | adamw: stage 2's, for the same pre-trained network
+    finetune_lr: float = 1e-3  # paper 0.001 (SGD) from ImageNet weights (sec. 2.3); ours AdamW at
+    #                            1e-3, stage 2's rate (benchmarks/bench_finetune.py)
     fg_iou: float = 0.5  # fine-tuning positive: IoU >= 0.5 with a ground truth (sec. 2.3)
     batch_positives: int = 16  # per mini-batch, over all classes; paper 32 (sec. 2.3)
     batch_negatives: int = 16 * 3  # background windows per mini-batch; paper 96: the paper's
@@ -126,7 +127,7 @@ class RCNNConfig(BackboneConfig):
     def variant(self) -> str:
         """The name of this run in a result table: the three ablation switches."""
         return (f"proposals={self.proposals} classifier={self.classifier} "
-                f"bbox_reg={'on' if self.bbox_reg else 'off'}")
+                f"bbox_reg={'on' if self.bbox_reg else 'off'}" + backbone_suffix(self))
 
 
 # The budget of each preset, for the fields left at None. "quick": the whole command (selective

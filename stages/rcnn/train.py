@@ -133,7 +133,8 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     t0 = time.perf_counter()
     ft = finetune(cnn, data.images, index, boxes, labels, epochs=cfg.finetune_epochs,
                   lr=cfg.finetune_lr, context_pad=p, batch_positives=cfg.batch_positives,
-                  batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline)
+                  batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline,
+                  optimizer=cfg.finetune_optimizer)
     if ft:
         log(f"[rcnn] 2. fine-tuned ({data.num_classes}+1)-way on {n_pos} positive and "
             f"{len(labels) - n_pos} background regions: {len(ft)} mini-batches of "

@@ -1,0 +1,45 @@
+"""Errors found during training end a command in one line that names the cause, never a traceback
+from inside the loop, and the last checkpoint stays on disk."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from stages.faster_rcnn.__main__ import main
+
+# the tiny CNN at a narrow width: seconds per epoch (the errors, not the accuracy, are tested)
+NARROW = ["--backbone", "tiny", "--backbone-channels", "8", "16", "16", "16", "16", "--fc-dim", "32"]
+
+
+def _argv(folder, data_root, out) -> list[str]:
+    data = f"coco:{folder / 'train.json'}:{folder / 'images'}"
+    return ["--data", data, "--data-root", str(data_root), "--device", "cpu", "--no-progress",
+            "--out", str(out), *NARROW]
+
+
+def test_a_loss_that_becomes_nan_ends_in_one_line(tiny_synthetic, data_root, tmp_path):
+    with pytest.raises(SystemExit) as e:  # AdamW at 1e30: the first step ruins the weights
+        main(_argv(tiny_synthetic, data_root, tmp_path / "run") + ["--epochs", "2", "--lr", "1e30"])
+    message = str(e.value)
+    assert message.startswith("error: [faster_rcnn] the loss became") and "\n" not in message
+    assert "no checkpoint had been written yet" in message and "lower learning rate" in message
+
+
+def test_an_image_missing_mid_training_ends_in_one_line_and_keeps_the_checkpoint(
+        tiny_synthetic, data_root, tmp_path):
+    folder = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, folder)
+    argv = _argv(folder, data_root, tmp_path / "run")
+    main(argv + ["--epochs", "1"])
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    victim = sorted((folder / "images").glob("*.png"))[0]  # position 0: a training image
+    victim.unlink()  # gone after the data was loaded, found when the next epoch reads it
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--epochs", "2", "--resume"])
+    message = str(e.value)
+    assert message.startswith(f"error: {victim}: image file not found (found at epoch 2")
+    assert f"the last good checkpoint {checkpoint} is kept" in message and "\n" not in message
+    assert checkpoint.read_bytes() == before
