@@ -43,7 +43,7 @@ VARIANTS = {
     "batch_8": ["--images-per-batch", "8"],
     "warmup_0": ["--warmup-steps", "1"],
     "warmup_200": ["--warmup-steps", "200"],
-    "no_clip": ["--clip-grad-norm", "1e9"],
+    "no_clip": ["--clip-grad-norm", "0"],
     "from_scratch": ["--pretrained", "none", "--no-frozen-bn", "--freeze-at", "0"],
     "tiny_from_scratch": ["--backbone", "tiny"],
 }

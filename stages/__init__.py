@@ -1,9 +1,11 @@
 """R-CNN Stages: object detection from R-CNN to Mask R-CNN, one runnable stage at a time.
 
-The package is organised by paper concept (see ``../shared/DESIGN.md`` and ``README.md``):
+The package is organised by paper concept (see ``README.md``):
 
     datasets, synthetic, transforms   the shared data: one dataset item format for every stage
-    ops                               box ops, NMS, box coding (later: RoI pooling, RoIAlign)
+    backbone                          the shared CNN: EfficientNet-Lite0 from ImageNet weights
+                                      (or the tiny CNN from random weights, the ablation)
+    ops                               box ops, NMS, box coding, RoI pooling, RoIAlign
     evaluate                          COCO-style AP through pycocotools + timing, one result record
     engine, checkpoint, device        the short visible training loop and what it needs
     draw                              matplotlib pictures of boxes, labels, scores and masks

@@ -424,3 +424,24 @@ def draw_mask_channels(axes, masks, chosen: int | None = None, class_names=None,
                      color=class_colour(k) if picked else "black",
                      fontweight="bold" if picked else "normal")
     return axes
+
+
+def draw_filters(ax, weight: torch.Tensor, cols: int = 8, title: str | None = None):
+    """A backbone's first convolution, one tile per filter: weight (F, 3, k, k) -> a grid of
+    k x k colour patches, each filter stretched to [0, 1] on its own (the contrast of a filter is
+    what shows what it detects: edges, colour blobs). Trained filters look structured; random
+    ones look like noise, which is the point of R-CNN sec. 2.3's pre-training."""
+    w = weight.detach().cpu().float()
+    F_, _, k, _ = w.shape
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    w = (w - lo) / (hi - lo).clamp(min=1e-8)  # (F, 3, k, k) in [0, 1]
+    rows = math.ceil(F_ / cols)
+    grid = np.ones((rows * (k + 1) - 1, cols * (k + 1) - 1, 3))
+    for i in range(F_):
+        r, c = divmod(i, cols)
+        grid[r * (k + 1): r * (k + 1) + k, c * (k + 1): c * (k + 1) + k] = w[i].permute(1, 2, 0).numpy()
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)

@@ -137,7 +137,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                     f"({detail}); {kept()}. Try a lower learning rate (or --resume from the checkpoint).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if clip_grad_norm is not None:
+            if clip_grad_norm:  # None or 0: off
                 torch.nn.utils.clip_grad_norm_(
                     [p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
             optimizer.step()

@@ -7,8 +7,10 @@
 DESIGN.md measures our stages 3 and 4 against these peers: "ours must match or beat these at the
 same budget, measured side by side in one run" (``benchmarks/bench_peers.py`` does that run).
 A peer is torchvision's ``FasterRCNN`` or ``MaskRCNN`` assembled by
-``stages.torchvision_models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on our tiny
-4-stage ``Backbone`` (C2..C5 -> torchvision's FPN, 64 channels -> P2..P6), wrapped in
+``stages.torchvision_models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on the very
+backbone our stages use (``stages.backbone``: EfficientNet-Lite0 from ImageNet weights by default,
+the same ``--backbone`` / ``--pretrained`` flags; C2..C5 -> torchvision's FPN, 64 channels ->
+P2..P6), wrapped in
 ``TorchvisionDetector`` and then treated exactly like one of our stages: the same flags, the same
 data and split, the same loop (``engine.train``) and optimiser as stage 3, the same evaluator.
 It writes what a stage writes into ``--out`` (default ``runs/torchvision_<kind>``):
@@ -28,7 +30,7 @@ Changed, because our images are 128 px (each is a flag of ``PeerConfig`` or set 
     image size     min_size = max_size = the images' long side (128): torchvision's 800 / 1333
                    would enlarge them 6x (see "resizing" in ``stages.torchvision_models``)
     anchors        16..256 px, one size per level P2..P6 (torchvision 32..512), for 12-56 px objects
-    normalisation  image_mean = 0, image_std = 1: our ``Backbone`` normalises its input itself
+    normalisation  image_mean = 0, image_std = 1: our backbones normalise their input themselves
     proposals      300 after NMS, in training and test (torchvision 2000 / 1000). torchvision keeps
                    under 1 % of the ~270k anchors of an 800 x 1333 image; a 128-px image has 4092
                    (P2..P6 x 3 ratios), and 1000 proposals would be a quarter of them, mostly
@@ -38,9 +40,10 @@ Changed, because our images are 128 px (each is a flag of ``PeerConfig`` or set 
                    512 would mean all of them. 64 is Fast R-CNN's (R = 128 for N = 2, sec. 2.3)
                    and our stages 2 and 3's.
 
-Training is our stage 3's (``FasterRCNNConfig``), for both peers: SGD, lr 0.02, momentum 0.9,
-weight decay 1e-4, 2 images per batch, a linear warm-up over the first 50 steps; the quick preset
-trains for its 150 s budget (``--time-budget`` to change), the full preset for 30 epochs.
+Training is our stage 3's (``FasterRCNNConfig``), for both peers: AdamW, lr 1e-3, weight decay
+1e-4, gradients clipped to norm 10, 2 images per batch, a linear warm-up over the first 50 steps;
+the quick preset trains for its 120 s budget (``--time-budget`` to change), the full preset for
+30 epochs.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ class PeerConfig(BackboneConfig):
     momentum: float = FasterRCNNConfig.momentum
     weight_decay: float = FasterRCNNConfig.weight_decay
     warmup_steps: int = FasterRCNNConfig.warmup_steps
-    clip_grad_norm: float | None = FasterRCNNConfig.clip_grad_norm
+    clip_grad_norm: float = FasterRCNNConfig.clip_grad_norm
     lr_drop: float = FasterRCNNConfig.lr_drop
     quick_time_budget: float = FasterRCNNConfig.quick_time_budget
     full_epochs: int = FasterRCNNConfig.full_epochs

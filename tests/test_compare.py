@@ -192,3 +192,31 @@ def test_peers_need_run_peer_and_become_rows(argv, first, copy, monkeypatch):
     peer = Result.load(copy / "torchvision_mask_rcnn" / "metrics.json")
     assert peer.stage == "torchvision_mask_rcnn"
     assert len(json.loads((copy / "comparison.json").read_text())["rows"]) == 4
+
+
+def test_from_scratch_adds_mask_rcnn_from_random_weights_beside_it(argv, first, copy, monkeypatch):
+    """--from-scratch: the same Mask R-CNN with --pretrained none, a row of its own, and one
+    sentence comparing it with the pre-trained one (not a generation: no speed-up ratio)."""
+    calls = {}
+
+    def fake_main(name):
+        def main_fn(stage_argv):  # what python -m stages.mask_rcnn does, in miniature
+            calls[name] = stage_argv
+            out = copy / name
+            (out / "checkpoint.pt").write_bytes(b"weights")
+            result = dataclasses.replace(first[0][1].result, stage="mask_rcnn")
+            result.save(out / "metrics.json")
+            return result
+        return main_fn
+
+    monkeypatch.setattr(compare, "load_main", lambda entry: (fake_main(entry.name), None))
+    rows = main(argv[:1] + ["mask_rcnn"] + argv[3:] + ["--out", str(copy), "--from-scratch"])
+    assert [r.entry.name for r in rows] == ["mask_rcnn", "mask_rcnn_from_scratch"]
+    assert calls["mask_rcnn_from_scratch"][-2:] == ["--pretrained", "none"]
+    assert "--pretrained" not in calls["mask_rcnn"]
+    ratios = compare.generation_ratios(rows)
+    assert any("Mask R-CNN from ImageNet weights / Mask R-CNN, random init" in line
+               and "what pre-training buys" in line for line in ratios)
+    assert not any("test ms per image" in line for line in ratios)  # one generation only
+    saved, _ = compare.load_comparison(copy / "comparison.json")
+    assert [r.entry.name for r in saved] == ["mask_rcnn", "mask_rcnn_from_scratch"]

@@ -3,9 +3,11 @@ from inside the loop, and the last checkpoint stays on disk."""
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
+import torch
 
 from stages.faster_rcnn.__main__ import main
 
@@ -43,3 +45,30 @@ def test_an_image_missing_mid_training_ends_in_one_line_and_keeps_the_checkpoint
     assert message.startswith(f"error: {victim}: image file not found (found at epoch 2")
     assert f"the last good checkpoint {checkpoint} is kept" in message and "\n" not in message
     assert checkpoint.read_bytes() == before
+
+
+def test_a_run_that_diverged_without_the_guard_now_trains(tiny_synthetic, tmp_path):
+    """Stage 4 with SGD at 5x the old default learning rate and no warm-up, on images enlarged to
+    256 px (large objects, as in the user's data set that blew up): without gradient clipping
+    the RPN's objectness loss reaches ~1e29 and then NaN within two epochs (the signature of
+    that report, "loss_objectness=8e29"); clipped to norm 10, the same run trains."""
+    from stages import engine, run
+    from stages.datasets import CocoDataset
+    from stages.mask_rcnn import MaskRCNNConfig, build_mask_rcnn
+    from stages.transforms import train_transforms
+
+    dataset = CocoDataset(tiny_synthetic / "train.json", tiny_synthetic / "images",
+                          transforms=train_transforms(256))
+
+    def train(clip: float):
+        cfg = MaskRCNNConfig(backbone="tiny", optimizer="sgd", lr=0.1, warmup_steps=1,
+                             clip_grad_norm=clip)
+        torch.manual_seed(0)
+        model = build_mask_rcnn(cfg, dataset.num_classes)
+        return run.train_with_recipe(model, cfg, dataset, out_dir=tmp_path / f"clip{clip:g}",
+                                     stage="mask_rcnn", epochs=4, progress=False)
+
+    with pytest.raises(engine.NonFiniteLossError, match=r"loss became nan .*loss_objectness="):
+        train(clip=0)  # the guard off
+    result = train(clip=10)
+    assert result.steps == 16 and all(math.isfinite(h["loss"]) for h in result.history)

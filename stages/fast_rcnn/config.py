@@ -41,7 +41,7 @@ class FastRCNNConfig(BackboneConfig):
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 50
-    clip_grad_norm: float | None = 10.0  # scale gradients down to this norm (a guard; None: off)
+    clip_grad_norm: float = 10.0  # scale all gradients down to this norm when above it; 0: off
     lr_drop: float = 0.75  # lr / 10 after 3/4 of the training (sec. 3.1: 30k of 40k iterations)
     quick_time_budget: float = 120.0  # seconds of training in the quick preset (the README's
     # comparison trains four stages within 12 minutes on 2 cores: 2 minutes each for stages 2-4)
