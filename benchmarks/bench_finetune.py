@@ -1,7 +1,7 @@
 """The fine-tuning recipe, measured: which choices make stage 4 learn fastest from ImageNet weights.
 
-    python benchmarks/bench_finetune.py                          every variant, 90 s of training each
-    python benchmarks/bench_finetune.py --budget 60 --variants base adamw_b8
+    python benchmarks/bench_finetune.py                          every variant, 60 s of training each
+    python benchmarks/bench_finetune.py --budget 90 --variants base bn_trained
     python benchmarks/bench_finetune.py --stage fast_rcnn        the same variants for stage 2
 
 The papers fine-tune an ImageNet-trained CNN and say which choices matter (Fast R-CNN sec. 4.5,
@@ -44,6 +44,9 @@ VARIANTS = {
     "warmup_0": ["--warmup-steps", "1"],
     "warmup_200": ["--warmup-steps", "200"],
     "no_clip": ["--clip-grad-norm", "0"],
+    "rois_128": ["--rois-per-image", "128"],
+    "beta_0.11": ["--smooth-l1-beta", "0.1111"],
+    "lambda_2": ["--loss-lambda", "2"],
     "from_scratch": ["--pretrained", "none", "--no-frozen-bn", "--freeze-at", "0"],
     "tiny_from_scratch": ["--backbone", "tiny"],
 }
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", default="mask_rcnn", choices=("fast_rcnn", "faster_rcnn", "mask_rcnn"))
-    parser.add_argument("--budget", type=float, default=90.0, help="seconds of training per variant")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds of training per variant")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--runs", default="runs/finetune", help="one folder per variant in here")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],

@@ -16,11 +16,12 @@ sharing and nothing else (as the paper compares VGG16 with VGG16):
     R-CNN (stage 1)          C3 of every 56 x 56 warped region, pooled to 7 x 7 (its "pool5")
     Fast R-CNN (stage 2)     C3, stride 8: one map, RoI pooling / SPP on it
     Faster R-CNN (stage 3)   C3: the RPN and the detection head share it (the paper's point)
-    Mask R-CNN (stage 4)     C2..C5 through an FPN (stride 4..32), or C3 alone with --no-fpn
+    Mask R-CNN (stage 4)     C3, as stage 3; or C2..C5 through an FPN (stride 4..32) with --fpn
 
-The papers use a stride-16 map on ~600-pixel images. Our images are 128 px with objects of
-12-56 px, so the single-level map has stride 8 (a 16 x 16 map for a 128 image), where stride 16
-would leave the smallest objects under one cell.
+The papers use a stride-16 map on ~600-pixel images (Fast R-CNN sec. 5.2 enlarges VOC's images
+1.6x to s = 600). Our images are 128 px with objects of 12-56 px, so the single-level map is C3
+(stride 8), computed on the image enlarged 2x (``input_scale`` in the stage configs): a 32 x 32
+map, 4 image pixels per cell.
 
 Shape shorthand: N images, H x W the padded input size; level Ck has stride 2^k.
 
@@ -292,9 +293,14 @@ class BackboneConfig:
     backbone: str = "efficientnet_lite0"  # efficientnet_lite0 (ImageNet-pretrained) | tiny (random)
     pretrained: str = "auto"  # auto: ImageNet for efficientnet_lite0, none for tiny | imagenet | none | PATH
     backbone_channels: tuple = BACKBONE_CHANNELS  # the tiny CNN's widths: stem, C2..C5
-    # the fine-tuning recipe, for pre-trained weights only (measured: benchmarks/bench_finetune.py)
-    freeze_at: int = 1  # parts not trained: 0 none, 1 the stem, 2 the stem and C2 (Fast R-CNN sec. 4.5)
-    frozen_bn: bool = True  # keep batch norm's ImageNet statistics (torchvision, detectron2)
+    # The fine-tuning recipe, for pre-trained weights only. Measured on stage 4, 60 s each from
+    # ImageNet weights (benchmarks/bench_finetune.py; box / mask AP, report.md section 5):
+    # which layers to fine-tune (Fast R-CNN sec. 4.5): all 32.8 / 38.0, all but the stem
+    # 37.3 / 39.1, all but the stem and C2 29.2 / 34.8 -> freeze the stem (its conv1, as the paper
+    # found, is generic); batch norm trained 30.2 / 31.1, frozen 37.3 / 39.1 -> frozen, as
+    # torchvision and detectron2 fine-tune (2 images per batch give noisy batch statistics).
+    freeze_at: int = 1  # parts not trained: 0 none, 1 the stem, 2 the stem and C2, ...
+    frozen_bn: bool = True  # batch norm keeps its ImageNet statistics and affine
 
 
 def backbone_from_config(cfg: BackboneConfig, last_level: str) -> nn.Module:
@@ -318,6 +324,15 @@ def backbone_suffix(cfg: BackboneConfig) -> str:
     """What a result's ``variant`` adds when the backbone is not the default: " backbone=tiny/none"."""
     name = describe_backbone(cfg)
     return "" if name == describe_backbone(BackboneConfig()) else f" backbone={name}"
+
+
+def enlarge(batch: torch.Tensor, scale: float) -> torch.Tensor:
+    """The batch (N, 3, H, W) resized by ``scale``, bilinearly: the papers' image scale (Fast R-CNN
+    sec. 5.2 resizes the shorter side to s = 600 px). Boxes stay in the original pixels; a level of
+    stride S on the enlarged image has stride S / scale in them."""
+    if scale == 1:
+        return batch
+    return F.interpolate(batch, scale_factor=scale, mode="bilinear", align_corners=False)
 
 
 def batch_images(images: list[torch.Tensor], size_divisible: int = 32) -> tuple[torch.Tensor, list]:

@@ -59,7 +59,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from stages import io
-from stages.backbone import PIXEL_MEAN, PIXEL_STD, STRIDES, batch_images
+from stages.backbone import PIXEL_MEAN, PIXEL_STD, STRIDES, batch_images, enlarge
 from stages.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.cli import dataclass_from_dict
 from stages.datasets import DatasetError, load_dataset
@@ -369,10 +369,10 @@ def fig_hard_negatives(src: Inputs) -> Figure:
 
 def fig_roi_pool(src: Inputs) -> Figure:
     """RoI pooling's two roundings (Fast R-CNN sec. 2.1): the RoI snapped to whole cells of the
-    stride-8 map, then split into 7 x 7 bins, each rounded to whole cells again."""
+    shared map (stride 8 on the 2x-enlarged image: 4 image pixels), then split into 7 x 7 bins, each rounded to whole cells again."""
     from stages.fast_rcnn.config import FastRCNNConfig
     cfg = FastRCNNConfig()
-    stride, box = STRIDES["C3"], src.roi
+    stride, box = round(STRIDES["C3"] / cfg.input_scale), src.roi  # the map's stride in image pixels
     feature = _map_of_image(src.image, stride)
     map_size = feature.shape[:2]
     fig = Figure(figsize=(15, 7.4), layout="compressed")
@@ -402,8 +402,9 @@ def fig_spp(src: Inputs) -> Figure:
     """SPP-net's pyramid (sec. 2.3): the 4 x 4, 2 x 2 and 1 x 1 bins of a small and of a large RoI,
     one level per panel: the same 21 bins whatever the RoI's size."""
     from stages.fast_rcnn.config import FastRCNNConfig
-    levels = FastRCNNConfig().spp_levels
-    stride = STRIDES["C3"]
+    cfg = FastRCNNConfig()
+    levels = cfg.spp_levels
+    stride = round(STRIDES["C3"] / cfg.input_scale)  # the map's stride in image pixels
     feature = _map_of_image(src.image, stride)
     map_size = feature.shape[:2]
     boxes = src.target["boxes"]
@@ -438,12 +439,12 @@ def fig_spp(src: Inputs) -> Figure:
 # ------------------------------------------------------------------------------------------------
 
 def fig_anchors(src: Inputs) -> Figure:
-    """The k = 9 anchors at one location, and every location of the stride-8 grid
+    """The k = 9 anchors at one location, and every location of the shared map's grid (stride 4 in image pixels)
     (Faster R-CNN sec. 3.1.1)."""
     from stages.faster_rcnn.anchors import anchor_shapes, grid_anchors
     from stages.faster_rcnn.config import FasterRCNNConfig
     cfg = FasterRCNNConfig()
-    image, stride = src.image, STRIDES["C3"]
+    image, stride = src.image, round(STRIDES["C3"] / cfg.input_scale)  # in image pixels
     base = anchor_shapes(cfg.anchor_sizes, cfg.anchor_ratios)  # (A, 4), centred on (0, 0)
     A = len(base)
     H, W = image.shape[-2] // stride, image.shape[-1] // stride  # the feature map
@@ -484,8 +485,7 @@ def fig_rpn(src: Inputs) -> Figure:
     model.eval()
     image, target = src.image, src.target
     with torch.no_grad():
-        batch, sizes = batch_images([image])
-        feature = model.backbone(batch)[model.backbone.last_level]  # (1, C, H/8, W/8)
+        feature, sizes = model.features([image])  # (1, C, sH/8, sW/8)
         logits, deltas = model.rpn.head(feature)  # (1, A, h, w), (1, 4A, h, w)
         objectness, flat_deltas = flatten_rpn_outputs(logits, deltas)  # (1, h*w*A), (1, h*w*A, 4)
         anchors = model.rpn.anchors([tuple(feature.shape[-2:])])  # (h*w*A, 4)
@@ -526,7 +526,7 @@ def fig_roi_align(src: Inputs) -> Figure:
     """RoIPool against RoIAlign on the same RoI and map (Mask R-CNN sec. 3, Figure 3)."""
     from stages.mask_rcnn.config import MaskRCNNConfig
     cfg = MaskRCNNConfig()
-    stride, box = STRIDES["C3"], src.roi
+    stride, box = round(STRIDES["C3"] / cfg.input_scale), src.roi  # the map's stride in image pixels
     feature = _map_of_image(src.image, stride)
     map_size = feature.shape[:2]
     fig = Figure(figsize=(15, 7.8), layout="compressed")
@@ -574,13 +574,13 @@ def fig_fpn(src: Inputs) -> Figure:
         state = src.checkpoint("mask_rcnn", ("mask_rcnn",))
         cfg = dataclass_from_dict(MaskRCNNConfig, state["config"])
         if not cfg.fpn:
-            raise Skip(f"{src.runs / 'mask_rcnn'} was trained with --no-fpn")
+            raise Skip(f"{src.runs / 'mask_rcnn'} was trained without --fpn")
         model = build_mask_rcnn(cfg, K)
         restore(state, model, restore_rng=False)
         weights = f"trained weights ({src.runs / 'mask_rcnn'})"
     except Skip as why:
         print(f"[figures] fpn: {why}; drawing an untrained pyramid")
-        cfg = MaskRCNNConfig()
+        cfg = MaskRCNNConfig(fpn=True, input_scale=1.0)  # the pyramid on the image as it is
         torch.manual_seed(0)
         model = build_mask_rcnn(cfg, K)
         weights = "untrained weights (python -m stages.mask_rcnn trains them)"
@@ -588,7 +588,7 @@ def fig_fpn(src: Inputs) -> Figure:
     image = src.image
     with torch.no_grad():
         batch, _ = batch_images([image])
-        maps, _ = model.pyramid(batch)  # P2..P5, each (1, d, H/s, W/s)
+        maps, _ = model.pyramid(enlarge(batch, cfg.input_scale))  # P2..P5, each (1, d, H/s, W/s)
     rois, _ = src.selective_search
     levels = assign_levels(rois, 2, 5, cfg.fpn_k0, cfg.fpn_canonical_size)  # (R,) in 2..5
     shown = 6  # RoIs drawn per level, from its smallest to its largest

@@ -27,8 +27,9 @@ score threshold 0.05, NMS 0.5, 100 detections per image; its losses.
 
 Changed, because our images are 128 px (each is a flag of ``PeerConfig`` or set in ``build_peer_*``):
 
-    image size     min_size = max_size = the images' long side (128): torchvision's 800 / 1333
-                   would enlarge them 6x (see "resizing" in ``stages.torchvision_models``)
+    image size     min_size = max_size = the images' long side times ``input_scale`` (2 x 128 =
+                   256, as our stages enlarge them): torchvision's 800 / 1333 would enlarge them
+                   6x (see "resizing" in ``stages.torchvision_models``)
     anchors        16..256 px, one size per level P2..P6 (torchvision 32..512), for 12-56 px objects
     normalisation  image_mean = 0, image_std = 1: our backbones normalise their input themselves
     proposals      300 after NMS, in training and test (torchvision 2000 / 1000). torchvision keeps
@@ -73,7 +74,10 @@ class PeerConfig(BackboneConfig):
     """The peers' settings: torchvision's defaults except where 128-px images demand (docstring)."""
 
     # --- the network: our backbone, torchvision's FPN, heads and RoIAlign ---
-    fpn: bool = True  # C2..C5 -> FPN -> P2..P6; --no-fpn: the C3 map alone, 3 x 3 anchors on it
+    # our stages' choices, so that only the detector's design differs: one level (C3, 3 x 3 anchors
+    # on it) unless --fpn (C2..C5 -> FPN -> P2..P6), images enlarged 2x (stage 2's input_scale)
+    fpn: bool = False
+    input_scale: float = FasterRCNNConfig.input_scale
     fpn_channels: int = 64
     representation_size: int = 1024  # TwoMLPHead's width, torchvision's
     mask_head_channels: int = 256  # MaskRCNNHeads' width, torchvision's
@@ -137,9 +141,9 @@ def main(argv: list[str] | None = None) -> Result:
     cfg = dataclass_from_args(PeerConfig, args)
     stage = stage_name(args.kind)
     ctx = run.prepare(args, stage)
-    # torchvision rescales every image to this long side; the data's own (128 for the synthetic
-    # set, --long-side when given) keeps them as our stages see them
-    image_size = ctx.run.long_side or max(ctx.val[0][0].shape[-2:])
+    # torchvision rescales every image to this long side: the data's own (128 for the synthetic
+    # set, --long-side when given) times input_scale, so that it sees them as our stages do
+    image_size = round((ctx.run.long_side or max(ctx.val[0][0].shape[-2:])) * cfg.input_scale)
 
     torch.manual_seed(ctx.run.seed)
     model = build_peer(args.kind, cfg, ctx.num_classes, image_size).to(ctx.device)

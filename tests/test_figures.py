@@ -42,7 +42,8 @@ def trained_runs(tmp_path_factory, data_args):
     runs = tmp_path_factory.mktemp("runs")
     flags = data_args + ["--epochs", "1", "--time-budget", "2", "--no-progress", "--device", "cpu"]
     faster = faster_rcnn_main(flags + ["--out", str(runs / "faster_rcnn")])
-    mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn")])
+    # with the pyramid (not the default), so that the FPN figure reads a trained one
+    mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn"), "--fpn", "--input-scale", "1"])
     rows = [compare.Row(compare.STAGES[2], faster, "trained"),
             compare.Row(compare.STAGES[3], mask, "trained")]
     settings = argparse.Namespace(data=data_args[1], data_root=data_args[3], preset="quick",

@@ -150,12 +150,12 @@ def test_command_trains_saves_and_evaluates_masks(coco_argv, tmp_path):
     assert (out / "checkpoint.pt").exists() and (out / "predictions.png").exists()
     record = json.loads((out / "metrics.json").read_text())
     assert record["stage"] == "mask_rcnn" and record["mask"] is not None
-    assert "pool=align" in record["variant"] and "+fpn" in record["variant"]
+    assert "pool=align" in record["variant"] and "+fpn" not in record["variant"]  # one level
     again = mask_rcnn_main(argv + ["--eval-only"])
     assert again.box == result.box and again.mask == result.mask
 
 
-@pytest.mark.parametrize("flags", [["--no-fpn"], ["--pool", "roi"], ["--mask-loss", "softmax"],
+@pytest.mark.parametrize("flags", [["--fpn", "--input-scale", "1"], ["--pool", "roi"], ["--mask-loss", "softmax"],
                                    ["--pool-kernel", "ours", "--align-reduce", "max"]])
 def test_ablation_switches_train_and_evaluate(coco_argv, tmp_path, flags):
     result = mask_rcnn_main(coco_argv + ["--out", str(tmp_path / "run"), "--epochs", "1",

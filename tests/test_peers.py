@@ -39,14 +39,17 @@ def trained(argv, tmp_path_factory):
 
 
 def test_defaults_keep_torchvisions_heads_and_scale_the_proposals():
-    cfg = PeerConfig()
+    cfg = PeerConfig(fpn=True)
     model = build_peer("mask_rcnn", cfg, num_classes=3, image_size=128).model
     heads, rpn = model.roi_heads, model.rpn
     assert isinstance(heads.box_head, TwoMLPHead) and heads.box_head.fc7.out_features == 1024
     assert isinstance(heads.box_roi_pool, MultiScaleRoIAlign) and heads.box_roi_pool.sampling_ratio == 2
     assert heads.box_roi_pool.featmap_names == ["P2", "P3", "P4", "P5"]
     assert heads.mask_head[0][0].out_channels == 256 and heads.box_predictor.cls_score.out_features == 4
-    assert model.backbone.out_channels == 64  # the FPN of DESIGN.md's peers
+    assert model.backbone.out_channels == 64  # --fpn: a 64-channel pyramid
+    # the default, as our stage 4: one level, EfficientNet-Lite0's C3 (40 channels)
+    single = build_peer("mask_rcnn", PeerConfig(), num_classes=3, image_size=256).model
+    assert single.roi_heads.box_roi_pool.featmap_names == ["C3"] and single.backbone.out_channels == 40
     # scaled for 128-px images: 300 proposals (torchvision 2000 / 1000), 64 RoIs (torchvision 512)
     assert rpn._post_nms_top_n == {"training": 300, "testing": 300}
     assert rpn._pre_nms_top_n == {"training": 2000, "testing": 1000}  # torchvision's, kept
@@ -70,7 +73,8 @@ def test_a_peer_run_writes_what_a_stage_writes(trained, kind):
     assert result.ms_per_image > 0 and result.ms_proposals > 0  # the RPN hooks timed it
     state = load_checkpoint(out / "checkpoint.pt", stage=f"torchvision_{kind}")
     assert state["epoch"] == 1 and state["step"] == 4  # 7 images, 2 per batch
-    assert state["config"]["kind"] == kind and state["config"]["image_size"] == 128
+    # torchvision enlarges the 128-px images 2x, as our stages do (input_scale)
+    assert state["config"]["kind"] == kind and state["config"]["image_size"] == 256
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -102,4 +106,4 @@ def test_eval_only_without_a_checkpoint_says_so(argv, tmp_path):
 def test_weights_of_other_flags_are_refused_clearly(trained, argv):
     _, out = trained["faster_rcnn"]
     with pytest.raises(SystemExit, match="trained with other flags"):
-        main(["faster_rcnn", *argv, "--out", str(out), "--eval-only", "--fpn-channels", "32"])
+        main(["faster_rcnn", *argv, "--out", str(out), "--eval-only", "--representation-size", "32"])

@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import backbone_from_config, batch_images
+from stages.backbone import backbone_from_config, batch_images, enlarge
 from stages.device import synchronize
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
@@ -62,7 +62,8 @@ class FastRCNN(nn.Module):
 
     def features(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
         batch, sizes = batch_images(images)  # (N, 3, H, W), padded right and bottom
-        return self.backbone(batch)[self.backbone.last_level], sizes  # (N, C, H/8, W/8)
+        batch = enlarge(batch, self.cfg.input_scale)  # (N, 3, sH, sW): the image scale, sec. 5.2
+        return self.backbone(batch)[self.backbone.last_level], sizes  # (N, C, sH/8, sW/8)
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
@@ -79,7 +80,8 @@ class FastRCNN(nn.Module):
 
         class_logits, box_deltas = self.head(features, proposals)
         detections = detect(class_logits, box_deltas, proposals, sizes, self.box_coder,
-                            self.cfg.score_thresh, self.cfg.nms_thresh, self.cfg.detections_per_image)
+                            self.cfg.score_thresh, self.cfg.nms_thresh, self.cfg.detections_per_image,
+                            self.cfg.nms_kernel)
         synchronize(features.device)
         network = (time.perf_counter() - t0) / len(images)
         for d, s, r in zip(detections, ss_seconds, read_seconds):
@@ -90,6 +92,7 @@ class FastRCNN(nn.Module):
 def build_fast_rcnn(cfg: FastRCNNConfig, num_classes: int, cache: ProposalCache) -> FastRCNN:
     """Backbone (stride 8) + pooler (RoI or SPP) + head, wired to the selective-search cache."""
     backbone = backbone_from_config(cfg, "C3")
-    pooler = build_pooler(cfg, backbone.out_channels, backbone.stride)  # 1/8: a 16-cell map for 128 px
+    # the map's stride in the image's own pixels: 8 / 2 = 4 (a 32-cell map for a 128-px image)
+    pooler = build_pooler(cfg, backbone.out_channels, backbone.stride / cfg.input_scale)
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)
     return FastRCNN(backbone, head, SelectiveSearchProposer(cache), cfg)

@@ -38,8 +38,6 @@ class FasterRCNNConfig(FastRCNNConfig):
     rpn_post_nms_test: int = 300
     rpn_nms: float = 0.7
     rpn_min_size: float = 2.0  # pixels; py-faster-rcnn drops proposals under 16 px on 600-px images
-    # --- the detection head: Fast R-CNN's fields above, unchanged; NMS kernel for speed (ours is
-    #     equal, tested; the notebooks and tests run ours) ---
-    nms_kernel: str = "torchvision"  # ours | torchvision
+    # --- the detection head: Fast R-CNN's fields above, unchanged (its nms_kernel included) ---
     # --- optimisation: approximate joint training (sec. 3.2), all losses summed; stage 2's
     #     optimiser and rate (FastRCNNConfig) ---

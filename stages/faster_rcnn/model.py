@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import backbone_from_config, batch_images
+from stages.backbone import backbone_from_config, batch_images, enlarge
 from stages.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
 from stages.fast_rcnn.sampling import sample_batch
@@ -45,7 +45,7 @@ class RegionProposalNetwork(nn.Module):
 
     def __init__(self, in_channels: int, strides, cfg: FasterRCNNConfig, level_sizes=None):
         super().__init__()
-        self.strides = (strides,) if isinstance(strides, int) else tuple(strides)
+        self.strides = (strides,) if isinstance(strides, (int, float)) else tuple(strides)
         level_sizes = level_sizes or (tuple(cfg.anchor_sizes),)  # one level: all sizes on it
         if len(level_sizes) != len(self.strides):
             raise ValueError(f"{len(self.strides)} levels but anchor sizes for {len(level_sizes)}")
@@ -98,12 +98,17 @@ class FasterRCNN(nn.Module):
         self.backbone, self.rpn, self.head, self.cfg = backbone, rpn, head, cfg
         self.box_coder = BoxCoder(weights=cfg.box_weights)
 
+    def features(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
+        """The shared map, as stage 2 computes it: (N, C, sH/8, sW/8) and the images' sizes."""
+        batch, sizes = batch_images(images)  # (N, 3, H, W), padded right and bottom
+        batch = enlarge(batch, self.cfg.input_scale)  # stage 2's image scale s
+        return self.backbone(batch)[self.backbone.last_level], sizes
+
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
             raise ValueError("in train mode Faster R-CNN needs targets: model(images, targets)")
         t0 = time.perf_counter()
-        batch, sizes = batch_images(images)
-        feature = self.backbone(batch)[self.backbone.last_level]  # (N, C, H/8, W/8)
+        feature, sizes = self.features(images)  # (N, C, sH/8, sW/8)
         synchronize(feature.device)
         t1 = time.perf_counter()
         proposals, _, rpn_losses = self.rpn(feature, sizes, targets if self.training else None)
@@ -134,7 +139,8 @@ class FasterRCNN(nn.Module):
 def build_faster_rcnn(cfg: FasterRCNNConfig, num_classes: int) -> FasterRCNN:
     """Backbone (C3, stride 8) + RPN + stage 2's head (RoI pooling or SPP), sharing one map."""
     backbone = backbone_from_config(cfg, "C3")
-    pooler = build_pooler(cfg, backbone.out_channels, backbone.stride)
-    rpn = RegionProposalNetwork(backbone.out_channels, backbone.stride, cfg)
+    stride = backbone.stride / cfg.input_scale  # the shared map's stride in image pixels: 4
+    pooler = build_pooler(cfg, backbone.out_channels, stride)
+    rpn = RegionProposalNetwork(backbone.out_channels, stride, cfg)
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)
     return FasterRCNN(backbone, rpn, head, cfg)

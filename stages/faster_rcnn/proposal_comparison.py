@@ -33,7 +33,6 @@ import time
 
 import torch
 
-from stages.backbone import batch_images
 from stages.device import synchronize
 from stages.proposals import ProposalCache
 from stages.rcnn.region_proposals import proposal_report
@@ -48,8 +47,7 @@ def rpn_proposals(model, image: torch.Tensor) -> tuple[torch.Tensor, float, floa
     ``FasterRCNN.forward`` times it: ``(boxes [P, 4] best first, rpn_seconds, total_seconds)``,
     total = backbone + RPN. The model must be in eval mode (test-time top-N, no losses)."""
     t0 = time.perf_counter()
-    batch, sizes = batch_images([image])
-    feature = model.backbone(batch)[model.backbone.last_level]  # (1, C, H/8, W/8)
+    feature, sizes = model.features([image])  # (1, C, sH/8, sW/8)
     synchronize(feature.device)
     t1 = time.perf_counter()
     proposals, _, _ = model.rpn(feature, sizes)  # list of 1 (P, 4), by objectness

@@ -1,7 +1,7 @@
 """``python -m stages.mask_rcnn``: train Mask R-CNN on the chosen data, evaluate boxes and masks.
 
-``--model ours`` (default): our Mask R-CNN (FPN, RoIAlign, mask branch; the Table 2 ablations as
-switches: ``--pool roi``, ``--mask-loss softmax``, ``--no-fpn``).
+``--model ours`` (default): our Mask R-CNN (RoIAlign, mask branch, FPN with ``--fpn``; the Table 2 ablations as
+switches: ``--pool roi``, ``--mask-loss softmax``, ``--fpn``).
 ``--model torchvision``: torchvision's ``maskrcnn_resnet50_fpn`` with its box and mask predictors
 replaced for our classes, the fine-tuning tutorial's path; ``--weights coco`` downloads torchvision's
 COCO weights (online only), ``--weights PATH`` reads a local file, ``--weights none`` (default)

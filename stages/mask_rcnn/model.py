@@ -4,11 +4,13 @@
 one shared head), the Fast R-CNN head (fc6, fc7, softmax, class-specific boxes), RoI sampling,
 the multi-task loss and detection; from stage 2 the backbone.
 **Replaced:** RoI pooling -> RoIAlign (no rounding; ``stages.ops.roi_align``), for the box and the
-mask branch; one C3 map -> the FPN pyramid P2..P6 (``--no-fpn`` keeps the single C3 map).
+mask branch. With ``--fpn``, the one C3 map -> the FPN pyramid P2..P6 (off by default: see
+``MaskRCNNConfig.fpn``).
 **Added:** the mask branch (a small FCN, one 28 x 28 mask per class, ``heads.py``), its loss on
 positive RoIs, and mask pasting at test time.
 
-    images --backbone C2..C5--> FPN --> P2..P5 (heads), P2..P6 (RPN)    or C3 alone (--no-fpn)
+    images (enlarged 2x, as stage 2) --backbone--> C3 alone, as stage 3
+                                  or, with --fpn: C2..C5 --> FPN --> P2..P5 (heads), P2..P6 (RPN)
     RPN (stage 3, all levels) --> proposals
     train: sample RoIs (stage 2) -> box head loss; positive RoIs -> mask head -> mask loss
            losses: loss_objectness, loss_rpn_box, loss_cls, loss_box, loss_mask (summed, sec. 3)
@@ -23,7 +25,7 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import STRIDES, backbone_from_config, batch_images
+from stages.backbone import STRIDES, backbone_from_config, batch_images, enlarge
 from stages.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, detect, fast_rcnn_loss
 from stages.fast_rcnn.sampling import sample_batch
@@ -59,6 +61,7 @@ class MaskRCNN(nn.Module):
         cfg = self.cfg
         t0 = time.perf_counter()
         batch, sizes = batch_images(images)
+        batch = enlarge(batch, cfg.input_scale)  # stage 2's image scale
         head_maps, rpn_maps = self.pyramid(batch)
         synchronize(batch.device)
         t1 = time.perf_counter()
@@ -108,12 +111,12 @@ def build_mask_rcnn(cfg: MaskRCNNConfig, num_classes: int) -> MaskRCNN:
         backbone = backbone_from_config(cfg, "C5")
         fpn = FPN(backbone.level_channels, cfg.fpn_channels)
         channels = fpn.out_channels
-        head_strides = (4, 8, 16, 32)
-        rpn = RegionProposalNetwork(channels, head_strides + (64,), cfg,
+        head_strides = tuple(s / cfg.input_scale for s in (4, 8, 16, 32))
+        rpn = RegionProposalNetwork(channels, head_strides + (64 / cfg.input_scale,), cfg,
                                     level_sizes=[(s,) for s in cfg.fpn_anchor_sizes])
     else:
         backbone = backbone_from_config(cfg, "C3")
-        fpn, channels, head_strides = None, backbone.out_channels, (STRIDES["C3"],)
+        fpn, channels, head_strides = None, backbone.out_channels, (STRIDES["C3"] / cfg.input_scale,)
         rpn = RegionProposalNetwork(channels, head_strides, cfg)
     pooler = dict(strides=head_strides, pool=cfg.pool, kernel=cfg.pool_kernel,
                   sampling_ratio=cfg.align_sampling_ratio, reduce=cfg.align_reduce,
