@@ -123,7 +123,7 @@ def rpn_loss(objectness: torch.Tensor, deltas: torch.Tensor, samples: list, box_
     sampled anchors, N_cls their number (256 per image); L_reg is smooth L1 over the positives
     (p_i* = 1), N_reg the number of anchor *locations* (the paper's ~2400 on a 40 x 60 map).
     The paper's lambda = 10 with N_reg = 2400, N_cls = 256 makes lambda / N_reg ~ 1 / N_cls;
-    our 16 x 16 map has N_reg = 256, so lambda = 1 keeps that balance.
+    our 32 x 32 map (C3 of the 2x image) has N_reg = 1024, so lambda = 4 keeps that balance.
     """
     logits, labels, pred, target = [], [], [], []
     for n, (pos, neg) in enumerate(samples):

@@ -63,7 +63,8 @@ VARIANTS = {v.name: v for v in (
             ("--pool-kernel", "ours", "--align-reduce", "max"), baseline="align_ours",
             ours_kernel=True),
     Variant("softmax", "2b", "softmax over classes (masks compete)", ("--mask-loss", "softmax")),
-    Variant("fpn", "2a", "FPN P2..P5 on the image as it is", ("--fpn", "--input-scale", "1")),
+    Variant("fpn", "2a", "FPN P2..P5 on the image as it is",
+            ("--fpn", "--input-scale", "1", "--rpn-lambda", "5")),
 )}
 
 

@@ -37,9 +37,9 @@ class MaskRCNNConfig(FasterRCNNConfig):
     # RPN anchors per level (FPN sec. 4.1): one size per level, 32^2..512^2 on P2..P6 in the paper
     # (8 x the stride... our objects are smaller): 16..256 px, 4 x the stride; 3 ratios each.
     fpn_anchor_sizes: tuple = (16, 32, 64, 128, 256)
-    # RPN loss balance (rpn.rpn_loss: lambda / N_reg ~ 1 / N_cls): P2..P6 of a 128-px image have
-    # 32^2 + 16^2 + 8^2 + 4^2 + 2^2 = 1364 anchor locations, against C3's 256: lambda ~ 5
-    rpn_lambda: float = 5.0
+    # RPN loss balance (rpn.rpn_loss: lambda / N_reg ~ 1 / N_cls): stage 3's lambda = 4 for one
+    # 32 x 32 map. With --fpn --input-scale 1, P2..P6 have 32^2 + 16^2 + 8^2 + 4^2 + 2^2 = 1364
+    # anchor locations: --rpn-lambda 5
     # --- mask branch (sec. 3, Figure 4 right): 14 x 14 RoIAlign -> 4 convs -> 2x deconv -> 28 x 28 ---
     mask_pool_size: int = 14
     mask_convs: int = 4
