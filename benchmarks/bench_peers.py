@@ -4,7 +4,7 @@
     python benchmarks/bench_peers.py --kinds faster          stage 3 and its peer only
     python benchmarks/bench_peers.py --budget 60 --runs runs/bench
 
-DESIGN.md: "Ours must match or beat these at the same budget, measured side by side in one run."
+The project's target: "Ours must match or beat these at the same budget, measured side by side in one run."
 For each pair (our stage 3 and torchvision's ``FasterRCNN``; our stage 4 and torchvision's
 ``MaskRCNN``, both built on our ``Backbone`` by ``stages.peers``), this trains both models for the
 same wall-clock budget (``--budget`` seconds, default 180: "3 minutes on 2 cores") on the same
@@ -47,7 +47,7 @@ from stages.engine import LOSSES  # noqa: E402
 from stages.evaluate import Result, ResultFileError  # noqa: E402
 from stages.run import METRICS  # noqa: E402
 
-DEFAULT_BUDGET = 180.0  # seconds of training per model: DESIGN.md's "3 minutes"
+DEFAULT_BUDGET = 180.0  # seconds of training per model: the project's "3 minutes"
 MS_FACTOR = 1.5  # ours may be at most this much slower per image than the peer
 # --kinds name -> (our stage, its peer), as stages.compare names them
 PAIRS = {"faster": ("faster_rcnn", "torchvision_faster_rcnn"),
@@ -127,7 +127,7 @@ def _cell(value) -> str:
 
 
 def pair_checks(kind: str, ours: dict, peer: dict) -> list[dict]:
-    """DESIGN.md's bar for one pair: AP at least the peer's, test time at most 1.5x the peer's."""
+    """The project's bar for one pair: AP at least the peer's, test time at most 1.5x the peer's."""
     checks = [("AP", f"ours box AP {ours['AP']:.1f} >= peer {peer['AP']:.1f}",
                ours["AP"] >= peer["AP"])]
     if ours["mask AP"] is not None and peer["mask AP"] is not None:
@@ -188,7 +188,7 @@ def summarize(runs: Path | str, kinds=tuple(PAIRS)) -> dict:
     for line in missing + notes:
         print(line)
     if checks:
-        print("\nChecks (DESIGN.md: ours must match or beat the peers at the same budget):")
+        print("\nChecks (the project's target: ours must match or beat the peers at the same budget):")
         for c in checks:
             print(f"- {c['pair']}: {c['check']}: {'PASS' if c['passed'] else 'FAIL'}")
     for numbers in rows.values():

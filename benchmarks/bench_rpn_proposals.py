@@ -7,7 +7,7 @@ or better recall. On the first ``--n`` validation images, with a trained Faster 
     python benchmarks/bench_rpn_proposals.py --run runs/faster_rcnn --n 100
 
 prints the table of ``stages.faster_rcnn.proposal_comparison`` (recall after the first n
-proposals, ms per image, the speed ratio, and whether the target of DESIGN.md is met: >= 20x
+proposals, ms per image, the speed ratio, and whether the project's target is met: >= 20x
 faster at equal or better recall at IoU 0.5 with 300 proposals) and saves the recall curves as
 ``<run>/proposal_recall.png``. Selective search comes from the proposal cache under
 ``<data-root>/proposals`` (stages 1 and 2 fill it; missing images are computed now), timed as it

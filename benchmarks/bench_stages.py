@@ -9,7 +9,7 @@ split into proposals and network, then the ratios between neighbouring generatio
 (``stages.compare.generation_ratios``, the same sentences and targets as the comparison):
 
     R-CNN -> Fast R-CNN     network ms (proposals excluded), the papers' 146x-213x with VGG16
-                            (Fast R-CNN sec. 4.4); DESIGN.md's target here: >= 10x
+                            (Fast R-CNN sec. 4.4); the target here: >= 12x (stages.compare.NETWORK_TARGETS)
     Fast R-CNN -> Faster    ms per image, proposals included: the RPN replaces selective search
     selective search -> RPN proposal ms per image (Faster R-CNN Table 5: 1510 ms vs 10 ms);
                             target >= 20x

@@ -4,7 +4,7 @@
     python -m stages.peers mask_rcnn --time-budget 180    the stage-4 peer, 3 minutes of training
     python -m stages.peers mask_rcnn --eval-only          evaluate runs/torchvision_mask_rcnn again
 
-DESIGN.md measures our stages 3 and 4 against these peers: "ours must match or beat these at the
+The project measures our stages 3 and 4 against these peers: "ours must match or beat these at the
 same budget, measured side by side in one run" (``benchmarks/bench_peers.py`` does that run).
 A peer is torchvision's ``FasterRCNN`` or ``MaskRCNN`` assembled by
 ``stages.torchvision_models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on the very

@@ -3,7 +3,7 @@
 Why synthetic data: every stage must train and be evaluated in minutes on a CPU laptop, with no
 download. Why *not trivial* data: if the three classes differed by colour, or the background were
 flat, selective search would find each object as one uniform region and every stage would score
-100 AP. So (DESIGN.md, "Targets"):
+100 AP. So (the project's targets):
 
 - object colours are drawn from the same distribution as the background clutter, and every
   surface (background, clutter, objects) carries a texture (stripes, grain, a colour gradient);

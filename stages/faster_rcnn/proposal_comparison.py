@@ -103,7 +103,7 @@ def format_proposal_comparison(comparison: dict, at: int | None = None,
                                target: float = 20.0) -> str:
     """The comparison as text: one row per method, recall after the first n, and the verdict.
 
-    The verdict is DESIGN.md's target (from the paper's 10 ms against 1.5 s): the RPN at least
+    The verdict is the project's target (from the paper's 10 ms against 1.5 s): the RPN at least
     ``target`` times faster per image than selective search, at equal or better recall at IoU
     0.5 with the first ``at`` proposals (default: the largest n measured, 300). It is judged on
     the marginal time (the paper's measure).

@@ -43,13 +43,13 @@ class RCNNConfig(BackboneConfig):
     sw_stride: float = 0.5  # step as a fraction of the window side
 
     # -- regions (sec. 2.1, Appendix A) -----------------------------------------------------------
-    warp_size: int = 80  # the CNN's input side S; paper 227, 38 % of the s = 600 px at which Fast
+    warp_size: int = 96  # the CNN's input side S; paper 227, 38 % of the s = 600 px at which Fast
     #                      R-CNN reads the image (Fast R-CNN sec. 5.2). Scaled: our stages 2-4 read
-    #                      the 128-px image enlarged 2x (input_scale), and 80 is 31 % of its 256 px
-    #                      (96 would be 38 %; 80 keeps the command within its minutes). Its C3
-    #                      (stride 8) is 10 x 10, max-pooled to pool5 = Fast R-CNN's 7 x 7.
-    #                      Measured (quick preset): 56 px gave box AP 62.9 at 110 ms of network per
-    #                      image, 88 px 57.1 at 285 ms (the fine-tuning gets fewer steps)
+    #                      the 128-px image enlarged 2x (input_scale), and 96 is 38 % of its 256 px.
+    #                      Its C3 (stride 8) is 12 x 12, max-pooled to pool5 = Fast R-CNN's 7 x 7.
+    #                      Measured in comparisons (quick preset): 56 px gave box AP 62.9 and 110 ms
+    #                      of network per image (against Fast R-CNN at 1x: 11.7x), 80 px 59.2 and
+    #                      286 ms (against Fast R-CNN at 2x: 12.7x, too thin a margin)
     context_pad: float = 16.0  # p: pixels of context around the box *at 227* (Appendix A);
     #                            scaled to p * warp_size / 227 (= 3.9 px at 56)
 
@@ -136,8 +136,8 @@ class RCNNConfig(BackboneConfig):
 
 # The budget of each preset, for the fields left at None. "quick": the whole command (selective
 # search for 500 images, fine-tuning, SVM features of every training region, evaluation) in about
-# 4-5 minutes on 2 CPU cores; the CNN fine-tunes from ImageNet weights for its time budget (90 s,
-# ~300 mini-batches of 80-px warps), so the crop pre-training that stands in for ImageNet (for
+# 4-5 minutes on 2 CPU cores; the CNN fine-tunes from ImageNet weights for its time budget (60 s,
+# ~150 mini-batches of 96-px warps: the feature pass over every training region then takes ~2.5 min), so the crop pre-training that stands in for ImageNet (for
 # --backbone tiny) is skipped. (Measured earlier with the tiny CNN from random weights, 130 s in
 # all: giving part of it to crop pre-training lowered softmax box AP, 23.7 against 27.4.) "full"
 # pre-trains on crops, then fine-tunes without a time limit.
@@ -145,7 +145,7 @@ PRESETS = {
     "quick": {"pretrain_epochs": 0, "finetune_epochs": 1.5},
     "full": {"pretrain_epochs": 60, "finetune_epochs": 24.0},
 }
-TIME_BUDGET = {"quick": 90.0, "full": None}  # seconds of CNN training, unless --time-budget
+TIME_BUDGET = {"quick": 60.0, "full": None}  # seconds of CNN training, unless --time-budget
 
 
 def resolve(cfg: RCNNConfig, preset: str = "quick", epochs: int | None = None) -> RCNNConfig:
