@@ -8,7 +8,8 @@ COCO weights (online only), ``--weights PATH`` reads a local file, ``--weights n
 trains from scratch. Same data, training loop and evaluator as every stage.
 
     python -m stages.mask_rcnn --data pennfudan:../shared/datasets/PennFudanPed --long-side 256 \\
-        --anchor-ratios 1 2 3          # pedestrians: tall anchors (ratio = height / width)
+        --anchor-ratios 1 2 3 --anchor-sizes 32 64 128 --input-scale 1
+        # pedestrians: tall, larger anchors (ratio = height / width); 256-px images, not enlarged
 """
 
 from __future__ import annotations
