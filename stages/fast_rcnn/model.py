@@ -61,6 +61,7 @@ class FastRCNN(nn.Module):
         self.box_coder = BoxCoder(weights=cfg.box_weights)  # weights = 1 / std of the targets
 
     def features(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
+        """The shared map (N, C, sH/8, sW/8), once per image, and the images' sizes [(H_i, W_i)]."""
         batch, sizes = batch_images(images)  # (N, 3, H, W), padded right and bottom
         batch = enlarge(batch, self.cfg.input_scale)  # (N, 3, sH, sW): the image scale, sec. 5.2
         return self.backbone(batch)[self.backbone.last_level], sizes  # (N, C, sH/8, sW/8)

@@ -23,9 +23,10 @@ import time
 import torch
 from torch import nn
 
-from stages.backbone import backbone_from_config, batch_images, enlarge
+from stages.backbone import backbone_from_config
 from stages.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
+from stages.fast_rcnn.model import FastRCNN
 from stages.fast_rcnn.sampling import sample_batch
 from stages.faster_rcnn.anchors import anchor_shapes, grid_anchors
 from stages.faster_rcnn.config import FasterRCNNConfig
@@ -98,11 +99,9 @@ class FasterRCNN(nn.Module):
         self.backbone, self.rpn, self.head, self.cfg = backbone, rpn, head, cfg
         self.box_coder = BoxCoder(weights=cfg.box_weights)
 
-    def features(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
-        """The shared map, as stage 2 computes it: (N, C, sH/8, sW/8) and the images' sizes."""
-        batch, sizes = batch_images(images)  # (N, 3, H, W), padded right and bottom
-        batch = enlarge(batch, self.cfg.input_scale)  # stage 2's image scale s
-        return self.backbone(batch)[self.backbone.last_level], sizes
+    # the shared map, computed as stage 2 computes it (the image enlarged, the backbone once):
+    # features(images) -> (N, C, sH/8, sW/8) and the images' sizes
+    features = FastRCNN.features
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
