@@ -49,11 +49,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stages.cli import check_choices
 
 # The project's input normalisation (ImageNet statistics): R-CNN's warps and the figures use it.
 PIXEL_MEAN = (0.485, 0.456, 0.406)
@@ -290,7 +293,7 @@ def build_backbone(name: str, last_level: str, *, pretrained: str = "auto",
 class BackboneConfig:
     """The backbone's fields, shared by every stage's config (and the peers')."""
 
-    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 (ImageNet-pretrained) | tiny (random)
+    backbone: Literal["efficientnet_lite0", "tiny"] = "efficientnet_lite0"  # efficientnet_lite0 (ImageNet-pretrained) | tiny (random)
     pretrained: str = "auto"  # auto: ImageNet for efficientnet_lite0, none for tiny | imagenet | none | PATH
     backbone_channels: tuple = BACKBONE_CHANNELS  # the tiny CNN's widths: stem, C2..C5
     # The fine-tuning recipe, for pre-trained weights only. Measured on stage 4, 60 s each from
@@ -301,6 +304,9 @@ class BackboneConfig:
     # torchvision and detectron2 fine-tune (2 images per batch give noisy batch statistics).
     freeze_at: int = 1  # parts not trained: 0 none, 1 the stem, 2 the stem and C2, ...
     frozen_bn: bool = True  # batch norm keeps its ImageNet statistics and affine
+
+    def __post_init__(self):  # a value outside a Literal field's choices: one clear line
+        check_choices(self)
 
 
 def backbone_from_config(cfg: BackboneConfig, last_level: str) -> nn.Module:

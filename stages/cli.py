@@ -4,75 +4,231 @@ Every stage command takes the same core flags (``RunConfig``: data source, prese
 budget, seed, device, output folder, resume, evaluate-only), plus one flag per field of its own
 frozen config dataclass (``add_dataclass_args``): ``anchor_sizes: tuple = (16, 32, 64)`` becomes
 ``--anchor-sizes 16 32 64``, a ``bool`` field ``bbox_reg`` becomes ``--bbox-reg/--no-bbox-reg``.
+
+A field's ``--help`` text is its comment in the class, written once (``field_help``): the comment
+on the field's line and the indented comment lines that continue it, or, for a field without one,
+the comment block just above it. A field typed ``Literal["roi", "spp"]`` lists and enforces those
+choices, on the command line (argparse ``choices``) and when the config is built in Python
+(``check_choices``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
+import io
+import textwrap
+import tokenize
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 PRESETS = ("quick", "full")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with a bad flag or value reported in one line (not the whole usage)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout (its example commands) and gives the flags more room."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32, width=100)
+
+
+def command_parser(prog: str, description: str | None) -> ArgumentParser:
+    """The parser of ``python -m <module>``: its docstring, examples kept, as the description."""
+    return ArgumentParser(prog=prog, description=(description or "").strip() or None,
+                          formatter_class=HelpFormatter)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Flags every stage shares."""
 
-    data: str = "synthetic"  # synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR
+    data: str = "synthetic"  # synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR (the training
+    #                          images; with --val-data, all of them, else 4 of every 5)
+    val_data: str | None = None  # coco:VAL.json[:IMAGE_DIR]: the validation images; none: every
+    #                              5th image of --data (its categories must match --data's)
     data_root: str = "data"  # where generated data and caches live
-    preset: str = "quick"  # quick: minutes on a CPU laptop; full: longer training
-    epochs: int | None = None  # None: the preset's number
-    time_budget: float | None = None  # seconds of training; None: the preset's budget
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    out: str | None = None  # output folder; None: runs/<stage>
+    preset: Literal["quick", "full"] = "quick"  # quick: minutes on a CPU laptop; full: longer
+    epochs: int | None = None  # passes over the training images; none: the preset's number
+    time_budget: float | None = None  # seconds of training; none: the preset's budget
+    eval_every: float | None = None  # score the validation images every this many seconds of
+    #                                  training (not counted in the budget); none: only at the end
+    seed: int = 0  # seeds Python, NumPy and torch: the same flags give the same run
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when there is one
+    out: str | None = None  # output folder; none: runs/<stage>
     resume: bool = False  # continue from <out>/checkpoint.pt
     eval_only: bool = False  # evaluate <out>/checkpoint.pt without training
     long_side: int | None = None  # resize images so the longer side has this many pixels
     progress: bool = True  # progress bars
 
 
-def _field_type(f: dataclasses.Field) -> tuple[type, bool, bool]:
-    """(element type, is_tuple, is_optional) from a field's annotation or its default."""
-    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    optional = "None" in text
-    is_tuple = text.startswith("tuple") or isinstance(f.default, tuple)
-    for name, typ in (("bool", bool), ("int", int), ("float", float), ("str", str)):
-        if name in text.replace("tuple", ""):
-            return typ, is_tuple, optional
-    if f.default is not None and f.default is not dataclasses.MISSING:
-        sample = f.default[0] if is_tuple and f.default else f.default
-        return type(sample), is_tuple, optional
-    return str, is_tuple, optional
+# ------------------------------------------------------------------------------------------------
+# Help text from the fields' comments
+# ------------------------------------------------------------------------------------------------
+
+def _comment_text(comments: list[str]) -> str:
+    """The comment lines as one sentence: "#" and section marks ("---") removed, spaces joined."""
+    words = []
+    for c in comments:
+        c = c.lstrip("#").strip()
+        c = c.strip("-").strip() if c.startswith("---") or c.endswith("---") else c
+        if c:
+            words.append(c)
+    return " ".join(" ".join(words).split())
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None = None) -> None:
-    """Add one ``--flag`` per field of the dataclass ``cls`` (its default, its type)."""
-    target = parser.add_argument_group(group) if group else parser
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        typ, is_tuple, optional = _field_type(f)
+def _own_field_comments(cls) -> dict[str, str]:
+    """{field: comment} for the fields written in ``cls``'s own body (not inherited)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # defined where there is no source (an interactive session)
+        return {}
+    lines = source.splitlines()
+    comments = {tok.start[0]: (tok.start[1], tok.string)
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT}
+    body = ast.parse(source).body[0].body
+    indent = body[0].col_offset if body else 4
+
+    def comment_only(row: int) -> bool:
+        return row in comments and lines[row - 1].strip().startswith("#")
+
+    def continues(row: int) -> bool:  # "#" then an indent: a comment line carried on from above
+        column, text = comments[row]
+        return column > indent or text.startswith("#  ")
+
+    found: dict[str, str] = {}
+    used: set[int] = set()  # comment rows already given to a field
+    for node in body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        rows = [r for r in range(node.lineno, node.end_lineno + 1) if r in comments]
+        if rows:  # on the field's line(s), then the comment lines indented under it
+            row = node.end_lineno + 1
+            while comment_only(row) and continues(row):
+                rows.append(row)
+                row += 1
+        else:  # the block just above, up to a blank line, code, or its section's "# ---" title
+            row = node.lineno - 1
+            while comment_only(row) and row not in used:
+                rows.insert(0, row)
+                if comments[row][1].startswith("# ---"):
+                    break
+                row -= 1
+        used.update(rows)
+        text = _comment_text([comments[r][1] for r in rows])
+        if text:
+            found[node.target.id] = text
+    return found
+
+
+def field_help(cls) -> dict[str, str]:
+    """{field: its comment} for every field of the dataclass ``cls``, inherited ones included; a
+    field written again in a subclass takes the subclass's comment when it has one."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            found.update(_own_field_comments(klass))
+    return found
+
+
+# ------------------------------------------------------------------------------------------------
+# Types, choices and flags
+# ------------------------------------------------------------------------------------------------
+
+def _hints(cls) -> dict[str, Any]:
+    """The fields' annotations, evaluated (``from __future__ import annotations`` leaves strings)."""
+    return typing.get_type_hints(cls)
+
+
+def field_choices(cls) -> dict[str, tuple]:
+    """{field: allowed values} for the fields typed ``Literal[...]`` (or ``Literal[...] | None``)."""
+    choices = {}
+    for name, hint in _hints(cls).items():
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # "Literal[...] | None"
+        args = typing.get_args(hint) if union else [hint]
+        literal = [a for a in args if typing.get_origin(a) is Literal]
+        if literal:
+            choices[name] = typing.get_args(literal[0])
+    return choices
+
+
+def check_choices(config) -> None:
+    """Raise ``ValueError`` naming the flag and the allowed values when a ``Literal`` field of the
+    dataclass instance ``config`` holds another value (a config built in Python or from a saved
+    dict; the command line has refused such values already)."""
+    for name, allowed in field_choices(type(config)).items():
+        value = getattr(config, name)
+        if value is not None and value not in allowed:
+            raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected one of "
+                             f"{', '.join(map(str, allowed))}")
+
+
+def _field_type(cls, f: dataclasses.Field) -> tuple[type, bool]:
+    """(element type, is_tuple) from the field's evaluated annotation, or from its default."""
+    hint = _hints(cls)[f.name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # "int | None"
+    args = [a for a in (typing.get_args(hint) if union else (hint,)) if a is not type(None)]
+    base = typing.get_origin(args[0]) or args[0]
+    if base is Literal:
+        return type(typing.get_args(args[0])[0]), False
+    if base is tuple:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if typ is bool and not is_tuple:
-            target.add_argument(flag, dest=f.name, default=default,
-                                action=argparse.BooleanOptionalAction,
-                                help=f"(default: {default})")
-        elif is_tuple:
-            target.add_argument(flag, dest=f.name, type=typ, nargs="+", default=default,
-                                help=f"(default: {' '.join(map(str, default))})")
-        else:
-            target.add_argument(flag, dest=f.name, type=typ, default=default,
-                                help=f"(default: {default})" + (" (optional)" if optional else ""))
+        elements = typing.get_args(args[0])
+        return (elements[0] if elements else type(default[0]) if default else str), True
+    return base, False
+
+
+def _show(value) -> str:
+    """A default as the user would type it: "16 32 64" for a tuple, "0.111111" for 1 / 9."""
+    if isinstance(value, tuple):
+        return " ".join(map(_show, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None = None,
+                       skip: tuple = ()) -> None:
+    """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its comment
+    as the help, its default printed once. ``skip``: fields this command does not read."""
+    target = parser.add_argument_group(group) if group else parser
+    helps, choices = field_help(cls), field_choices(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ, is_tuple = _field_type(cls, f)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        if typ is bool and not is_tuple:  # argparse adds "(default: ...)" to these itself
+            target.add_argument(flag, dest=f.name, default=default, help=text,
+                                action=argparse.BooleanOptionalAction)
+            continue
+        if default is not None:
+            text += f" (default: {_show(default)})"
+        metavar = None if f.name in choices else ("N" if typ in (int, float) else "VALUE")
+        target.add_argument(flag, dest=f.name, type=typ, default=default, help=text.strip(),
+                            choices=choices.get(f.name), metavar=metavar,
+                            nargs="+" if is_tuple else None)
 
 
 def dataclass_from_args(cls, args: argparse.Namespace):
-    """Build ``cls`` from parsed arguments (lists become tuples again)."""
+    """Build ``cls`` from parsed arguments (lists become tuples again); a field the command does
+    not offer keeps its default."""
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        v = getattr(args, f.name)
-        values[f.name] = tuple(v) if isinstance(v, list) else v
+        if hasattr(args, f.name):
+            v = getattr(args, f.name)
+            values[f.name] = tuple(v) if isinstance(v, list) else v
     return cls(**values)
 
 

@@ -17,7 +17,7 @@ How it runs
 Each stage is its own command (``python -m stages.<stage>``) with a ``main(argv)`` that trains,
 evaluates and writes ``metrics.json`` (the shared ``Result`` record) and ``checkpoint.pt`` into its
 ``--out``. ``compare`` calls each stage's ``main`` in turn, in this process, with the same shared
-flags (``--data --data-root --preset --epochs --time-budget --seed --device --long-side``)
+run flags (``RunConfig``'s: ``--data --val-data --preset --epochs --time-budget --eval-every`` ...)
 and ``--out <out>/<stage>``. Nothing here trains or evaluates a model itself.
 
 Reuse. After a stage finishes, ``<out>/<stage>/compare_settings.json`` records the settings it was
@@ -26,7 +26,8 @@ training again ("reused"); a run that was interrupted (the record says "running"
 was written since it started) goes on with the stage's own ``--resume`` ("resumed").
 ``--retrain`` ignores both.
 
-Writes into --out (default runs/compare): ``<stage>/`` (each stage's own outputs),
+Writes into --out (default runs, the folder the stage commands, notebooks and figures use too):
+``<stage>/`` (each stage's own outputs),
 ``comparison.json`` (the rows, the full result records, the settings, the ratios),
 ``comparison.csv``, ``comparison.md`` and ``comparison.png`` (AP against test time; where the
 test time goes).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import importlib
 import io as text_io
@@ -53,14 +55,14 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from stages import io
-from stages.cli import RunConfig
+from stages.cli import RunConfig, add_dataclass_args, command_parser
 from stages.draw import PALETTE
 from stages.engine import CHECKPOINT
 from stages.evaluate import METRIC_NAMES, Result, align_columns, explain_missing, format_count
 from stages.run import METRICS
 
 SETTINGS = "compare_settings.json"
-DEFAULT_OUT = Path("runs") / "compare"
+DEFAULT_OUT = Path("runs")  # the one place for runs: stage commands write runs/<stage> too
 
 
 # ------------------------------------------------------------------------------------------------
@@ -78,12 +80,14 @@ class Entry:
     peer: str | None = None  # for torchvision peers: the ``kind`` passed to ``run_peer``
     extra_argv: tuple = ()  # flags of its own, after the shared ones
     ablation_of: str | None = None  # the stage this row changes one thing of (not a generation)
+    unused: tuple = ()  # shared run flags its command does not take
 
 
 # Modules are named as strings, not imported, because a stage that is not built yet must only be
 # skipped (``load_main``), not break ``compare`` for the stages that are.
 STAGES = (
-    Entry("rcnn", "stages.rcnn", "R-CNN", "selective search", "crop + warp (227 px in paper)"),
+    Entry("rcnn", "stages.rcnn", "R-CNN", "selective search", "crop + warp (227 px in paper)",
+          unused=("eval_every",)),  # R-CNN's AP exists only once its SVMs are trained
     Entry("fast_rcnn", "stages.fast_rcnn", "Fast R-CNN", "selective search", "RoIPool"),
     Entry("faster_rcnn", "stages.faster_rcnn", "Faster R-CNN", "RPN", "RoIPool"),
     Entry("mask_rcnn", "stages.mask_rcnn", "Mask R-CNN", "RPN", "RoIAlign"),
@@ -106,20 +110,23 @@ FROM_SCRATCH = Entry("mask_rcnn_from_scratch", "stages.mask_rcnn", "Mask R-CNN, 
 
 # The run flags every stage shares and compare passes through unchanged (``RunConfig``'s fields
 # minus --out, --resume and --eval-only, which compare sets itself). All but "progress" decide
-# what a stage learns, so they are the settings a reused result must match.
-PASSED = ("data", "data_root", "preset", "epochs", "time_budget", "seed", "device", "long_side",
-          "progress")
+# what a stage learns or records, so they are the settings a reused result must match.
+PASSED = tuple(f.name for f in dataclasses.fields(RunConfig)
+               if f.name not in ("out", "resume", "eval_only"))
 NOT_SETTINGS = ("progress",)
+# Validation AP during training, for the third panel of comparison.png (AP against training
+# seconds). Evaluation time is not counted in a stage's budget; each costs a few seconds.
+EVAL_EVERY = 40.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    run = RunConfig()  # the shared flags' defaults, so compare cannot drift from the stages
-    parser = argparse.ArgumentParser(prog="python -m stages.compare",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = command_parser("python -m stages.compare", __doc__)
     parser.add_argument("--stages", nargs="+", default=list(STAGE_NAMES), choices=STAGE_NAMES,
-                        metavar="STAGE", help=f"stages to compare, from {', '.join(STAGE_NAMES)}")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+                        metavar="STAGE", help=f"stages to compare, from {', '.join(STAGE_NAMES)} "
+                                              f"(default: all four)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help=f"output folder: <out>/<stage> for each stage's run, <out>/comparison.* "
+                             f"(default: {DEFAULT_OUT}, where the notebooks and figures look)")
     parser.add_argument("--retrain", action="store_true",
                         help="train every stage again, even one trained with these settings")
     parser.add_argument("--peers", action="store_true",
@@ -127,40 +134,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-scratch", action="store_true",
                         help="add the row 'Mask R-CNN from random weights' beside the ImageNet-"
                              "pretrained one: what pre-training buys (R-CNN sec. 2.3)")
-    shared = parser.add_argument_group("passed to every stage")
-    shared.add_argument("--data", default=run.data,
-                        help="synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR")
-    shared.add_argument("--data-root", default=run.data_root,
-                        help="where generated data and caches live")
-    shared.add_argument("--preset", default=run.preset, choices=("quick", "full"))
-    shared.add_argument("--epochs", type=int, default=run.epochs,
-                        help="epochs per stage (None: the preset's)")
-    shared.add_argument("--time-budget", type=float, default=run.time_budget,
-                        help="seconds of training per stage (None: the preset's)")
-    shared.add_argument("--seed", type=int, default=run.seed)
-    shared.add_argument("--device", default=run.device, help="auto | cpu | cuda")
-    shared.add_argument("--long-side", type=int, default=run.long_side,
-                        help="resize images so the longer side has this many pixels")
-    shared.add_argument("--progress", default=run.progress, action=argparse.BooleanOptionalAction,
-                        help="progress bars")
+    add_dataclass_args(parser, RunConfig, "passed to every stage",
+                       skip=("out", "resume", "eval_only"))
+    parser.set_defaults(eval_every=EVAL_EVERY)
+    for action in parser._actions:  # the one default compare sets differently from the stages
+        if action.dest == "eval_every":
+            action.help += f" (default here: {EVAL_EVERY:g}; 0: only at the end)"
     return parser
 
 
-def stage_argv(args: argparse.Namespace, out_dir: Path) -> list[str]:
-    """The command line a stage gets: the shared flags as given to compare, and its own --out."""
-    argv = ["--data", args.data, "--data-root", str(args.data_root), "--preset", args.preset,
-            "--seed", str(args.seed), "--device", args.device, "--out", str(out_dir)]
-    for flag, value in (("--epochs", args.epochs), ("--time-budget", args.time_budget),
-                        ("--long-side", args.long_side)):
-        if value is not None:
+def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry | None = None) -> list[str]:
+    """The command line a stage gets: the shared flags as given to compare (but not those the
+    stage does not take, ``entry.unused``), and its own --out."""
+    argv = []
+    for name in PASSED:
+        value = getattr(args, name)
+        if entry is not None and name in entry.unused:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None and not (name == "eval_every" and not value):
             argv += [flag, str(value)]
-    return argv + ["--progress" if args.progress else "--no-progress"]
+    return argv + ["--out", str(out_dir)]
 
 
 def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
     """What a reused result must have been run with (JSON-ready, compared with ``==``)."""
     return {"module": entry.module, "peer": entry.peer, "extra_argv": list(entry.extra_argv),
-            **{name: getattr(args, name) for name in PASSED if name not in NOT_SETTINGS}}
+            **{name: getattr(args, name) for name in PASSED
+               if name not in NOT_SETTINGS and name not in entry.unused}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,7 +255,7 @@ def run_entry(entry: Entry, main, args: argparse.Namespace, out: Path) -> tuple[
         print(f"[compare] {entry.name}: reused {out_dir / METRICS} (trained with the same "
               f"settings; --retrain trains it again)")
         return result, "reused"
-    argv = (stage_argv(args, out_dir) + list(entry.extra_argv)
+    argv = (stage_argv(args, out_dir, entry) + list(entry.extra_argv)
             + (["--resume"] if action == "resume" else []))
     if action == "resume":
         print(f"[compare] {entry.name}: an unfinished run with the same settings left "

@@ -50,6 +50,7 @@ the quick preset trains for its 120 s budget (``--time-budget`` to change), the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -76,26 +77,26 @@ class PeerConfig(BackboneConfig):
     # --- the network: our backbone, torchvision's FPN, heads and RoIAlign ---
     # our stages' choices, so that only the detector's design differs: one level (C3, 3 x 3 anchors
     # on it) unless --fpn (C2..C5 -> FPN -> P2..P6), images enlarged 2x (stage 2's input_scale)
-    fpn: bool = False
-    input_scale: float = FasterRCNNConfig.input_scale
-    fpn_channels: int = 64
+    fpn: bool = False  # --fpn: C2..C5 -> torchvision's FPN -> P2..P6; default one level (C3)
+    input_scale: float = FasterRCNNConfig.input_scale  # images enlarged by this before the backbone
+    fpn_channels: int = 64  # the FPN's width (torchvision: 256; our stage 4's --fpn-channels)
     representation_size: int = 1024  # TwoMLPHead's width, torchvision's
     mask_head_channels: int = 256  # MaskRCNNHeads' width, torchvision's
     # --- scaled to 128-px images (docstring): torchvision 2000 / 1000 / 512 ---
-    rpn_post_nms_top_n_train: int = 300
-    rpn_post_nms_top_n_test: int = 300
-    box_batch_size_per_image: int = 64
+    rpn_post_nms_top_n_train: int = 300  # training: proposals kept after the RPN's NMS
+    rpn_post_nms_top_n_test: int = 300  # test: proposals kept after the RPN's NMS
+    box_batch_size_per_image: int = 64  # RoIs sampled per image for the box head's loss
     # --- optimisation: stage 3's, so that only the model differs ---
-    images_per_batch: int = FasterRCNNConfig.images_per_batch
-    optimizer: str = FasterRCNNConfig.optimizer
-    lr: float = FasterRCNNConfig.lr
-    momentum: float = FasterRCNNConfig.momentum
-    weight_decay: float = FasterRCNNConfig.weight_decay
-    warmup_steps: int = FasterRCNNConfig.warmup_steps
-    clip_grad_norm: float = FasterRCNNConfig.clip_grad_norm
-    lr_drop: float = FasterRCNNConfig.lr_drop
-    quick_time_budget: float = FasterRCNNConfig.quick_time_budget
-    full_epochs: int = FasterRCNNConfig.full_epochs
+    images_per_batch: int = FasterRCNNConfig.images_per_batch  # images per mini-batch (stage 3's)
+    optimizer: Literal["adamw", "sgd"] = FasterRCNNConfig.optimizer  # stage 3's optimiser
+    lr: float = FasterRCNNConfig.lr  # the learning rate after the warm-up (stage 3's)
+    momentum: float = FasterRCNNConfig.momentum  # SGD only
+    weight_decay: float = FasterRCNNConfig.weight_decay  # L2 penalty on the weights
+    warmup_steps: int = FasterRCNNConfig.warmup_steps  # linear warm-up, in steps
+    clip_grad_norm: float = FasterRCNNConfig.clip_grad_norm  # gradient norm cap; 0: off
+    lr_drop: float = FasterRCNNConfig.lr_drop  # lr / 10 after this fraction of the training
+    quick_time_budget: float = FasterRCNNConfig.quick_time_budget  # seconds, quick preset
+    full_epochs: int = FasterRCNNConfig.full_epochs  # epochs, full preset
 
 
 def build_peer(kind: str, cfg: PeerConfig, num_classes: int, image_size: int) -> TorchvisionDetector:
@@ -128,8 +129,7 @@ def describe(kind: str, cfg: PeerConfig) -> str:
 
 
 def build_parser():
-    parser = run.build_parser(__doc__, PeerConfig)
-    parser.prog = "python -m stages.peers"
+    parser = run.build_parser(__doc__, PeerConfig, prog="python -m stages.peers")
     parser.add_argument("kind", choices=KINDS,
                         help="which peer: torchvision's FasterRCNN (stage 3's) or MaskRCNN (stage 4's)")
     return parser

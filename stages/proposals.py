@@ -91,8 +91,8 @@ class SelectiveSearchConfig:
     mode" gives ~2000 on 500 x 375 VOC images).
     """
 
-    scale: float = 100.0
-    sigma: float = 0.8
+    scale: float = 100.0  # Felzenszwalb scale: larger -> bigger initial regions, fewer boxes
+    sigma: float = 0.8  # Gaussian smoothing before the segmentation
     min_size: int = 10  # pixels, for the initial segmentation
     min_box: float = 4.0  # drop proposals narrower or shorter than this, pixels
 

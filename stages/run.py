@@ -27,7 +27,7 @@ import torch
 from stages import engine
 from stages.backbone import BackboneError
 from stages.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.cli import RunConfig, add_dataclass_args, dataclass_from_args
+from stages.cli import RunConfig, add_dataclass_args, command_parser, dataclass_from_args
 from stages.datasets import DatasetError, load_dataset
 from stages.device import choose_device, count_parameters, seed_everything
 from stages.draw import draw_detections, figure_grid
@@ -57,13 +57,15 @@ def one_line_errors(main):
     return wrapper
 
 
-def build_parser(description: str | None, *config_classes) -> argparse.ArgumentParser:
-    """The shared flags (``RunConfig``) plus one flag per field of each stage config class."""
-    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_dataclass_args(parser, RunConfig, "run")
+def build_parser(description: str | None, *config_classes, prog: str,
+                 skip: tuple = ()) -> argparse.ArgumentParser:
+    """The command ``prog`` ("python -m stages.fast_rcnn"): its docstring as the description, the
+    shared flags (``RunConfig``), then one flag per field of each stage config class, but not the
+    fields in ``skip`` (inherited ones the stage does not read)."""
+    parser = command_parser(prog, description)
+    add_dataclass_args(parser, RunConfig, "run (every stage)", skip=skip)
     for cls in config_classes:
-        add_dataclass_args(parser, cls, cls.__name__)
+        add_dataclass_args(parser, cls, cls.__name__, skip=skip)
     return parser
 
 

@@ -22,7 +22,8 @@ STAGE = "fast_rcnn"
 
 @run.one_line_errors
 def main(argv: list[str] | None = None):
-    parser = run.build_parser(__doc__, FastRCNNConfig, SelectiveSearchConfig)
+    parser = run.build_parser(__doc__, FastRCNNConfig, SelectiveSearchConfig,
+                              prog=f"python -m stages.{STAGE}")
     args = parser.parse_args(argv)
     cfg = dataclass_from_args(FastRCNNConfig, args)
     ctx = run.prepare(args, STAGE)

@@ -20,7 +20,7 @@ STAGE = "faster_rcnn"
 
 @run.one_line_errors
 def main(argv: list[str] | None = None):
-    parser = run.build_parser(__doc__, FasterRCNNConfig)
+    parser = run.build_parser(__doc__, FasterRCNNConfig, prog=f"python -m stages.{STAGE}")
     args = parser.parse_args(argv)
     cfg = dataclass_from_args(FasterRCNNConfig, args)
     ctx = run.prepare(args, STAGE)

@@ -24,6 +24,8 @@ from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.mask_rcnn.model import build_mask_rcnn
 
 STAGE = "mask_rcnn"
+# inherited fields stage 4 does not read: its --pool is align | roi, so no SPP pyramid
+SKIP = ("spp_levels",)
 
 
 def build_model(cfg: MaskRCNNConfig, num_classes: int, long_side: int | None):
@@ -33,7 +35,7 @@ def build_model(cfg: MaskRCNNConfig, num_classes: int, long_side: int | None):
     if cfg.model == "torchvision":
         from stages.torchvision_models import (TorchvisionDetector, WeightsFileError,
                                                WeightsUnavailableError, get_instance_segmentation_model)
-        size = long_side or cfg.max_size  # keep our images' size: torchvision would resize to 800
+        size = long_side or cfg.image_size  # keep our images' size: torchvision would resize to 800
         try:
             model = get_instance_segmentation_model(num_classes, cfg.weights, min_size=size,
                                                     max_size=size, aspect_ratios=tuple(cfg.anchor_ratios))
@@ -45,7 +47,8 @@ def build_model(cfg: MaskRCNNConfig, num_classes: int, long_side: int | None):
 
 @run.one_line_errors
 def main(argv: list[str] | None = None):
-    parser = run.build_parser(__doc__, MaskRCNNConfig)
+    parser = run.build_parser(__doc__, MaskRCNNConfig, prog=f"python -m stages.{STAGE}",
+                              skip=SKIP)
     args = parser.parse_args(argv)
     cfg = dataclass_from_args(MaskRCNNConfig, args)
     stage = STAGE if cfg.model == "ours" else f"{STAGE}_{cfg.model}"

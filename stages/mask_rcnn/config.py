@@ -8,6 +8,7 @@ paper's Table 2 are switches: ``--pool roi|align``, ``--mask-loss sigmoid|softma
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from stages.faster_rcnn.config import FasterRCNNConfig
 
@@ -15,9 +16,9 @@ from stages.faster_rcnn.config import FasterRCNNConfig
 @dataclass(frozen=True)
 class MaskRCNNConfig(FasterRCNNConfig):
     # --- RoI features (sec. 3): RoIAlign, 2 x 2 sampling points per bin, no rounding ---
-    pool: str = "align"  # align: RoIAlign | roi: RoIPool (Table 2c's ablation, both branches)
+    pool: Literal["align", "roi"] = "align"  # align: RoIAlign | roi: RoIPool (Table 2c's ablation, both branches)
     align_sampling_ratio: int = 2  # "four regularly sampled locations" per bin
-    align_reduce: str = "mean"  # mean | max over a bin's sample points (the paper allows both)
+    align_reduce: Literal["mean", "max"] = "mean"  # mean | max over a bin's sample points (the paper allows both)
     # --- FPN (Lin et al. 2017, sec. 3-4): P2..P5 for the heads, P6 for the RPN. Off by default:
     #     measured, 120 s from ImageNet weights, one level (C3 of the 2x image, stride 4 in image
     #     pixels, as stage 3) box / mask AP 68.8 / 70.4 in 883 steps; the pyramid on the 2x image
@@ -32,8 +33,8 @@ class MaskRCNNConfig(FasterRCNNConfig):
     # canonical 224 px (ImageNet's size, k0 = 4) would put every one of our 12-56 px objects on P2.
     # With 56 px, RoIs under 28 px read P2 (stride 4), 28-55 px P3 (stride 8), 56-111 px P4:
     # each RoI then spans 3.5 to 7 cells of its level, and our objects spread over P2..P4.
-    fpn_k0: int = 4
-    fpn_canonical_size: float = 56.0
+    fpn_k0: int = 4  # the level of an RoI of the canonical size (FPN Eq. 1)
+    fpn_canonical_size: float = 56.0  # pixels: an RoI this size reads level k0 (paper: 224)
     # RPN anchors per level (FPN sec. 4.1): one size per level, 32^2..512^2 on P2..P6 in the paper
     # (8 x the stride... our objects are smaller): 16..256 px, 4 x the stride; 3 ratios each.
     fpn_anchor_sizes: tuple = (16, 32, 64, 128, 256)
@@ -42,16 +43,16 @@ class MaskRCNNConfig(FasterRCNNConfig):
     # anchor locations: --rpn-lambda 5
     # --- mask branch (sec. 3, Figure 4 right): 14 x 14 RoIAlign -> 4 convs -> 2x deconv -> 28 x 28 ---
     mask_pool_size: int = 14
-    mask_convs: int = 4
+    mask_convs: int = 4  # 3 x 3 convs before the deconvolution (the paper's 4)
     mask_channels: int = 32  # the paper's 256; 64 made a training step 1.3x slower on our CPU
     mask_size: int = 28  # m = 28 for the FPN head
-    mask_loss: str = "sigmoid"  # sigmoid: per-class binary masks (the paper) | softmax (Table 2b)
+    mask_loss: Literal["sigmoid", "softmax"] = "sigmoid"  # sigmoid: per-class binary masks (the paper) | softmax (Table 2b)
     # (sec. 3 "Inference": masks are binarised at 0.5: the model returns probabilities, pasted
     # into the image, and the evaluator thresholds them at 0.5)
     # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; our 256 as in stages 2-3) ---
     detections_per_image: int = 50  # the paper's 100; our images hold at most 6 objects
     # --- model: ours, or torchvision's maskrcnn_resnet50_fpn fine-tuning path ---
-    model: str = "ours"  # ours | torchvision
+    model: Literal["ours", "torchvision"] = "ours"  # ours | torchvision
     weights: str = "none"  # torchvision path only: none | coco | PATH to a local state_dict
-    min_size: int = 128  # torchvision path only: its transform's resize (our images: 128 px)
-    max_size: int = 128
+    image_size: int = 128  # torchvision path only: its transform resizes images to this side
+    #                        (its min_size = max_size; our images: 128 px; --long-side overrides it)

@@ -92,7 +92,8 @@ def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> d
 
 @run.one_line_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = run.build_parser(__doc__, RCNNConfig)
+    parser = run.build_parser(__doc__, RCNNConfig, prog=f"python -m stages.{STAGE}",
+                              skip=("eval_every",))
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
     if ctx.device.type != "cpu":  # selective search, warps and SVMs are CPU work; so is this CNN

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from stages.backbone import BackboneConfig, backbone_suffix
 from stages.proposals import SelectiveSearchConfig, SlidingWindowConfig
-
-PROPOSAL_METHODS = ("selective_search", "sliding_window")
-CLASSIFIERS = ("svm", "softmax")
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class RCNNConfig(BackboneConfig):
     """Everything that defines an R-CNN run except the data and the run flags (``RunConfig``)."""
 
     # -- proposals (sec. 2.1) ---------------------------------------------------------------------
-    proposals: str = "selective_search"  # selective_search | sliding_window (sec. 2.1)
+    proposals: Literal["selective_search", "sliding_window"] = "selective_search"  # selective_search | sliding_window (sec. 2.1)
     # selective search (stages.proposals.SelectiveSearchConfig): the paper's "fast mode" gives
     # ~2000 boxes on a 500 x 375 VOC image; scale 100 gives ~120 on our 128 x 128 images
     ss_scale: float = 100.0  # Felzenszwalb scale: larger -> bigger initial regions, fewer boxes
@@ -65,7 +63,7 @@ class RCNNConfig(BackboneConfig):
     #                            box AP 32 / 41 / 32); with this CNN, measured for fine-tuning:
     #                            60 s at 0.01 / 0.03 / 0.1 left the loss at 0.82 / 0.83 / 0.84
     finetune_epochs: float | None = None  # (K+1)-way on proposals; 1 epoch = every positive once
-    finetune_optimizer: str = "adamw"  # sgd | adamw: stage 2's, for the same pre-trained network
+    finetune_optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd | adamw: stage 2's, for the same pre-trained network
     finetune_lr: float = 1e-3  # paper 0.001 (SGD) from ImageNet weights (sec. 2.3); ours AdamW at
     #                            1e-3, stage 2's rate (benchmarks/bench_finetune.py)
     fg_iou: float = 0.5  # fine-tuning positive: IoU >= 0.5 with a ground truth (sec. 2.3)
@@ -75,7 +73,7 @@ class RCNNConfig(BackboneConfig):
     #                    softmax box AP 27.4; 156 steps of 128 gave 6.4 (a step of 128 costs 3x)
 
     # -- linear SVMs (sec. 2.3) -------------------------------------------------------------------
-    classifier: str = "svm"  # svm | softmax (Appendix B; Fast R-CNN Table 8 compares the two)
+    classifier: Literal["svm", "softmax"] = "svm"  # svm | softmax (Appendix B; Fast R-CNN Table 8 compares the two)
     svm_neg_iou: float = 0.3  # negative: IoU < 0.3 with every instance of the class (sec. 2.3)
     svm_C: float = 0.1  # rcnn code: 0.001, for VOC's ~5000 images and 4096-d fc7. The hinge
     #                     losses are summed, so fewer examples mean stronger regularisation. Ours,
@@ -101,12 +99,6 @@ class RCNNConfig(BackboneConfig):
     detections_per_image: int = 100  # COCO counts the top 100
     feature_batch: int = 256  # regions per CNN forward pass (memory, not results)
     workers: int = 2  # processes computing selective search for the training images (speed only)
-
-    def __post_init__(self):
-        if self.proposals not in PROPOSAL_METHODS:
-            raise ValueError(f"--proposals {self.proposals!r}: expected one of {PROPOSAL_METHODS}")
-        if self.classifier not in CLASSIFIERS:
-            raise ValueError(f"--classifier {self.classifier!r}: expected one of {CLASSIFIERS}")
 
     @property
     def context_pad_pixels(self) -> float:
