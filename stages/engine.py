@@ -6,7 +6,9 @@
             loss = sum(losses.values())            # e.g. L = L_cls + lambda [u >= 1] L_loc
             stop with a clear error if loss is NaN or inf (the last good checkpoint stays)
             optimizer.zero_grad(); loss.backward(); clip the gradients' norm; optimizer.step()
+            every ``eval_every_s`` seconds of training: score the validation set (clock paused)
         write checkpoint.pt and losses.json into the output folder (atomically)
+    draw losses.png: each loss term against the step, validation AP against training seconds
 
 ``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, RNG and the
 training time already spent (a time budget counts across resumes). R-CNN, whose paper trains
@@ -31,6 +33,8 @@ from stages.device import synchronize
 
 CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.json"
+LOSSES_FIGURE = "losses.png"
+VAL_KEYS = ("val_box_AP", "val_mask_AP")  # what a step record holds when validation ran after it
 
 
 class NonFiniteLossError(RuntimeError):
@@ -65,6 +69,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
           epochs: int | None = 1, time_budget_s: float | None = None, batch_size: int = 2,
           device: torch.device | str = "cpu", seed: int = 0, resume: bool = False,
           lr_schedule=None, lr_drop: float | None = None, clip_grad_norm: float | None = None,
+          eval_every_s: float | None = None, evaluate_fn=None,
           progress: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset``; write ``checkpoint.pt`` and ``losses.json`` into ``out_dir``.
 
@@ -77,6 +82,11 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     gradients of all parameters are scaled down together when their norm exceeds it (detectron2's
     ``CLIP_GRADIENTS``): one bad batch then moves the weights a bounded step, instead of blowing
     them up (a loss of 1e29, then NaN).
+
+    ``eval_every_s`` with ``evaluate_fn(model) -> {"val_box_AP": ..., "val_mask_AP": ...}``: each
+    time another ``eval_every_s`` seconds of training have passed, the model is scored in eval
+    mode and the values join that step's record in ``losses.json`` (and the progress line). The
+    clock is paused meanwhile: evaluation does not eat the time budget, it adds wall time.
     """
     if epochs is None and time_budget_s is None:
         raise ValueError("give epochs, time_budget_s or both: training needs a stopping rule")
@@ -101,6 +111,19 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                         train_time_s=spent, history=history)
         io.write_json(out_dir / LOSSES, history, indent=None)
 
+    def next_evaluation() -> float:  # the training seconds at which validation runs next
+        return (math.floor(spent / eval_every_s) + 1) * eval_every_s if eval_every_s else math.inf
+
+    def validate(record: dict) -> None:
+        model.eval()
+        with torch.no_grad():
+            scores = evaluate_fn(model)
+        model.train()
+        record.update({k: round(float(v), 2) for k, v in scores.items() if v is not None})
+        text = ", ".join(f"{k} {record[k]:.1f}" for k in VAL_KEYS if k in record)
+        if not progress:
+            print(f"[{stage}] step {step}, {spent:.0f} s of training: {text}", flush=True)
+
     def out_of_time() -> bool:
         return time_budget_s is not None and spent >= time_budget_s
 
@@ -108,6 +131,9 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
         return (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists()
                 else "no checkpoint had been written yet")
 
+    if eval_every_s and evaluate_fn is None:
+        raise ValueError("eval_every_s needs evaluate_fn, the function that scores the model")
+    evaluate_at = next_evaluation()
     model.train()
     while epoch < max_epochs and not out_of_time():
         loader = make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch)
@@ -148,12 +174,42 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                       "lr": optimizer.param_groups[0]["lr"],
                       "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
             history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if spent >= evaluate_at and not out_of_time():  # the last one: the caller's, at the end
+                validate(record)
+                evaluate_at = next_evaluation()
+            last_ap = next((r for r in reversed(history) if VAL_KEYS[0] in r), {})
+            bar.set_postfix(loss=f"{record['loss']:.3f}",
+                            **{k.removeprefix("val_"): f"{last_ap[k]:.1f}" for k in VAL_KEYS
+                               if k in last_ap})
             if out_of_time():
                 break
         bar.close()
         epoch += 1  # a part-epoch cut by the budget counts as done: a resumed run starts the next
         save()
     stopped_by = "epochs" if epoch >= max_epochs else "time_budget"
+    if history:
+        save_loss_figure(history, out_dir / LOSSES_FIGURE, title=f"{stage}: {step} steps, "
+                         f"{spent:.0f} s of training")
     return TrainResult(epochs=epoch, steps=step, train_time_s=spent, history=history,
                        stopped_by=stopped_by)
+
+
+def save_loss_figure(history: list[dict], path, title: str = "", final: tuple | None = None):
+    """``losses.png``: each loss term against the step (a running mean) and, when validation ran
+    (``eval_every_s``), validation AP against training seconds; ``final``: (seconds, box AP,
+    mask AP or None) of the run's closing evaluation, the last point of that curve."""
+    from matplotlib.figure import Figure  # only here: the loop itself needs no plotting
+
+    from stages.draw import plot_losses, plot_validation_ap
+
+    validated = [r for r in history if VAL_KEYS[0] in r] or final is not None
+    fig = Figure(figsize=(11 if validated else 6, 3.6))
+    axes = fig.subplots(1, 2 if validated else 1, squeeze=False)[0]
+    plot_losses(axes[0], history, smooth=max(1, min(20, len(history) // 10)))
+    axes[0].set_title("training losses (running mean)", fontsize=10)
+    if validated:
+        plot_validation_ap(axes[1], history, final=final)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return io.save_figure(fig, path)

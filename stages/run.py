@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -96,12 +97,13 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     device = choose_device(run.device)
     try:
         train, val = load_dataset(run.data, run.data_root, train_transforms(run.long_side),
-                                  val_transforms(run.long_side))
+                                  val_transforms(run.long_side), val_spec=run.val_data)
     except DatasetError as e:  # the user's data: one clear line, no traceback
         raise SystemExit(f"error: {e}") from None
     out_dir = Path(run.out or Path("runs") / stage)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[{stage}] data {run.data}: {len(train)} train / {len(val)} val images, "
+    data = run.data + (f" (val {run.val_data})" if run.val_data else "")
+    print(f"[{stage}] data {data}: {len(train)} train / {len(val)} val images, "
           f"classes {train.class_names[1:]}; device {device}; output {out_dir}")
     return Context(run, stage, device, out_dir, train, val)
 
@@ -121,19 +123,33 @@ def build_optimizer(model, cfg) -> torch.optim.Optimizer:
     raise SystemExit(f"error: --optimizer {cfg.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
+def validation_scorer(dataset, device="cpu"):
+    """``evaluate_fn`` for ``engine.train``'s ``eval_every_s``: the model's box (and mask) AP on
+    ``dataset``, by the same evaluator as the final result."""
+    def score(model) -> dict:
+        ev = evaluate(model, dataset, device, progress=False)
+        return {"val_box_AP": ev["box"]["AP"],
+                "val_mask_AP": ev["mask"]["AP"] if ev["mask"] is not None else None}
+    return score
+
+
 def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict | None = None,
                       epochs: int | None = None, time_budget_s: float | None = None,
                       device="cpu", seed: int = 0, resume: bool = False,
+                      eval_every_s: float | None = None, val_dataset=None,
                       progress: bool = True) -> engine.TrainResult:
     """``engine.train`` with a stage config's recipe, as the commands and the notebooks train:
     ``build_optimizer``, a linear warm-up over ``cfg.warmup_steps``, the 10x drop after
     ``cfg.lr_drop`` of the training, gradients clipped to ``cfg.clip_grad_norm``, mini-batches of
-    ``cfg.images_per_batch`` images."""
+    ``cfg.images_per_batch`` images. ``eval_every_s``: score ``val_dataset`` every that many
+    seconds of training (``validation_scorer``)."""
+    scorer = validation_scorer(val_dataset, device) if eval_every_s and val_dataset is not None else None
     warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
     return engine.train(model, build_optimizer(model, cfg), dataset, out_dir=out_dir, stage=stage,
                         config=config or {}, epochs=epochs, time_budget_s=time_budget_s,
                         batch_size=cfg.images_per_batch, device=device, seed=seed, resume=resume,
                         lr_schedule=warmup, lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
+                        eval_every_s=eval_every_s if scorer else None, evaluate_fn=scorer,
                         progress=progress)
 
 
@@ -163,12 +179,23 @@ def train_or_restore(model, ctx: Context, cfg, config: dict) -> float:
     t0 = time.perf_counter()
     result = train_with_recipe(model, cfg, ctx.train, out_dir=ctx.out_dir, stage=stage, config=config,
                                epochs=epochs, time_budget_s=budget, device=ctx.device,
-                               seed=ctx.run.seed, resume=ctx.run.resume, progress=ctx.run.progress)
+                               seed=ctx.run.seed, resume=ctx.run.resume,
+                               eval_every_s=ctx.run.eval_every, val_dataset=ctx.val,
+                               progress=ctx.run.progress)
     last = result.history[-1] if result.history else {}
     print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
           f"{result.stopped_by}) in {result.train_time_s:.0f} s (wall {time.perf_counter() - t0:.0f} s); "
           f"last loss {last.get('loss', math.nan):.3f}")
     return result.train_time_s
+
+
+def read_history(out_dir) -> list[dict]:
+    """The step records of ``<out_dir>/losses.json`` ([] when there is none or it is unreadable)."""
+    try:
+        history = json.loads((Path(out_dir) / engine.LOSSES).read_text())
+    except (OSError, ValueError):
+        return []
+    return history if isinstance(history, list) else []
 
 
 def save_predictions(model, dataset, path, device, n: int = 8, score_threshold: float = 0.5):
@@ -196,6 +223,13 @@ def finish(model, ctx: Context, *, variant: str, train_time_s: float,
                                     n_train=len(ctx.train), device=str(ctx.device), seed=ctx.run.seed)
     result.save(ctx.out_dir / METRICS)
     save_predictions(model, ctx.val, ctx.out_dir / PREDICTIONS, ctx.device)
+    wrote = [ctx.out_dir / METRICS, ctx.out_dir / PREDICTIONS]
+    history = read_history(ctx.out_dir)
+    if history:  # the losses, and validation AP against time ending in this evaluation
+        final = (train_time_s, result.box["AP"], result.mask["AP"] if result.mask else None)
+        wrote.append(engine.save_loss_figure(history, ctx.out_dir / engine.LOSSES_FIGURE,
+                                             title=f"{ctx.stage}: {history[-1]['step']} steps, "
+                                                   f"{train_time_s:.0f} s of training", final=final))
     print(format_table([result]))
-    print(f"[{ctx.stage}] wrote {ctx.out_dir / METRICS} and {ctx.out_dir / PREDICTIONS}")
+    print(f"[{ctx.stage}] wrote {', '.join(map(str, wrote))}")
     return result
