@@ -30,7 +30,7 @@ Writes into --out (default runs, the folder the stage commands, notebooks and fi
 ``<stage>/`` (each stage's own outputs),
 ``comparison.json`` (the rows, the full result records, the settings, the ratios),
 ``comparison.csv``, ``comparison.md`` and ``comparison.png`` (AP against test time; where the
-test time goes).
+test time goes; validation AP against seconds of training, from each run's ``--eval-every``).
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from stages import io
 from stages.cli import RunConfig, add_dataclass_args, command_parser
-from stages.draw import PALETTE
+from stages.draw import PALETTE, validation_curve
 from stages.engine import CHECKPOINT
 from stages.evaluate import METRIC_NAMES, Result, align_columns, explain_missing, format_count
-from stages.run import METRICS
+from stages.run import METRICS, read_history
 
 SETTINGS = "compare_settings.json"
 DEFAULT_OUT = Path("runs")  # the one place for runs: stage commands write runs/<stage> too
@@ -281,6 +281,18 @@ class Row:
     entry: Entry
     result: Result
     status: str  # trained | resumed | reused
+    # validation box AP against seconds of training: [(seconds, AP), ...], from the run's
+    # losses.json (--eval-every), ending in the final result's point
+    curve: list = dataclasses.field(default_factory=list)
+
+
+def learning_curve(out_dir: Path, result: Result) -> list:
+    """[(seconds of training, validation box AP), ...] of one run: the evaluations in its
+    ``losses.json`` (``--eval-every``), then its final result. R-CNN, whose AP exists only once
+    its SVMs are trained, has the final point alone."""
+    seconds, values = validation_curve(read_history(out_dir), "val_box_AP",
+                                       (result.train_time_s, result.box["AP"], None))
+    return [(round(t, 2), v) for t, v in zip(seconds, values) if v != -1]
 
 
 COLUMNS = ("stage", "proposals", "pooling",
@@ -505,11 +517,32 @@ def plot_time_split(ax, rows: list[Row]) -> None:
               loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: bars stay clear
 
 
+def plot_learning_curves(ax, rows: list[Row]) -> None:
+    """Validation box AP against seconds of training, one line per row: what a budget buys.
+    (R-CNN's seconds are its CNN's fine-tuning and the SVMs' and regressors' fitting; its one
+    point is the trained model's.)"""
+    for i, row in enumerate(rows):
+        if not row.curve:
+            continue
+        seconds, values = zip(*row.curve)
+        colour = PALETTE[i % len(PALETTE)]
+        ax.plot(seconds, values, "-" if len(values) > 1 else "", marker="D" if row.entry.peer else "o",
+                color=colour, markeredgecolor="black", label=row.entry.title)
+    ax.set_ylim(0, 100)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("seconds of training")
+    ax.set_ylabel("validation box AP (%)")
+    ax.set_title("What the training budget buys")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
+
+
 def plot_comparison(rows: list[Row], subtitle: str = "") -> Figure:
-    fig = Figure(figsize=(13, 4.8))
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.1]})
+    fig = Figure(figsize=(19, 5.2))
+    left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.1, 0.9]})
     plot_accuracy_vs_speed(left, rows)
-    plot_time_split(right, rows)
+    plot_time_split(middle, rows)
+    plot_learning_curves(right, rows)
     title = "From R-CNN to Mask R-CNN on the same data"
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
@@ -548,6 +581,7 @@ def save_comparison(out: Path, rows: list[Row], ratios: list[str], args) -> list
     settings = {name: getattr(args, name) for name in PASSED if name not in NOT_SETTINGS}
     document = {"settings": settings, "columns": list(COLUMNS),
                 "rows": [{**row_values(r), "name": r.entry.name, "status": r.status} for r in rows],
+                "curves": {r.entry.name: r.curve for r in rows},
                 "results": {r.entry.name: r.result.to_dict() for r in rows},
                 "ratios": ratios,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -590,6 +624,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         t0 = time.perf_counter()
         try:
             result, status = run_entry(entry, main_fn, args, out)
+            curve = learning_curve(out / entry.name, result)
         except BaseException:
             print(f"[compare] {entry.name} stopped after {time.perf_counter() - t0:.0f} s; the "
                   f"same command again reuses the runs finished before it and resumes this one "
@@ -597,7 +632,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             raise
         print(f"[compare] {kind} {i}/{len(runnable)}: {entry.name} {status} in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-        rows.append(Row(entry, result, status))
+        rows.append(Row(entry, result, status, curve))
 
     ratios = generation_ratios(rows)
     print(f"\n[compare] {describe(args)}")
@@ -625,7 +660,9 @@ def load_comparison(path: Path) -> tuple[list[Row], argparse.Namespace]:
     unknown = [r["name"] for r in document["rows"] if r["name"] not in entries]
     if unknown:
         raise ValueError(f"{path}: rows of unknown stages {unknown}; known: {', '.join(entries)}")
-    rows = [Row(entries[r["name"]], Result.from_dict(document["results"][r["name"]]), r["status"])
+    curves = document.get("curves", {})  # absent in files written before the AP-time panel
+    rows = [Row(entries[r["name"]], Result.from_dict(document["results"][r["name"]]), r["status"],
+                [tuple(p) for p in curves.get(r["name"], [])])
             for r in document["rows"]]
     return rows, argparse.Namespace(**document["settings"])
 

@@ -24,8 +24,9 @@ What a figure needs. The figures of geometry (proposals, warps, pooling bins, an
 validation image of ``--data`` (``--image`` picks which) and always render. The figures of what a
 network *learned* read a trained run under ``--runs`` (default ``runs/``, each stage's default
 output folder): ``<runs>/faster_rcnn/checkpoint.pt``, ``<runs>/mask_rcnn/checkpoint.pt``,
-``<runs>/compare/comparison.json``; without it the figure is skipped with a line that names the
-command to run. Two figures use a run when there is one and say in their title when there is not:
+``<runs>/comparison.json`` (``python -m stages.compare`` writes all of them there, so after the
+README's main command every figure renders); without it the figure is skipped with a line that
+names the command to run. Each "wrote" line names the run (checkpoint, steps, seconds) it drew. Two figures use a run when there is one and say in their title when there is not:
 hard negatives (the trained SVMs' scores from ``<runs>/rcnn``; without them, the negatives nearest
 to an object, which is where hard negatives come from) and FPN levels (a trained pyramid from
 ``<runs>/mask_rcnn``; without it an untrained one, whose maps still show each level's resolution).
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import time
 import traceback
@@ -61,7 +61,7 @@ from matplotlib.patches import Rectangle
 from stages import io
 from stages.backbone import PIXEL_MEAN, PIXEL_STD, STRIDES, batch_images, enlarge
 from stages.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.cli import dataclass_from_dict
+from stages.cli import command_parser, dataclass_from_dict
 from stages.datasets import DatasetError, load_dataset
 from stages.draw import (PALETTE, class_colour, draw_anchors, draw_boxes, draw_captioned_boxes,
                          draw_detections, draw_fpn_levels, draw_objectness, draw_roi_align_points,
@@ -96,6 +96,7 @@ class Inputs:
                  runs: str | Path = "runs", image_index: int = 0):
         self.data, self.data_root, self.runs = data, Path(data_root), Path(runs)
         self.image_index = image_index
+        self.used: list[str] = []  # the runs the figure being made read ("which run it came from")
 
     @cached_property
     def val(self):
@@ -166,6 +167,8 @@ class Inputs:
             raise Skip(str(e)) from None
         if state["stage"] not in stages:
             raise Skip(f"{path} was written by stage '{state['stage']}', not {' or '.join(stages)}")
+        steps = f"{state['step']} steps, " if state.get("step") else ""  # R-CNN counts no steps
+        self.used.append(f"{path} ({steps}{state.get('train_time_s', 0.0):.0f} s of training)")
         return state
 
 
@@ -321,6 +324,7 @@ def fig_hard_negatives(src: Inputs) -> Figure:
         if not (state.get("extra") or {}).get("svm"):
             raise Skip(f"{src.runs / 'rcnn' / CHECKPOINT} holds no trained SVMs yet")
     except Skip as why:
+        src.used.clear()
         state, missing = None, str(why)
     cfg = dataclass_from_dict(RCNNConfig, state["config"]) if state else RCNNConfig()
     S, p = cfg.warp_size, cfg.context_pad_pixels
@@ -579,6 +583,7 @@ def fig_fpn(src: Inputs) -> Figure:
         restore(state, model, restore_rng=False)
         weights = f"trained weights ({src.runs / 'mask_rcnn'})"
     except Skip as why:
+        src.used.clear()  # the run it read (one without a pyramid) is not what it draws
         print(f"[figures] fpn: {why}; drawing an untrained pyramid")
         cfg = MaskRCNNConfig(fpn=True, input_scale=1.0)  # the pyramid on the image as it is
         torch.manual_seed(0)
@@ -682,24 +687,21 @@ def fig_comparison(src: Inputs) -> Figure | Path:
     """``python -m stages.compare``'s plot, re-rendered from its comparison.json (at 150 dpi, where
     compare writes 120); its comparison.png as it is when the JSON cannot be read."""
     from stages import compare
-    from stages.evaluate import Result
 
-    folder = src.runs / "compare"
+    folder = src.runs  # compare's default --out: the stages' runs and comparison.json together
     json_path, png_path = folder / "comparison.json", folder / "comparison.png"
     if json_path.is_file():
         try:
-            doc = json.loads(json_path.read_text())
-            entries = {e.name: e for e in (*compare.STAGES, *compare.PEERS)}
-            rows = [compare.Row(entries[r["name"]], Result.from_dict(doc["results"][r["name"]]),
-                                r.get("status", "")) for r in doc["rows"]]
-            settings = compare.describe(argparse.Namespace(**doc["settings"]))
-            return compare.plot_comparison(rows, settings)
+            rows, settings = compare.load_comparison(json_path)
+            src.used.append(f"{json_path} ({len(rows)} rows)")
+            return compare.plot_comparison(rows, compare.describe(settings))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             if not png_path.is_file():
                 raise Skip(f"{json_path} cannot be read ({type(e).__name__}: {e}); run "
                            f"`{src.command('stages.compare', folder)}` again") from None
             print(f"[figures] comparison: {json_path} cannot be read ({e}); copying {png_path}")
     if png_path.is_file():
+        src.used.append(str(png_path))
         return png_path
     raise Skip(f"no comparison in {folder}: run `{src.command('stages.compare', folder)}` "
                f"(trains and evaluates all four stages)")
@@ -761,19 +763,23 @@ def format_list() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", default="figures", help="folder for the PNG files")
+    parser = command_parser("python -m stages.figures", __doc__)
+    parser.add_argument("--out", default="figures", help="folder for the PNG files (default: figures)")
     parser.add_argument("--runs", default="runs",
-                        help="folder of the trained runs (<runs>/<stage>/checkpoint.pt)")
+                        help="folder of the trained runs, <runs>/<stage>/checkpoint.pt and "
+                             "<runs>/comparison.json (default: runs, where compare writes them)")
     parser.add_argument("--data", default="synthetic",
-                        help="synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR")
-    parser.add_argument("--data-root", default="data", help="generated data and proposal caches")
-    parser.add_argument("--image", type=int, default=0, help="which validation image to draw")
+                        help="synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR: the images "
+                             "drawn (default: synthetic)")
+    parser.add_argument("--data-root", default="data",
+                        help="generated data and proposal caches (default: data)")
+    parser.add_argument("--image", type=int, default=0,
+                        help="which validation image to draw (default: 0)")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=list(BY_NAME),
-                        help="render only these figures (see --list)")
+                        help=f"render only these figures: {', '.join(BY_NAME)} (see --list)")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
-    parser.add_argument("--dpi", type=int, default=DPI)
+    parser.add_argument("--dpi", type=int, default=DPI,
+                        help=f"resolution of the PNG files (default: {DPI})")
     return parser
 
 
@@ -782,6 +788,7 @@ class Report:
     written: list[Path] = dataclasses.field(default_factory=list)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
     failed: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> error
+    sources: dict[str, list] = dataclasses.field(default_factory=dict)  # file -> runs it read
 
 
 def render(spec: FigureSpec, src: Inputs, out: Path, dpi: int = DPI) -> Path:
@@ -809,6 +816,7 @@ def main(argv: list[str] | None = None) -> Report:
     report = Report()
     for spec in chosen:
         t0 = time.perf_counter()
+        src.used = []
         try:
             path = render(spec, src, out, args.dpi)
         except Skip as why:
@@ -821,7 +829,9 @@ def main(argv: list[str] | None = None) -> Report:
             traceback.print_exc()
             continue
         report.written.append(path)
-        print(f"[figures] wrote {path} ({time.perf_counter() - t0:.1f} s)")
+        report.sources[path.name] = list(src.used)
+        origin = "; ".join(src.used) if src.used else f"no trained run: drawn from validation image {args.image} of {args.data}"
+        print(f"[figures] wrote {path} ({time.perf_counter() - t0:.1f} s) from {origin}")
 
     print(f"\n[figures] {len(report.written)} written to {out}/"
           + "".join(f"\n  {p.name}" for p in report.written))
