@@ -161,9 +161,12 @@ def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry | None = No
 
 def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
     """What a reused result must have been run with (JSON-ready, compared with ``==``)."""
+    values = {name: getattr(args, name) for name in PASSED
+              if name not in NOT_SETTINGS and name not in entry.unused}
+    # the same folder, however it is written: a notebook's "../data" is the command's "data"
+    values["data_root"] = str(Path(values["data_root"]).resolve())
     return {"module": entry.module, "peer": entry.peer, "extra_argv": list(entry.extra_argv),
-            **{name: getattr(args, name) for name in PASSED
-               if name not in NOT_SETTINGS and name not in entry.unused}}
+            **values}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,6 +273,25 @@ def run_entry(entry: Entry, main, args: argparse.Namespace, out: Path) -> tuple[
         result = Result.load(out_dir / METRICS)
     write_record(out_dir, settings, argv, "finished", started)
     return result, "resumed" if action == "resume" else "trained"
+
+
+ENTRIES = {e.name: e for e in STAGES + PEERS + (FROM_SCRATCH,)}
+
+
+def ensure_run(name: str, runs: str | Path = DEFAULT_OUT, argv: list[str] | tuple = ()) -> Path:
+    """The run ``<runs>/<name>`` exactly as ``python -m stages.compare`` makes it (its shared flags
+    ``argv``, else compare's defaults): reused when compare has made it with these settings,
+    resumed when it was interrupted, trained now otherwise. Returns its folder. The notebooks
+    read their stage's run this way: after the README's main command nothing trains again, and a
+    run they train is one the next ``compare`` reuses."""
+    if name not in ENTRIES:
+        raise ValueError(f"unknown run {name!r}: expected one of {', '.join(ENTRIES)}")
+    args = build_parser().parse_args(["--out", str(runs), *argv])
+    main, why = load_main(ENTRIES[name])
+    if main is None:
+        raise SystemExit(f"error: {why}")
+    run_entry(ENTRIES[name], main, args, Path(runs))
+    return Path(runs) / name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -656,7 +678,7 @@ def load_comparison(path: Path) -> tuple[list[Row], argparse.Namespace]:
     ``save_comparison``: the rows print, plot and give ``generation_ratios`` as they did then."""
     path = Path(path)
     document = json.loads(path.read_text())
-    entries = {e.name: e for e in STAGES + PEERS + (FROM_SCRATCH,)}
+    entries = ENTRIES
     unknown = [r["name"] for r in document["rows"] if r["name"] not in entries]
     if unknown:
         raise ValueError(f"{path}: rows of unknown stages {unknown}; known: {', '.join(entries)}")
