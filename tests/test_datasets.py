@@ -358,3 +358,60 @@ def test_compose_and_empty_targets():
               "iscrowd": torch.zeros(0, dtype=torch.int64), "image_id": 3}
     image2, t2 = Compose([Resize(40), HorizontalFlip(1.0)])(image, target)
     assert image2.shape == (3, 20, 40) and t2["masks"].shape == (0, 20, 40)
+
+
+# ---------------------------------------------------------------------------------------------
+# a COCO training file with its own validation file (--data ... --val-data ...)
+# ---------------------------------------------------------------------------------------------
+
+def _coco_pair(tmp_path, val_categories=None):
+    """COCO's layout: annotations/instances_{train,val}.json, images in train/ and val/."""
+    (tmp_path / "annotations").mkdir()
+    for split, n in (("train", 6), ("val", 3)):
+        folder = tmp_path / split
+        folder.mkdir()
+        images = [{"id": i, "file_name": f"{split}{i}.png", "height": 20, "width": 30}
+                  for i in range(n)]
+        for im in images:
+            Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / im["file_name"])
+        cats = val_categories if split == "val" and val_categories else \
+            [{"id": 5, "name": "cat"}, {"id": 2, "name": "dog"}]
+        (tmp_path / "annotations" / f"instances_{split}.json").write_text(json.dumps(
+            {"images": images, "categories": cats,
+             "annotations": [{"id": 1, "image_id": 0, "category_id": 5, "bbox": [1, 1, 5, 5]}]}))
+    return tmp_path / "annotations" / "instances_train.json", \
+        tmp_path / "annotations" / "instances_val.json"
+
+
+def test_a_validation_file_gives_the_validation_set_and_all_training_images(tmp_path):
+    train_json, val_json = _coco_pair(tmp_path)
+    # the image folders are found in COCO's layout: annotations/instances_X.json -> X/
+    train, val = load_dataset(f"coco:{train_json}", val_spec=f"coco:{val_json}")
+    assert len(train) == 6 and len(val) == 3  # no split: every training image trains
+    assert val.image_path(0).parent == tmp_path / "val"
+    assert train.class_names == val.class_names == ["background", "dog", "cat"]
+    assert val[0][1]["labels"].tolist() == [2]  # cat: id 5, the second category by id
+    # an explicit image folder still wins
+    _, val2 = load_dataset(f"coco:{train_json}", val_spec=f"coco:{val_json}:{tmp_path / 'val'}")
+    assert len(val2) == 3
+
+
+@pytest.mark.parametrize("categories, problem", [
+    ([{"id": 5, "name": "cat"}], "only in the training file: dog (id 2)"),
+    ([{"id": 5, "name": "cat"}, {"id": 3, "name": "dog"}], "only in the validation file: dog (id 3)"),
+    ([{"id": 5, "name": "cat"}, {"id": 2, "name": "hound"}], "hound (id 2)"),
+])
+def test_a_validation_file_with_other_categories_is_refused(tmp_path, categories, problem):
+    train_json, val_json = _coco_pair(tmp_path, val_categories=categories)
+    with pytest.raises(DatasetError) as e:
+        load_dataset(f"coco:{train_json}", val_spec=f"coco:{val_json}")
+    message = str(e.value)
+    assert str(val_json) in message and str(train_json) in message and problem in message
+
+
+def test_a_validation_file_needs_a_coco_training_file(tmp_path, data_root):
+    _, val_json = _coco_pair(tmp_path)
+    with pytest.raises(DatasetError, match="come with their own split"):
+        load_dataset("synthetic", data_root, synthetic=TINY, val_spec=f"coco:{val_json}")
+    with pytest.raises(DatasetError, match="expected 'synthetic'"):
+        load_dataset(f"coco:{val_json}", val_spec="voc:x")

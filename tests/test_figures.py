@@ -38,7 +38,8 @@ def data_args(tiny_synthetic, data_root) -> list[str]:
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory, data_args):
     """A runs folder as the stage commands write it: faster_rcnn/, mask_rcnn/ (a step or two of
-    training each) and compare/ (the comparison of those two results)."""
+    training each) and comparison.json beside them (the comparison of those two results), as
+    ``python -m stages.compare`` writes them."""
     runs = tmp_path_factory.mktemp("runs")
     flags = data_args + ["--epochs", "1", "--time-budget", "2", "--no-progress", "--device", "cpu"]
     faster = faster_rcnn_main(flags + ["--out", str(runs / "faster_rcnn")])
@@ -46,10 +47,10 @@ def trained_runs(tmp_path_factory, data_args):
     mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn"), "--fpn", "--input-scale", "1"])
     rows = [compare.Row(compare.STAGES[2], faster, "trained"),
             compare.Row(compare.STAGES[3], mask, "trained")]
-    settings = argparse.Namespace(data=data_args[1], data_root=data_args[3], preset="quick",
-                                  epochs=1, time_budget=2.0, seed=0, device="cpu", long_side=None,
-                                  progress=False)
-    compare.save_comparison(runs / "compare", rows, compare.generation_ratios(rows), settings)
+    settings = argparse.Namespace(data=data_args[1], val_data=None, data_root=data_args[3],
+                                  preset="quick", epochs=1, time_budget=2.0, eval_every=None,
+                                  seed=0, device="cpu", long_side=None, progress=False)
+    compare.save_comparison(runs, rows, compare.generation_ratios(rows), settings)
     return runs
 
 
@@ -90,7 +91,16 @@ def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, d
                                                "11_comparison.png"]  # lecture order
     for path in report.written:
         assert_picture(path)
-    assert "untrained" not in capsys.readouterr().out  # FPN read the trained pyramid
+    printed = capsys.readouterr().out
+    assert "untrained" not in printed  # FPN read the trained pyramid
+    # each figure names the run it came from
+    assert "07_rpn_objectness_and_proposals.png" in printed
+    assert report.sources["07_rpn_objectness_and_proposals.png"][0].startswith(
+        f"{trained_runs / 'faster_rcnn' / 'checkpoint.pt'} (")
+    assert report.sources["10_predicted_masks.png"][0].startswith(
+        str(trained_runs / "mask_rcnn" / "checkpoint.pt"))
+    assert report.sources["11_comparison.png"] == [f"{trained_runs / 'comparison.json'} (2 rows)"]
+    assert f"from {trained_runs / 'comparison.json'} (2 rows)" in printed
 
 
 def test_unusable_runs_are_skipped_with_the_reason(tmp_path, trained_runs, data_args):
@@ -100,10 +110,9 @@ def test_unusable_runs_are_skipped_with_the_reason(tmp_path, trained_runs, data_
         (trained_runs / "mask_rcnn" / "checkpoint.pt").read_bytes())
     (runs / "mask_rcnn").mkdir()
     (runs / "mask_rcnn" / "checkpoint.pt").write_bytes(b"half a file")
-    (runs / "compare").mkdir()  # a damaged comparison.json beside a good comparison.png: copied
-    (runs / "compare" / "comparison.json").write_text("{")
-    png = (trained_runs / "compare" / "comparison.png").read_bytes()
-    (runs / "compare" / "comparison.png").write_bytes(png)
+    (runs / "comparison.json").write_text("{")  # damaged, beside a good comparison.png: copied
+    png = (trained_runs / "comparison.png").read_bytes()
+    (runs / "comparison.png").write_bytes(png)
     report = figures.main(["--out", str(tmp_path / "figures"), "--runs", str(runs), *data_args,
                            "--only", "rpn", "masks", "comparison"])
     assert report.failed == {}
