@@ -2,9 +2,9 @@
 
     python benchmarks/bench_stages.py [--runs runs] [--images 50] [--data synthetic] [--data-root data]
 
-Loads the checkpoints that the stage commands wrote (``<runs>/<stage>/checkpoint.pt``, as
-``python -m stages.<stage>`` writes by default into ``runs/<stage>``, or ``stages.compare`` into
-``runs/compare/<stage>``), runs each on the same first N validation images and prints ms per image,
+Loads the checkpoints that the stage commands wrote (``<runs>/<stage>/checkpoint.pt``: both
+``python -m stages.<stage>`` and ``python -m stages.compare`` write ``runs/<stage>`` by default),
+runs each on the same first N validation images and prints ms per image,
 split into proposals and network, then the ratios between neighbouring generations
 (``stages.compare.generation_ratios``, the same sentences and targets as the comparison):
 

@@ -4,7 +4,7 @@
     python benchmarks/run_all.py --quick                fewer boxes, images and repeats
     python benchmarks/run_all.py --peers                also train ours and torchvision's peers
                                                         side by side (bench_peers.py, ~12 min)
-    python benchmarks/run_all.py --runs runs/compare    time the runs ``stages.compare`` wrote
+    python benchmarks/run_all.py --runs runs            time the runs ``stages.compare`` wrote
 
 The report, section by section (each script can also be run alone, with ``--help``):
 

@@ -1,6 +1,6 @@
 """``python -m stages.peers``: torchvision's Faster / Mask R-CNN on our backbone, trained like a stage.
 
-    python -m stages.peers faster_rcnn                    the stage-3 peer, the quick preset's 150 s
+    python -m stages.peers faster_rcnn                    the stage-3 peer, the quick preset's 120 s
     python -m stages.peers mask_rcnn --time-budget 180    the stage-4 peer, 3 minutes of training
     python -m stages.peers mask_rcnn --eval-only          evaluate runs/torchvision_mask_rcnn again
 

@@ -34,14 +34,13 @@ Run ``python -m stages.synthetic`` to generate it and save a preview grid.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -49,6 +48,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from stages import io
+from stages.cli import add_dataclass_args, command_parser, dataclass_from_args
 
 CLASS_NAMES = ["background", "circle", "square", "triangle"]
 SPLITS = {"train": 0, "val": 1}  # split name -> id mixed into the random seed
@@ -58,14 +58,14 @@ SPLITS = {"train": 0, "val": 1}  # split name -> id mixed into the random seed
 class SyntheticConfig:
     """What the generator draws. Defaults: the project's built-in set (400 train / 100 val)."""
 
-    seed: int = 0
+    seed: int = 0  # the same seed draws the same images, byte for byte
     image_size: int = 128  # square images, pixels
-    n_train: int = 400
-    n_val: int = 100
-    min_objects: int = 1
-    max_objects: int = 6
-    min_size: int = 12  # side of an object's bounding square before occlusion, pixels
-    max_size: int = 56
+    n_train: int = 400  # training images
+    n_val: int = 100  # validation images
+    min_objects: int = 1  # objects per image, at least
+    max_objects: int = 6  # objects per image, at most
+    min_size: int = 12  # side of an object's bounding square before occlusion, pixels, at least
+    max_size: int = 56  # the same, at most
     n_clutter: int = 10  # distractor strokes and blobs per image
     min_visible: float = 0.5  # an object occluded to less than this fraction is redrawn elsewhere
 
@@ -310,15 +310,15 @@ def ensure_synthetic(cfg: SyntheticConfig = SyntheticConfig(), data_root: str | 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m stages.synthetic``: generate the built-in dataset and save a preview grid."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--data-root", default="data", help="folder that holds generated data")
-    for f in fields(SyntheticConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    parser = command_parser("python -m stages.synthetic", main.__doc__)
+    parser.add_argument("--data-root", default="data",
+                        help="folder that holds generated data (default: data)")
+    add_dataclass_args(parser, SyntheticConfig, "SyntheticConfig")
     parser.add_argument("--preview", default=None,
                         help="where to save the preview grid (default: <dataset folder>/preview.png)")
     parser.add_argument("--force", action="store_true", help="regenerate even if complete")
     args = parser.parse_args(argv)
-    cfg = SyntheticConfig(**{f.name: getattr(args, f.name) for f in fields(SyntheticConfig)})
+    cfg = dataclass_from_args(SyntheticConfig, args)
     folder = Path(args.data_root) / cfg.folder_name
     folder = generate(cfg, folder) if args.force else ensure_synthetic(cfg, args.data_root)
 

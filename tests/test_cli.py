@@ -25,6 +25,7 @@ COMMANDS = {
     "python -m stages.peers": "stages.peers",
     "python -m stages.compare": "stages.compare",
     "python -m stages.figures": "stages.figures",
+    "python -m stages.synthetic": "stages.synthetic",
 }
 
 
@@ -64,7 +65,10 @@ def test_every_flag_has_a_description_and_each_default_is_printed_once(prog, mon
     assert text.count("(default: 7) (default: 7)") == 0
 
 
-@pytest.mark.parametrize("prog", [p for p in COMMANDS if "figures" not in p])
+WITH_RUN_FLAGS = [p for p in COMMANDS if "figures" not in p and "synthetic" not in p]
+
+
+@pytest.mark.parametrize("prog", WITH_RUN_FLAGS)
 def test_choices_are_listed_in_help(prog, monkeypatch):
     parser = parser_of(COMMANDS[prog], monkeypatch)
     by_flag = {s: a for a in parser._actions for s in a.option_strings}
