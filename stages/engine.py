@@ -111,8 +111,13 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                         train_time_s=spent, history=history)
         io.write_json(out_dir / LOSSES, history, indent=None)
 
-    def next_evaluation() -> float:  # the training seconds at which validation runs next
-        return (math.floor(spent / eval_every_s) + 1) * eval_every_s if eval_every_s else math.inf
+    def next_evaluation() -> float:  # the next multiple of eval_every_s past the time spent
+        if not eval_every_s:
+            return math.inf
+        k = math.floor(spent / eval_every_s) + 1
+        while k * eval_every_s <= spent:  # floating point: 0.2 / 0.05 can floor to 3
+            k += 1
+        return k * eval_every_s
 
     def validate(record: dict) -> None:
         model.eval()

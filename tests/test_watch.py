@@ -5,6 +5,7 @@ trains and evaluates on its own validation file, and the comparison records AP a
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -44,7 +45,7 @@ def test_evaluation_during_training_is_recorded_and_not_charged_to_the_budget(ti
     assert all("val_mask_AP" not in r for r in scored)  # None: a model without masks
     times = [r["time_s"] for r in scored]
     # one evaluation per 0.05 s of training: at the first step past each multiple of it
-    periods = [int(t // 0.05) for t in times]
+    periods = [math.floor(t / 0.05 + 1e-6) for t in times]  # (time_s is rounded to ms)
     assert periods == sorted(set(periods)) and periods[0] >= 1
     saved = json.loads((tmp_path / engine.LOSSES).read_text())
     assert [r for r in saved if "val_box_AP" in r] == scored
