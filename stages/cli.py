@@ -53,8 +53,9 @@ def command_parser(prog: str, description: str | None) -> ArgumentParser:
 class RunConfig:
     """Flags every stage shares."""
 
-    data: str = "synthetic"  # synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR (the training
-    #                          images; with --val-data, all of them, else 4 of every 5)
+    data: str = "synthetic"  # synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR: the images
+    #                          (synthetic comes split; with --val-data all of them train; else 4
+    #                          of every 5 train, sorted by file name, and the 5th validates)
     val_data: str | None = None  # coco:VAL.json[:IMAGE_DIR]: the validation images; none: every
     #                              5th image of --data (its categories must match --data's)
     data_root: str = "data"  # where generated data and caches live
