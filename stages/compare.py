@@ -558,7 +558,8 @@ def plot_learning_curves(ax, rows: list[Row]) -> None:
     ax.set_ylabel("validation box AP (%)")
     ax.set_title("What the training budget buys")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
+    if any(row.curve for row in rows):  # (rows read from a file written before the curves: none)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
 
 
 def plot_comparison(rows: list[Row], subtitle: str = "") -> Figure:
