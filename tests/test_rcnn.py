@@ -381,7 +381,7 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     main(args + ["--proposals", "sliding_window"])
     printed = capsys.readouterr().out
     assert "trained in" in printed and "proposal report" in printed
-    for name in ("checkpoint.pt", "metrics.json", "predictions.png", "proposals.png",
+    for name in ("checkpoint.pt", "metrics.json", "predictions.png", "proposals.png", "losses.png",
                  "train_log.json"):
         assert (out / name).is_file(), name
     state = load_checkpoint(out / "checkpoint.pt", stage="rcnn")

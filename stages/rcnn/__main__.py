@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from stages import io, run
+from stages import engine, io, run
 from stages.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stages.cli import dataclass_from_args
 from stages.engine import CHECKPOINT
@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> None:
               f"wrote {ckpt_path}")
 
     report_proposals(ctx.val, cfg, cache_root, ctx.out_dir)
+    if history:  # losses.png, as every run folder has: the CNN's cross-entropy per mini-batch
+        steps = [{"step": i + 1, "loss": h["loss"]} for i, h in enumerate(history)]
+        engine.save_loss_figure(steps, ctx.out_dir / engine.LOSSES_FIGURE,
+                                title=f"rcnn: the CNN's {len(steps)} mini-batches (pre-training, "
+                                      f"then fine-tuning); the SVMs and regressors are fitted after")
     result = run.finish(model, ctx, variant=cfg.variant, train_time_s=train_time)
     parts = ", ".join(f"{k} {v:.1f}" for k, v in result.timing_ms.items())
     print(f"[rcnn] ms per image: {parts} (proposals computed live at test time)")
