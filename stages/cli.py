@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import io
 import textwrap
@@ -63,7 +64,8 @@ class RunConfig:
     epochs: int | None = None  # passes over the training images; none: the preset's number
     time_budget: float | None = None  # seconds of training; none: the preset's budget
     eval_every: float | None = None  # score the validation images every this many seconds of
-    #                                  training (not counted in the budget); none: only at the end
+    #                                  training (not counted in the budget); none or 0: only at
+    #                                  the end
     seed: int = 0  # seeds Python, NumPy and torch: the same flags give the same run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when there is one
     out: str | None = None  # output folder; none: runs/<stage>
@@ -147,8 +149,10 @@ def field_help(cls) -> dict[str, str]:
 # Types, choices and flags
 # ------------------------------------------------------------------------------------------------
 
+@functools.cache
 def _hints(cls) -> dict[str, Any]:
-    """The fields' annotations, evaluated (``from __future__ import annotations`` leaves strings)."""
+    """The fields' annotations, evaluated (``from __future__ import annotations`` leaves strings);
+    once per class, since every config built checks its choices (``check_choices``)."""
     return typing.get_type_hints(cls)
 
 
@@ -198,9 +202,10 @@ def _show(value) -> str:
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None = None,
-                       skip: tuple = ()) -> None:
+                       skip: tuple = (), defaults: dict | None = None) -> None:
     """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its comment
-    as the help, its default printed once. ``skip``: fields this command does not read."""
+    as the help, its default printed once. ``skip``: fields this command does not read;
+    ``defaults``: {field: value} where this command's default differs from the field's."""
     target = parser.add_argument_group(group) if group else parser
     helps, choices = field_help(cls), field_choices(cls)
     for f in dataclasses.fields(cls):
@@ -209,6 +214,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None =
         flag = "--" + f.name.replace("_", "-")
         typ, is_tuple = _field_type(cls, f)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = (defaults or {}).get(f.name, default)
         text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
         if typ is bool and not is_tuple:  # argparse adds "(default: ...)" to these itself
             target.add_argument(flag, dest=f.name, default=default, help=text,

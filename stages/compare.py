@@ -135,26 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the row 'Mask R-CNN from random weights' beside the ImageNet-"
                              "pretrained one: what pre-training buys (R-CNN sec. 2.3)")
     add_dataclass_args(parser, RunConfig, "passed to every stage",
-                       skip=("out", "resume", "eval_only"))
-    parser.set_defaults(eval_every=EVAL_EVERY)
-    for action in parser._actions:  # the one default compare sets differently from the stages
-        if action.dest == "eval_every":
-            action.help += f" (default here: {EVAL_EVERY:g}; 0: only at the end)"
+                       skip=("out", "resume", "eval_only"), defaults={"eval_every": EVAL_EVERY})
     return parser
 
 
-def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry | None = None) -> list[str]:
+def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry) -> list[str]:
     """The command line a stage gets: the shared flags as given to compare (but not those the
     stage does not take, ``entry.unused``), and its own --out."""
     argv = []
     for name in PASSED:
         value = getattr(args, name)
-        if entry is not None and name in entry.unused:
-            continue
         flag = "--" + name.replace("_", "-")
+        if name in entry.unused or value is None:
+            continue
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
-        elif value is not None and not (name == "eval_every" and not value):
+        else:
             argv += [flag, str(value)]
     return argv + ["--out", str(out_dir)]
 

@@ -119,15 +119,18 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
             k += 1
         return k * eval_every_s
 
-    def validate(record: dict) -> None:
+    def validate(record: dict) -> dict:
+        """Score the model in eval mode; its AP joins the step's record. Returns the scores."""
         model.eval()
         with torch.no_grad():
             scores = evaluate_fn(model)
         model.train()
-        record.update({k: round(float(v), 2) for k, v in scores.items() if v is not None})
-        text = ", ".join(f"{k} {record[k]:.1f}" for k in VAL_KEYS if k in record)
+        scores = {k: round(float(v), 2) for k, v in scores.items() if v is not None}
+        record.update(scores)
         if not progress:
+            text = ", ".join(f"{k} {v:.1f}" for k, v in scores.items())
             print(f"[{stage}] step {step}, {spent:.0f} s of training: {text}", flush=True)
+        return scores
 
     def out_of_time() -> bool:
         return time_budget_s is not None and spent >= time_budget_s
@@ -139,6 +142,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     if eval_every_s and evaluate_fn is None:
         raise ValueError("eval_every_s needs evaluate_fn, the function that scores the model")
     evaluate_at = next_evaluation()
+    last_scores = {}  # the latest validation AP, shown in the progress line
     model.train()
     while epoch < max_epochs and not out_of_time():
         loader = make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch)
@@ -180,12 +184,10 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                       "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
             history.append(record)
             if spent >= evaluate_at and not out_of_time():  # the last one: the caller's, at the end
-                validate(record)
+                last_scores = validate(record)
                 evaluate_at = next_evaluation()
-            last_ap = next((r for r in reversed(history) if VAL_KEYS[0] in r), {})
             bar.set_postfix(loss=f"{record['loss']:.3f}",
-                            **{k.removeprefix("val_"): f"{last_ap[k]:.1f}" for k in VAL_KEYS
-                               if k in last_ap})
+                            **{k.removeprefix("val_"): f"{v:.1f}" for k, v in last_scores.items()})
             if out_of_time():
                 break
         bar.close()
