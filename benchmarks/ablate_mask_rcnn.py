@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
-from stages import io  # noqa: E402
+from stages.training import io  # noqa: E402
 from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_table,  # noqa: E402
                                        run_variants)
 

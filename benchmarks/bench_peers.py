@@ -6,7 +6,7 @@
 
 The project's target: "Ours must match or beat these at the same budget, measured side by side in one run."
 For each pair (our stage 3 and torchvision's ``FasterRCNN``; our stage 4 and torchvision's
-``MaskRCNN``, both built on our ``Backbone`` by ``stages.peers``), this trains both models for the
+``MaskRCNN``, both built on our ``Backbone`` by ``stages.torchvision.peers``), this trains both models for the
 same wall-clock budget (``--budget`` seconds, default 180: "3 minutes on 2 cores") on the same
 data and split with the same seed, evaluates them with the same evaluator on the same validation
 images, and prints one table (box AP, AP50, AP75, mask AP and AP50 where the model has masks, test
@@ -16,7 +16,7 @@ ms per image, of which proposals, training steps and seconds) and two checks per
     ours ms <= 1.5x peer ms     test time per image
 
 Each model is trained by its own command's ``main`` (``python -m stages.faster_rcnn``,
-``python -m stages.peers faster_rcnn``, ...) with ``--out <runs>/<name>``: the runs are ordinary
+``python -m stages.torchvision.peers faster_rcnn``, ...) with ``--out <runs>/<name>``: the runs are ordinary
 stage runs, which ``bench_stages.py``, ``run_all.py`` and the notebooks read. They are run through
 ``stages.compare.run_entry``, so a run already trained with the same settings is reused (its
 ``metrics.json`` read, nothing trained), an interrupted one is resumed, and ``--retrain`` trains
@@ -43,9 +43,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
 from stages.compare import PEERS, STAGES, load_main, run_entry  # noqa: E402
-from stages.engine import LOSSES  # noqa: E402
-from stages.evaluate import Result, ResultFileError  # noqa: E402
-from stages.run import METRICS  # noqa: E402
+from stages.training.engine import LOSSES  # noqa: E402
+from stages.evaluation.loop import Result, ResultFileError  # noqa: E402
+from stages.training.run import METRICS  # noqa: E402
 
 DEFAULT_BUDGET = 180.0  # seconds of training per model: the project's "3 minutes"
 MS_FACTOR = 1.5  # ours may be at most this much slower per image than the peer
@@ -143,7 +143,7 @@ def not_run_line(name: str, runs: Path) -> str:
     entry = ENTRIES[name]
     if entry.peer is None and not stage_built(name):
         return f"not run: {name} skipped, {entry.module} is not built yet"
-    command = (f"python -m stages.peers {entry.peer}" if entry.peer
+    command = (f"python -m stages.torchvision.peers {entry.peer}" if entry.peer
                else f"python -m {entry.module}")
     return (f"not run: train {name} first ({command} --out {runs / name}, or "
             f"python benchmarks/bench_peers.py --runs {runs}): no {runs / name / METRICS}")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
-from stages.datasets import load_dataset  # noqa: E402
+from stages.data.sources import load_dataset  # noqa: E402
 from stages.rcnn.config import RCNNConfig  # noqa: E402
-from stages.rcnn.region_proposals import (CACHE_DIR, TOP_N, compute_proposals,  # noqa: E402
+from stages.rcnn.proposers import (CACHE_DIR, TOP_N, compute_proposals,  # noqa: E402
                                           format_proposal_report, proposal_report)
 
 

@@ -6,7 +6,7 @@ or better recall. On the first ``--n`` validation images, with a trained Faster 
     python -m stages.faster_rcnn                                   # train one (runs/faster_rcnn)
     python benchmarks/bench_rpn_proposals.py --run runs/faster_rcnn --n 100
 
-prints the table of ``stages.faster_rcnn.proposal_comparison`` (recall after the first n
+prints the table of ``stages.faster_rcnn.rpn_vs_selective_search`` (recall after the first n
 proposals, ms per image, the speed ratio, and whether the project's target is met: >= 20x
 faster at equal or better recall at IoU 0.5 with 300 proposals) and saves the recall curves as
 ``<run>/proposal_recall.png``. Selective search comes from the proposal cache under
@@ -25,17 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 import torch  # noqa: E402
 
-from stages import engine  # noqa: E402
-from stages.checkpoint import CheckpointError, load_checkpoint, restore  # noqa: E402
-from stages.datasets import load_dataset  # noqa: E402
-from stages.device import choose_device  # noqa: E402
-from stages.draw import figure_grid, plot_recall_curves  # noqa: E402
+from stages.training import engine  # noqa: E402
+from stages.training.checkpoint import CheckpointError, load_checkpoint, restore  # noqa: E402
+from stages.data.sources import load_dataset  # noqa: E402
+from stages.training.device import choose_device  # noqa: E402
+from stages.figures.draw import figure_grid, plot_recall_curves  # noqa: E402
 from stages.faster_rcnn import FasterRCNNConfig, build_faster_rcnn  # noqa: E402
-from stages.faster_rcnn.proposal_comparison import (compare_proposals,  # noqa: E402
+from stages.faster_rcnn.rpn_vs_selective_search import (compare_proposals,  # noqa: E402
                                                     format_proposal_comparison)
-from stages.io import save_figure  # noqa: E402
-from stages.proposals import CACHE_DIR, ProposalCache, SelectiveSearchConfig  # noqa: E402
-from stages.transforms import val_transforms  # noqa: E402
+from stages.training.io import save_figure  # noqa: E402
+from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig  # noqa: E402
+from stages.data.transforms import val_transforms  # noqa: E402
 
 STAGE = "faster_rcnn"
 FIGURE = "proposal_recall.png"

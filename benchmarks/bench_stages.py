@@ -16,7 +16,7 @@ split into proposals and network, then the ratios between neighbouring generatio
     Faster -> Mask R-CNN    what the mask branch and the FPN cost
 
 R-CNN runs selective search live; Fast R-CNN reads the shared cache and is charged the time the
-computation took (``stages.evaluate``), with the same selective search parameters. A stage whose
+computation took (``stages.evaluation.loop``), with the same selective search parameters. A stage whose
 checkpoint is missing gets a line "not run: train <stage> first (...)"; stage 4 (``stages.mask_rcnn``)
 is skipped with a line while it is not built.
 
@@ -38,12 +38,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
-from stages.checkpoint import CheckpointError, load_checkpoint, restore  # noqa: E402
+from stages.training.checkpoint import CheckpointError, load_checkpoint, restore  # noqa: E402
 from stages.compare import STAGES, Row, generation_ratios  # noqa: E402
-from stages.datasets import load_dataset  # noqa: E402
-from stages.device import count_parameters  # noqa: E402
-from stages.evaluate import Result, evaluate  # noqa: E402
-from stages.proposals import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache  # noqa: E402
+from stages.data.sources import load_dataset  # noqa: E402
+from stages.training.device import count_parameters  # noqa: E402
+from stages.evaluation.loop import Result, evaluate  # noqa: E402
+from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache  # noqa: E402
 
 ORDER = tuple(entry.name for entry in STAGES)  # rcnn, fast_rcnn, faster_rcnn, mask_rcnn
 
@@ -59,7 +59,7 @@ def load_rcnn(state: dict, cache):
     from stages.rcnn.__main__ import trained_config
     from stages.rcnn.config import RCNNConfig
     from stages.rcnn.model import model_from_checkpoint
-    from stages.rcnn.region_proposals import make_proposer
+    from stages.rcnn.proposers import make_proposer
 
     # selective search whatever the run was trained with: the proposals Fast R-CNN uses too
     cfg = trained_config(state["config"], RCNNConfig(proposals="selective_search"), {"proposals"})

@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))  # the bench_* scripts, imported as modules
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from stages import io  # noqa: E402
+from stages.training import io  # noqa: E402
 
 DEFAULT_REPORT = HERE / "report.md"
 HEADINGS = {  # section key -> heading in the report (the test checks each is there)

@@ -17,10 +17,10 @@ def main() -> None:
         print(f"  {i}. python -m {module:<20} {paper}{status}")
         print(f"     {'':<30}{idea}")
     print("\nShared tools:")
-    tools = [("stages.synthetic", "generate the built-in shapes dataset and save a preview grid"),
+    tools = [("stages.data.synthetic", "generate the built-in shapes dataset and save a preview grid"),
              ("stages.compare", "all stages on the same data: one table, one plot (README's main job)"),
-             ("stages.peers", "torchvision's Faster / Mask R-CNN on our backbone (benchmark peers)"),
-             ("stages.figures", "every lecture figure as PNG into one folder")]
+             ("stages.torchvision.peers", "torchvision's Faster / Mask R-CNN on our backbone (benchmark peers)"),
+             ("stages.figures.gallery", "every lecture figure as PNG into one folder")]
     for module, what in tools:
         status = "" if available(module) else "   (not built yet)"
         print(f"  python -m {module:<25} {what}{status}")

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.cli import check_choices
+from stages.training.cli import check_choices
 
 # The project's input normalisation (ImageNet statistics): R-CNN's warps and the figures use it.
 PIXEL_MEAN = (0.485, 0.456, 0.406)

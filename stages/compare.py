@@ -54,12 +54,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from stages import io
-from stages.cli import RunConfig, add_dataclass_args, command_parser
-from stages.draw import PALETTE, validation_curve
-from stages.engine import CHECKPOINT
-from stages.evaluate import METRIC_NAMES, Result, align_columns, explain_missing, format_count
-from stages.run import METRICS, read_history
+from stages.training import io
+from stages.training.cli import RunConfig, add_dataclass_args, command_parser
+from stages.figures.draw import PALETTE, validation_curve
+from stages.training.engine import CHECKPOINT
+from stages.evaluation.loop import METRIC_NAMES, Result, align_columns, explain_missing, format_count
+from stages.training.run import METRICS, read_history
 
 SETTINGS = "compare_settings.json"
 DEFAULT_OUT = Path("runs")  # the one place for runs: stage commands write runs/<stage> too
@@ -94,7 +94,7 @@ STAGES = (
 )
 # torchvision's models on the same backbone, trained on the same data (the project's target: "ours
 # must match or beat these at the same budget, measured side by side in one run")
-PEER_MODULE = "stages.peers"  # python -m stages.peers faster_rcnn|mask_rcnn
+PEER_MODULE = "stages.torchvision.peers"  # python -m stages.torchvision.peers faster_rcnn|mask_rcnn
 PEERS = (
     Entry("torchvision_faster_rcnn", PEER_MODULE, "torchvision Faster R-CNN", "RPN",
           "RoIAlign", peer="faster_rcnn"),

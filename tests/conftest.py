@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from stages.synthetic import SyntheticConfig, ensure_synthetic
+from stages.data.synthetic import SyntheticConfig, ensure_synthetic
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import pytest
 
-from stages import cli
+from stages.training import cli
 from stages.fast_rcnn import FastRCNNConfig
 from stages.mask_rcnn import MaskRCNNConfig
 from stages.rcnn import RCNNConfig
@@ -22,10 +22,10 @@ COMMANDS = {
     "python -m stages.fast_rcnn": "stages.fast_rcnn.__main__",
     "python -m stages.faster_rcnn": "stages.faster_rcnn.__main__",
     "python -m stages.mask_rcnn": "stages.mask_rcnn.__main__",
-    "python -m stages.peers": "stages.peers",
+    "python -m stages.torchvision.peers": "stages.torchvision.peers",
     "python -m stages.compare": "stages.compare",
-    "python -m stages.figures": "stages.figures",
-    "python -m stages.synthetic": "stages.synthetic",
+    "python -m stages.figures": "stages.figures.gallery",
+    "python -m stages.data.synthetic": "stages.data.synthetic",
 }
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from stages import compare
 from stages.compare import Entry, main, plan
-from stages.evaluate import Result
+from stages.evaluation.loop import Result
 
 QUICK = ["--epochs", "1", "--time-budget", "5", "--device", "cpu", "--no-progress"]
 
@@ -176,7 +176,7 @@ def test_peers_need_run_peer_and_become_rows(argv, first, copy, monkeypatch):
 
     calls = []
 
-    def run_peer(kind, peer_argv):  # what stages.torchvision_models will do, in miniature
+    def run_peer(kind, peer_argv):  # what stages.torchvision.models will do, in miniature
         calls.append(kind)
         out = copy / f"torchvision_{kind}"
         assert peer_argv[peer_argv.index("--out") + 1] == str(out)

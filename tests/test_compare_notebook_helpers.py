@@ -12,7 +12,7 @@ import pytest
 
 from stages import compare
 from stages.compare import Row, generation_ratios, load_comparison, save_comparison
-from stages.evaluate import Result
+from stages.evaluation.loop import Result
 
 BOX = {"AP": 50.0, "AP50": 70.0, "AP75": 55.0, "APs": 40.0, "APm": 60.0, "APl": -1.0}
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import synthetic
-from stages.datasets import (CocoDataset, DatasetError, PennFudanDataset, load_dataset, parse_spec,
+from stages.data import synthetic
+from stages.data.sources import (CocoDataset, DatasetError, PennFudanDataset, load_dataset, parse_spec,
                              split_indices)
-from stages.synthetic import CLASS_NAMES, SyntheticConfig, ensure_synthetic, is_complete
-from stages.transforms import Compose, HorizontalFlip, Resize
+from stages.data.synthetic import CLASS_NAMES, SyntheticConfig, ensure_synthetic, is_complete
+from stages.data.transforms import Compose, HorizontalFlip, Resize
 
 from conftest import TINY
 

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from stages import STAGES
-from stages.datasets import CocoDataset
-from stages.draw import class_colour, draw_detections, figure_grid, preview_grid
-from stages.io import save_figure
+from stages.data.sources import CocoDataset
+from stages.figures.draw import class_colour, draw_detections, figure_grid, preview_grid
+from stages.training.io import save_figure
 
 
 def test_preview_grid_is_a_valid_png(tiny_synthetic, tmp_path):

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from stages import engine
-from stages.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stages.cli import RunConfig, add_dataclass_args, dataclass_from_args
-from stages.datasets import CocoDataset
-from stages.device import choose_device, count_parameters, seed_everything
+from stages.training import engine
+from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stages.training.cli import RunConfig, add_dataclass_args, dataclass_from_args
+from stages.data.sources import CocoDataset
+from stages.training.device import choose_device, count_parameters, seed_everything
 
 
 class ToyDetector(nn.Module):

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from stages.backbone import Backbone, batch_images
-from stages.datasets import CocoDataset
-from stages.evaluate import evaluate
+from stages.data.sources import CocoDataset
+from stages.evaluation.loop import evaluate
 from stages.fast_rcnn import FastRCNNConfig, build_fast_rcnn, detect, fast_rcnn_loss, sample_rois
 from stages.fast_rcnn.__main__ import main as fast_rcnn_main
 from stages.ops import BoxCoder
-from stages.proposals import ProposalCache
+from stages.selective_search import ProposalCache
 
 
 def test_backbone_levels_and_padding():

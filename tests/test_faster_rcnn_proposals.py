@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.checkpoint import save_checkpoint
-from stages.datasets import CocoDataset
-from stages.draw import (draw_anchor_labels, draw_anchors, draw_objectness, figure_grid,
+from stages.training.checkpoint import save_checkpoint
+from stages.data.sources import CocoDataset
+from stages.figures.draw import (draw_anchor_labels, draw_anchors, draw_objectness, figure_grid,
                          plot_recall_curves)
 from stages.faster_rcnn import (FasterRCNNConfig, anchor_shapes, assign_anchors, build_faster_rcnn,
                                 grid_anchors)
-from stages.faster_rcnn.proposal_comparison import (RPN, SS, TOP_N, compare_proposals,
+from stages.faster_rcnn.rpn_vs_selective_search import (RPN, SS, TOP_N, compare_proposals,
                                                     format_proposal_comparison, speedups)
-from stages.io import save_figure
-from stages.proposals import CACHE_DIR, ProposalCache
+from stages.training.io import save_figure
+from stages.selective_search import CACHE_DIR, ProposalCache
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rpn_proposals.py"
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from stages import compare, figures
+from stages import compare
+from stages.figures import gallery as figures
 from stages.faster_rcnn.__main__ import main as faster_rcnn_main
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 

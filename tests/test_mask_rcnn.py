@@ -13,8 +13,8 @@ import torch.nn.functional as F
 import torchvision
 
 from stages.backbone import Backbone
-from stages.datasets import CocoDataset
-from stages.evaluate import evaluate
+from stages.data.sources import CocoDataset
+from stages.evaluation.loop import evaluate
 from stages.mask_rcnn import (FPN, MaskRCNNConfig, MultiLevelPooler, assign_levels, build_mask_rcnn,
                               mask_loss, mask_targets, paste_masks)
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main

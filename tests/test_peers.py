@@ -1,4 +1,4 @@
-"""``python -m stages.peers``: torchvision's Faster / Mask R-CNN peers trained and saved like a stage.
+"""``python -m stages.torchvision.peers``: torchvision's Faster / Mask R-CNN peers trained and saved like a stage.
 
 One epoch on the tiny synthetic set (7 train / 1 val images). The heads are made narrow with the
 command's own flags (``--representation-size``, ``--mask-head-channels``) so that evaluating an
@@ -14,9 +14,9 @@ import pytest
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from stages import torchvision_models
-from stages.checkpoint import load_checkpoint
-from stages.peers import KINDS, PeerConfig, build_peer, main, run_peer
+from stages.torchvision import models as torchvision_models
+from stages.training.checkpoint import load_checkpoint
+from stages.torchvision.peers import KINDS, PeerConfig, build_peer, main, run_peer
 
 NARROW = ["--representation-size", "64", "--mask-head-channels", "16"]
 

@@ -18,11 +18,11 @@ import torch
 import torchvision
 
 from stages.backbone import Backbone
-from stages.checkpoint import load_checkpoint, save_checkpoint
-from stages.datasets import CocoDataset
-from stages.evaluate import evaluate
+from stages.training.checkpoint import load_checkpoint, save_checkpoint
+from stages.data.sources import CocoDataset
+from stages.evaluation.loop import evaluate
 from stages.ops import box_iou
-from stages.proposals import ProposalCache, image_key, selective_search
+from stages.selective_search import ProposalCache, image_key, selective_search
 from stages.rcnn import (RCNN, BoxRegressors, RCNNConfig, RegionCNN, compute_proposals,
                          dilate_boxes, make_proposer, mine_hard_negatives, proposal_report,
                          train_bbox_regressors, train_one_svm, train_rcnn, warp_regions)
@@ -30,7 +30,7 @@ from stages.rcnn.__main__ import main
 from stages.rcnn.model import build_region_cnn
 from stages.rcnn.bbox_regression import BOX_CODER
 from stages.rcnn.regions import crop_regions, normalize, warp_from_images
-from stages.transforms import val_transforms
+from stages.data.transforms import val_transforms
 
 # budgets for the end-to-end tests: seconds, not minutes (a narrow backbone, the same layers)
 TINY_CHANNELS = (8, 16, 16, 16, 16)

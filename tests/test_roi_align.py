@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from stages.draw import draw_roi_align_points, figure_grid
-from stages.io import save_figure
+from stages.figures.draw import draw_roi_align_points, figure_grid
+from stages.training.io import save_figure
 from stages.ops import kernels, roi_align, roi_align_sample_points
 
 

@@ -13,10 +13,10 @@ import torchvision
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from stages.checkpoint import save_checkpoint
-from stages.datasets import CocoDataset
-from stages.evaluate import evaluate
-from stages.torchvision_models import (PEDESTRIAN_ASPECT_RATIOS, TorchvisionDetector,
+from stages.training.checkpoint import save_checkpoint
+from stages.data.sources import CocoDataset
+from stages.evaluation.loop import evaluate
+from stages.torchvision.models import (PEDESTRIAN_ASPECT_RATIOS, TorchvisionDetector,
                                        WeightsFileError, WeightsUnavailableError,
                                        build_peer_faster_rcnn, build_peer_mask_rcnn,
                                        get_instance_segmentation_model, make_anchor_generator,

@@ -52,10 +52,10 @@ def test_a_run_that_diverged_without_the_guard_now_trains(tiny_synthetic, tmp_pa
     256 px (large objects, as in the user's data set that blew up): without gradient clipping
     the RPN's objectness loss reaches ~1e29 and then NaN within two epochs (the signature of
     that report, "loss_objectness=8e29"); clipped to norm 10, the same run trains."""
-    from stages import engine, run
-    from stages.datasets import CocoDataset
+    from stages.training import engine, run
+    from stages.data.sources import CocoDataset
     from stages.mask_rcnn import MaskRCNNConfig, build_mask_rcnn
-    from stages.transforms import train_transforms
+    from stages.data.transforms import train_transforms
 
     dataset = CocoDataset(tiny_synthetic / "train.json", tiny_synthetic / "images",
                           transforms=train_transforms(256))

@@ -12,8 +12,9 @@ import time
 import torch
 from PIL import Image
 
-from stages import compare, engine
-from stages.datasets import CocoDataset
+from stages import compare
+from stages.training import engine
+from stages.data.sources import CocoDataset
 from stages.faster_rcnn.__main__ import main as faster_rcnn_main
 
 from test_engine import ToyDetector

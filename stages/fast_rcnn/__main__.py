@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from stages import run
+from stages.training import run
 from stages.backbone import backbone_suffix
-from stages.cli import dataclass_from_args
+from stages.training.cli import dataclass_from_args
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
-from stages.proposals import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
+from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
 
 STAGE = "fast_rcnn"
 

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from stages.backbone import backbone_from_config, batch_images, enlarge
-from stages.device import synchronize
+from stages.training.device import synchronize
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
 from stages.fast_rcnn.sampling import sample_batch
 from stages.ops import BoxCoder
-from stages.proposals import ProposalCache
+from stages.selective_search import ProposalCache
 
 
 class SelectiveSearchProposer:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from stages import run
+from stages.training import run
 from stages.backbone import backbone_suffix
-from stages.cli import dataclass_from_args
+from stages.training.cli import dataclass_from_args
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.faster_rcnn.model import build_faster_rcnn
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from stages.backbone import backbone_from_config
-from stages.device import synchronize
+from stages.training.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
 from stages.fast_rcnn.model import FastRCNN
 from stages.fast_rcnn.sampling import sample_batch

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from stages import run
+from stages.training import run
 from stages.backbone import backbone_suffix
-from stages.cli import dataclass_from_args
+from stages.training.cli import dataclass_from_args
 from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.mask_rcnn.model import build_mask_rcnn
 
@@ -33,7 +33,7 @@ def build_model(cfg: MaskRCNNConfig, num_classes: int, long_side: int | None):
     if cfg.model == "ours":
         return build_mask_rcnn(cfg, num_classes)
     if cfg.model == "torchvision":
-        from stages.torchvision_models import (TorchvisionDetector, WeightsFileError,
+        from stages.torchvision.models import (TorchvisionDetector, WeightsFileError,
                                                WeightsUnavailableError, get_instance_segmentation_model)
         size = long_side or cfg.image_size  # keep our images' size: torchvision would resize to 800
         try:

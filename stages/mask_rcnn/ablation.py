@@ -37,9 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.evaluate import Result, ResultFileError, align_columns
+from stages.evaluation.loop import Result, ResultFileError, align_columns
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # the stage command itself
-from stages.run import METRICS
+from stages.training.run import METRICS
 
 DEFAULT = "align"
 

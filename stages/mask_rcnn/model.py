@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from stages.backbone import STRIDES, backbone_from_config, batch_images, enlarge
-from stages.device import synchronize
+from stages.training.device import synchronize
 from stages.fast_rcnn.head import FastRCNNHead, detect, fast_rcnn_loss
 from stages.fast_rcnn.sampling import sample_batch
 from stages.faster_rcnn.model import RegionProposalNetwork

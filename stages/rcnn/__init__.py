@@ -5,7 +5,7 @@ The first detector of the family. Per image: propose ~2000 class-independent reg
 one to a fixed size, run a CNN on every warped region, score its features with one linear SVM per
 class, suppress overlapping detections, and refine each box with a class-specific regressor.
 
-Reused (shared modules): the dataset item, ``stages.proposals`` (sliding windows, selective
+Reused (shared modules): the dataset item, ``stages.selective_search`` (sliding windows, selective
 search, the proposal cache, recall), ``stages.ops`` (IoU, NMS, the box coder), the evaluator,
 and ``stages.backbone``: the CNN is stage 2's backbone and fc layers, run on every warped region.
 Replaced: nothing, this is the first stage. Added, one module per paper concept:
@@ -33,7 +33,7 @@ from stages.rcnn.bbox_regression import BoxRegressors, train_bbox_regressors
 from stages.rcnn.cnn import RegionCNN, extract_features, finetune, pretrain_on_crops
 from stages.rcnn.config import PRESETS, RCNNConfig, resolve
 from stages.rcnn.model import RCNN
-from stages.rcnn.region_proposals import (compute_proposals, format_proposal_report, make_proposer,
+from stages.rcnn.proposers import (compute_proposals, format_proposal_report, make_proposer,
                                           plot_recall, proposal_report)
 from stages.rcnn.regions import crop_regions, dilate_boxes, normalize, warp_regions
 from stages.rcnn.svm import ClassSVMs, mine_hard_negatives, train_one_svm, train_svms

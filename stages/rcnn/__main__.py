@@ -32,17 +32,17 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from stages import engine, io, run
-from stages.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stages.cli import dataclass_from_args
-from stages.engine import CHECKPOINT
+from stages.training import engine, io, run
+from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stages.training.cli import dataclass_from_args
+from stages.training.engine import CHECKPOINT
 from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
 from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint
-from stages.rcnn.region_proposals import (CACHE_DIR, compute_proposals, format_proposal_report,
+from stages.rcnn.proposers import (CACHE_DIR, compute_proposals, format_proposal_report,
                                           make_proposer, plot_recall, proposal_report)
 from stages.rcnn.train import (fit_bbox_regressors, fit_svms, prepare_training_data,
                                region_features, train_cnn)
-from stages.transforms import val_transforms
+from stages.data.transforms import val_transforms
 
 STAGE = "rcnn"
 TRAIN_LOG = "train_log.json"

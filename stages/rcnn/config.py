@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stages.backbone import BackboneConfig, backbone_suffix
-from stages.proposals import SelectiveSearchConfig, SlidingWindowConfig
+from stages.selective_search import SelectiveSearchConfig, SlidingWindowConfig
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,13 @@ class RCNNConfig(BackboneConfig):
 
     # -- proposals (sec. 2.1) ---------------------------------------------------------------------
     proposals: Literal["selective_search", "sliding_window"] = "selective_search"  # selective_search | sliding_window (sec. 2.1)
-    # selective search (stages.proposals.SelectiveSearchConfig): the paper's "fast mode" gives
+    # selective search (stages.selective_search.SelectiveSearchConfig): the paper's "fast mode" gives
     # ~2000 boxes on a 500 x 375 VOC image; scale 100 gives ~120 on our 128 x 128 images
     ss_scale: float = 100.0  # Felzenszwalb scale: larger -> bigger initial regions, fewer boxes
     ss_sigma: float = 0.8  # Gaussian smoothing before the segmentation
     ss_min_size: int = 10  # initial regions smaller than this (pixels) are merged
     ss_min_box: float = 4.0  # proposals narrower or shorter than this (pixels) are dropped
-    # sliding windows (stages.proposals.SlidingWindowConfig), the exhaustive baseline: 5 sizes x
+    # sliding windows (stages.selective_search.SlidingWindowConfig), the exhaustive baseline: 5 sizes x
     # 3 ratios at half a window's stride = 1080 windows per 128 x 128 image, recall 0.98 at IoU
     # 0.5 but 0.20 at 0.7 (a quarter stride: 4084 windows, 1.00 / 0.77, and 4x the CNN's time)
     sw_sizes: tuple = (16, 24, 32, 48, 64)  # sqrt(window area), pixels (our objects: 12-56)

@@ -15,7 +15,7 @@ are those of the margins; it puts the SVM's own decision boundary m = 0 at 0.5, 
 prediction figures draw at. With ``--classifier softmax`` the score is the fine-tuned network's
 softmax probability of the class (Appendix B's comparison).
 
-``model(images)`` in ``eval()`` mode is the shared model call (``stages.evaluate``): one dict per
+``model(images)`` in ``eval()`` mode is the shared model call (``stages.evaluation.loop``): one dict per
 image with ``boxes`` [D, 4], ``labels`` [D], ``scores`` [D] and ``timing`` (seconds per part).
 R-CNN does not train end to end: it trains in separate steps (``stages.rcnn.train``), so the
 call in ``train()`` mode raises an error that says so.
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from stages.backbone import backbone_from_config
-from stages.checkpoint import CheckpointError
+from stages.training.checkpoint import CheckpointError
 from stages.ops import batched_nms, clip_boxes_to_image
 from stages.rcnn.bbox_regression import BoxRegressors
 from stages.rcnn.cnn import RegionCNN, extract_features
@@ -147,7 +147,7 @@ def load_region_cnn(state: dict, cfg: RCNNConfig) -> RegionCNN:
 
 
 def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:
-    """Rebuild an RCNN from a loaded checkpoint (``stages.checkpoint.load_checkpoint``).
+    """Rebuild an RCNN from a loaded checkpoint (``stages.training.checkpoint.load_checkpoint``).
 
     ``state["model"]`` holds the CNN's weights, ``state["extra"]`` the SVMs and the regressors
     (absent from a checkpoint written before they were trained)."""

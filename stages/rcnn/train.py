@@ -31,7 +31,7 @@ from stages.rcnn.bbox_regression import BoxRegressors, regression_pairs, train_b
 from stages.rcnn.cnn import RegionCNN, extract_features, finetune, pretrain_on_crops
 from stages.rcnn.config import RCNNConfig
 from stages.rcnn.model import RCNN, build_region_cnn
-from stages.rcnn.region_proposals import compute_proposals, make_proposer
+from stages.rcnn.proposers import compute_proposals, make_proposer
 from stages.rcnn.regions import crop_regions, match_to_ground_truth, normalize
 from stages.rcnn.svm import ClassSVMs, max_iou_per_class, train_svms
 

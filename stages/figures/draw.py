@@ -2,7 +2,7 @@
 
 Every stage, notebook and lecture figure draws through these few functions, so a class has the
 same colour everywhere. Functions take a matplotlib ``Axes`` and draw on it; ``figure_grid`` and
-``save_figure`` (in ``stages.io``) make and write whole figures without pyplot, so they work on a
+``save_figure`` (in ``stages.training.io``) make and write whole figures without pyplot, so they work on a
 machine with no display. Beside detections, the pictures of each stage's inner steps: RoI
 pooling's grid, RoIAlign's sample points, SPP's bins (stage 2, 4); anchors, anchor labels, the
 RPN's objectness and proposal recall curves (stage 3); the FPN's levels and the per-class
@@ -22,7 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from stages import io
+from stages.training import io
 
 # the tab10 palette; label k gets PALETTE[(k - 1) % 10]
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -378,7 +378,7 @@ def plot_recall_curves(ax, reports: dict, iou: float = 0.5):
 
 
 # ------------------------------------------------------------------------------------------------
-# Lecture figures (stages.figures): boxes with free captions
+# Lecture figures (stages.figures.gallery): boxes with free captions
 # ------------------------------------------------------------------------------------------------
 
 def draw_captioned_boxes(ax, image, boxes, captions=None, colours="#ff7f0e",

@@ -25,16 +25,16 @@ from pathlib import Path
 
 import torch
 
-from stages import engine
+from stages.training import engine
 from stages.backbone import BackboneError
-from stages.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.cli import RunConfig, add_dataclass_args, command_parser, dataclass_from_args
-from stages.datasets import DatasetError, load_dataset
-from stages.device import choose_device, count_parameters, seed_everything
-from stages.draw import draw_detections, figure_grid
-from stages.evaluate import Result, evaluate, format_table
-from stages.io import save_figure
-from stages.transforms import train_transforms, val_transforms
+from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
+from stages.training.cli import RunConfig, add_dataclass_args, command_parser, dataclass_from_args
+from stages.data.sources import DatasetError, load_dataset
+from stages.training.device import choose_device, count_parameters, seed_everything
+from stages.figures.draw import draw_detections, figure_grid
+from stages.evaluation.loop import Result, evaluate, format_table
+from stages.training.io import save_figure
+from stages.data.transforms import train_transforms, val_transforms
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.png"

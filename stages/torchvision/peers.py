@@ -1,13 +1,13 @@
-"""``python -m stages.peers``: torchvision's Faster / Mask R-CNN on our backbone, trained like a stage.
+"""``python -m stages.torchvision.peers``: torchvision's Faster / Mask R-CNN on our backbone, trained like a stage.
 
-    python -m stages.peers faster_rcnn                    the stage-3 peer, the quick preset's 120 s
-    python -m stages.peers mask_rcnn --time-budget 180    the stage-4 peer, 3 minutes of training
-    python -m stages.peers mask_rcnn --eval-only          evaluate runs/torchvision_mask_rcnn again
+    python -m stages.torchvision.peers faster_rcnn                    the stage-3 peer, the quick preset's 120 s
+    python -m stages.torchvision.peers mask_rcnn --time-budget 180    the stage-4 peer, 3 minutes of training
+    python -m stages.torchvision.peers mask_rcnn --eval-only          evaluate runs/torchvision_mask_rcnn again
 
 The project measures our stages 3 and 4 against these peers: "ours must match or beat these at the
 same budget, measured side by side in one run" (``benchmarks/bench_peers.py`` does that run).
 A peer is torchvision's ``FasterRCNN`` or ``MaskRCNN`` assembled by
-``stages.torchvision_models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on the very
+``stages.torchvision.models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on the very
 backbone our stages use (``stages.backbone``: EfficientNet-Lite0 from ImageNet weights by default,
 the same ``--backbone`` / ``--pretrained`` flags; C2..C5 -> torchvision's FPN, 64 channels ->
 P2..P6), wrapped in
@@ -29,7 +29,7 @@ Changed, because our images are 128 px (each is a flag of ``PeerConfig`` or set 
 
     image size     min_size = max_size = the images' long side times ``input_scale`` (2 x 128 =
                    256, as our stages enlarge them): torchvision's 800 / 1333 would enlarge them
-                   6x (see "resizing" in ``stages.torchvision_models``)
+                   6x (see "resizing" in ``stages.torchvision.models``)
     anchors        16..256 px, one size per level P2..P6 (torchvision 32..512), for 12-56 px objects
     normalisation  image_mean = 0, image_std = 1: our backbones normalise their input themselves
     proposals      300 after NMS, in training and test (torchvision 2000 / 1000). torchvision keeps
@@ -54,12 +54,12 @@ from typing import Literal
 
 import torch
 
-from stages import run
+from stages.training import run
 from stages.backbone import BackboneConfig, backbone_from_config, backbone_suffix
-from stages.cli import dataclass_from_args
-from stages.evaluate import Result
+from stages.training.cli import dataclass_from_args
+from stages.evaluation.loop import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
-from stages.torchvision_models import (TorchvisionDetector, build_peer_faster_rcnn,
+from stages.torchvision.models import (TorchvisionDetector, build_peer_faster_rcnn,
                                        build_peer_mask_rcnn)
 
 KINDS = ("faster_rcnn", "mask_rcnn")  # the stage each peer is measured against
@@ -129,7 +129,7 @@ def describe(kind: str, cfg: PeerConfig) -> str:
 
 
 def build_parser():
-    parser = run.build_parser(__doc__, PeerConfig, prog="python -m stages.peers")
+    parser = run.build_parser(__doc__, PeerConfig, prog="python -m stages.torchvision.peers")
     parser.add_argument("kind", choices=KINDS,
                         help="which peer: torchvision's FasterRCNN (stage 3's) or MaskRCNN (stage 4's)")
     return parser
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> Result:
 
 
 def run_peer(kind: str, argv: list[str]) -> Result:
-    """``python -m stages.peers <kind> <argv...>`` from Python: what ``stages.compare`` calls.
+    """``python -m stages.torchvision.peers <kind> <argv...>`` from Python: what ``stages.compare`` calls.
 
     kind: "faster_rcnn" or "mask_rcnn"; argv: the shared stage flags (``--out`` among them).
     Returns the result record, also written to ``<out>/metrics.json``.

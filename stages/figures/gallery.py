@@ -31,10 +31,10 @@ hard negatives (the trained SVMs' scores from ``<runs>/rcnn``; without them, the
 to an object, which is where hard negatives come from) and FPN levels (a trained pyramid from
 ``<runs>/mask_rcnn``; without it an untrained one, whose maps still show each level's resolution).
 
-Checkpoints are read the way the stages read them (``stages.checkpoint.load_checkpoint``: refused
+Checkpoints are read the way the stages read them (``stages.training.checkpoint.load_checkpoint``: refused
 when written by another stage or for other classes) and rebuilt with the stage's own model
 builder from the config they saved. Proposals come from the selective-search cache that stages 1
-and 2 share (``<data-root>/proposals``). Files are written atomically (``stages.io``) at 150 dpi,
+and 2 share (``<data-root>/proposals``). Files are written atomically (``stages.training.io``) at 150 dpi,
 with fonts sized for a projector; at the end the command lists what it wrote and what it skipped.
 """
 
@@ -58,18 +58,18 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from stages import io
+from stages.training import io
 from stages.backbone import PIXEL_MEAN, PIXEL_STD, STRIDES, batch_images, enlarge
-from stages.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.cli import command_parser, dataclass_from_dict
-from stages.datasets import DatasetError, load_dataset
-from stages.draw import (PALETTE, class_colour, draw_anchors, draw_boxes, draw_captioned_boxes,
+from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
+from stages.training.cli import command_parser, dataclass_from_dict
+from stages.data.sources import DatasetError, load_dataset
+from stages.figures.draw import (PALETTE, class_colour, draw_anchors, draw_boxes, draw_captioned_boxes,
                          draw_detections, draw_fpn_levels, draw_objectness, draw_roi_align_points,
                          draw_roi_pool_grid, to_numpy_image)
-from stages.engine import CHECKPOINT
+from stages.training.engine import CHECKPOINT
 from stages.ops import box_iou
-from stages.proposals import CACHE_DIR, ProposalCache, sliding_windows
-from stages.transforms import val_transforms
+from stages.selective_search import CACHE_DIR, ProposalCache, sliding_windows
+from stages.data.transforms import val_transforms
 
 DPI = 150
 # matplotlib's defaults (10 pt) are unreadable from the back of a lecture hall
@@ -230,7 +230,7 @@ def _cell_lines(ax, map_size: tuple[int, int]):
 
 def _thicker(ax, factor: float = 2.0):
     """Lines for a projector: the pooling pictures' boxes (drawn at the notebooks' widths by
-    ``stages.draw``) ``factor`` times wider."""
+    ``stages.figures.draw``) ``factor`` times wider."""
     for patch in ax.patches:
         patch.set_linewidth(patch.get_linewidth() * factor)
 

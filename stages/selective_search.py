@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages import io
+from stages.training import io
 from stages.ops import box_iou, clip_boxes_to_image, remove_small_boxes
 
 

@@ -1,7 +1,7 @@
 """Transforms that move an image and its boxes and masks together.
 
 Each transform is a callable ``(image, target) -> (image, target)`` on the shared item
-(``stages.datasets``): image float [3, H, W], boxes [N, 4] in (x1, y1, x2, y2) absolute pixels,
+(``stages.data.sources``): image float [3, H, W], boxes [N, 4] in (x1, y1, x2, y2) absolute pixels,
 masks uint8 [N, H, W]. Whatever happens to the pixels happens to the boxes and masks too.
 
 - ``Resize(long_side)``: scale so that the longer side is ``long_side`` pixels (aspect kept).
@@ -9,7 +9,7 @@ masks uint8 [N, H, W]. Whatever happens to the pixels happens to the boxes and m
   images are small, so we cap the longer side, which bounds the cost per image on a CPU.
 - ``HorizontalFlip(p)``: the only augmentation of Fast R-CNN (sec. 2.3, p = 0.5).
 
-Randomness comes from torch's global generator, which ``stages.device.seed_everything`` seeds:
+Randomness comes from torch's global generator, which ``stages.training.device.seed_everything`` seeds:
 with the loader in the main process the same seed gives the same flips.
 """
 

@@ -1,6 +1,6 @@
 """Proposals for R-CNN: the two methods behind one call, computed in parallel, and their report.
 
-The methods themselves live in ``stages.proposals`` (shared with Fast R-CNN): ``sliding_windows``
+The methods themselves live in ``stages.selective_search`` (shared with Fast R-CNN): ``sliding_windows``
 and ``selective_search`` with its disk cache ``ProposalCache``. Here:
 
     make_proposer(cfg)            image [3, H, W] -> boxes [P, 4]: what the model calls at test time
@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stages.proposals import CACHE_DIR, ProposalCache, proposal_recall, selective_search, sliding_windows
+from stages.selective_search import CACHE_DIR, ProposalCache, proposal_recall, selective_search, sliding_windows
 from stages.rcnn.config import RCNNConfig
 
 
 
 class SlidingWindowProposer:
-    """image [3, H, W] -> every window of the config (``stages.proposals.sliding_windows``)."""
+    """image [3, H, W] -> every window of the config (``stages.selective_search.sliding_windows``)."""
 
     def __init__(self, cfg: RCNNConfig):
         self.cfg = cfg.sliding_window()
@@ -49,7 +49,7 @@ class SlidingWindowProposer:
 
 
 class SelectiveSearchProposer:
-    """image [3, H, W] -> selective-search boxes, computed now (``stages.proposals``)."""
+    """image [3, H, W] -> selective-search boxes, computed now (``stages.selective_search``)."""
 
     def __init__(self, cfg: RCNNConfig):
         self.cfg = cfg.selective_search()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from stages import io
+from stages.training import io
 
 FORMAT = "rcnn-stages-checkpoint/1"
 

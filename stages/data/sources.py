@@ -12,7 +12,7 @@ The item (torchvision's detection convention, so torchvision models read it too)
 
 Sources (``load_dataset(spec)`` reads a spec string; the command-line flag ``--data`` takes it):
 
-    synthetic                      the built-in shapes (``stages.synthetic``), generated on first use
+    synthetic                      the built-in shapes (``stages.data.synthetic``), generated on first use
     coco:ANN.json[:IMAGE_DIR]      any COCO instances file; images in IMAGE_DIR (default: COCO's
                                    layout, ``annotations/instances_X.json`` -> ``X/``; else
                                    ``images/`` beside the JSON file when that exists; else its folder)
@@ -47,7 +47,7 @@ import pycocotools.mask as mask_utils
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from stages.synthetic import SyntheticConfig, ensure_synthetic
+from stages.data.synthetic import SyntheticConfig, ensure_synthetic
 
 VAL_EVERY = 5  # every 5th image (sorted by file name) goes to validation
 

@@ -14,7 +14,7 @@ Three things, all assembled from torchvision parts, and the command that trains 
                                       "timing" dict in eval mode), so ``engine.train`` and
                                       ``evaluate`` run it like one of our stages
     run_peer                          train and evaluate a peer like a stage (``python -m
-                                      stages.peers``, which holds the code); ``stages.compare``
+                                      stages.torchvision.peers``, which holds the code); ``stages.compare``
                                       calls it here
 
 Conventions that differ between torchvision and this repo (each is converted here, once):
@@ -68,8 +68,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from stages.backbone import build_backbone
-from stages.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from stages.device import synchronize
+from stages.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from stages.training.device import synchronize
 
 # Anchors for 128-px images with objects of 12-56 px. FPN: one size per level P2..P6 (stride
 # 4..64), anchor = 4 x stride; the FPN paper (sec. 4.1) uses 8 x stride (32^2 on P2) for ~800-px
@@ -441,16 +441,16 @@ class TorchvisionDetector(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------
-# 4. Training a peer like a stage: the code is the command's, ``stages.peers``
+# 4. Training a peer like a stage: the code is the command's, ``stages.torchvision.peers``
 # ------------------------------------------------------------------------------------------------
 
 def run_peer(kind: str, argv: list[str]):
     """Train (or ``--eval-only``, ``--resume``) the peer of stage ``kind`` with the stage flags ``argv``.
 
-    ``python -m stages.peers <kind> <argv...>`` from Python, as ``stages.compare --peers`` calls it:
+    ``python -m stages.torchvision.peers <kind> <argv...>`` from Python, as ``stages.compare --peers`` calls it:
     kind "faster_rcnn" or "mask_rcnn"; argv the shared flags, ``--out <folder>`` among them.
     Writes checkpoint.pt, metrics.json and predictions.png into that folder and returns the
-    ``stages.evaluate.Result``. Imported when called: ``stages.peers`` builds on this module.
+    ``stages.evaluation.loop.Result``. Imported when called: ``stages.torchvision.peers`` builds on this module.
     """
-    from stages.peers import run_peer as run_peer_command
+    from stages.torchvision.peers import run_peer as run_peer_command
     return run_peer_command(kind, argv)

@@ -70,8 +70,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from stages.device import count_parameters, synchronize  # noqa: F401 (count_parameters: re-exported)
-from stages.io import write_json
+from stages.training.device import count_parameters, synchronize  # noqa: F401 (count_parameters: re-exported)
+from stages.training.io import write_json
 
 # pycocotools' summarize() order for these six; the other six stats are recall numbers we don't show
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")

@@ -10,7 +10,7 @@ claim on our data:
 
 A report holds ``recall`` ({0.5: {n: r}, 0.7: {n: r}} for the first n proposals of each image,
 n in ``TOP_N``), ``recall_all`` (with every proposal), ``mean_proposals`` and ``ms_per_image``
-(the format of ``stages.rcnn.region_proposals.proposal_report``, which computes it).
+(the format of ``stages.rcnn.proposers.proposal_report``, which computes it).
 
 What each time means:
   selective search  the seconds ``ProposalCache`` recorded when it computed the image's boxes
@@ -33,9 +33,9 @@ import time
 
 import torch
 
-from stages.device import synchronize
-from stages.proposals import ProposalCache
-from stages.rcnn.region_proposals import proposal_report
+from stages.training.device import synchronize
+from stages.selective_search import ProposalCache
+from stages.rcnn.proposers import proposal_report
 
 TOP_N = (10, 25, 50, 100, 200, 300)
 SS, RPN = "selective search", "RPN"  # the method names, keys of a comparison

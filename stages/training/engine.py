@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from stages import io
-from stages.checkpoint import load_checkpoint, restore, save_checkpoint
-from stages.datasets import DatasetError, collate
-from stages.device import synchronize
+from stages.training import io
+from stages.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from stages.data.sources import DatasetError, collate
+from stages.training.device import synchronize
 
 CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.json"
@@ -207,7 +207,7 @@ def save_loss_figure(history: list[dict], path, title: str = "", final: tuple | 
     mask AP or None) of the run's closing evaluation, the last point of that curve."""
     from matplotlib.figure import Figure  # only here: the loop itself needs no plotting
 
-    from stages.draw import plot_losses, plot_validation_ap
+    from stages.figures.draw import plot_losses, plot_validation_ap
 
     validated = [r for r in history if VAL_KEYS[0] in r] or final is not None
     fig = Figure(figsize=(11 if validated else 6, 3.6))

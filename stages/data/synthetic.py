@@ -29,7 +29,7 @@ Layout on disk, generated on first use (``ensure_synthetic``)::
                                       a folder without a matching manifest is regenerated
 
 The whole folder is written under a temporary name and renamed into place (atomic).
-Run ``python -m stages.synthetic`` to generate it and save a preview grid.
+Run ``python -m stages.data.synthetic`` to generate it and save a preview grid.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from stages import io
-from stages.cli import add_dataclass_args, command_parser, dataclass_from_args
+from stages.training import io
+from stages.training.cli import add_dataclass_args, command_parser, dataclass_from_args
 
 CLASS_NAMES = ["background", "circle", "square", "triangle"]
 SPLITS = {"train": 0, "val": 1}  # split name -> id mixed into the random seed
@@ -309,8 +309,8 @@ def ensure_synthetic(cfg: SyntheticConfig = SyntheticConfig(), data_root: str | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stages.synthetic``: generate the built-in dataset and save a preview grid."""
-    parser = command_parser("python -m stages.synthetic", main.__doc__)
+    """``python -m stages.data.synthetic``: generate the built-in dataset and save a preview grid."""
+    parser = command_parser("python -m stages.data.synthetic", main.__doc__)
     parser.add_argument("--data-root", default="data",
                         help="folder that holds generated data (default: data)")
     add_dataclass_args(parser, SyntheticConfig, "SyntheticConfig")
@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(args.data_root) / cfg.folder_name
     folder = generate(cfg, folder) if args.force else ensure_synthetic(cfg, args.data_root)
 
-    from stages.datasets import CocoDataset  # imported here: datasets imports this module
-    from stages.draw import preview_grid
+    from stages.data.sources import CocoDataset  # imported here: datasets imports this module
+    from stages.figures.draw import preview_grid
 
     train = CocoDataset(folder / "train.json", folder / "images")
     n_objects = sum(len(a) for a in train.annotations_per_image)

@@ -1,0 +1,1 @@
+"""The pictures: drawing helpers and the lecture figures."""

@@ -1,0 +1,9 @@
+"""The plumbing every stage command shares: the training loop and what it needs.
+
+    engine.py      train(model, optimizer, dataset, ...): the short visible loop
+    run.py         a stage command's life: parse, prepare, train or resume, evaluate, save
+    cli.py         flags built from the config dataclasses (help = the field's comment)
+    checkpoint.py  save / load / resume, refused for another stage's run
+    device.py      --device auto|cpu|cuda, and synchronize before a clock is read
+    io.py          atomic writes: nothing a user made is lost
+"""
