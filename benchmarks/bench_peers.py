@@ -42,9 +42,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
-from stages.compare import PEERS, STAGES, load_main, run_entry  # noqa: E402
+from stages.compare import PEERS, STAGES, run_entry  # noqa: E402
 from stages.training.engine import LOSSES  # noqa: E402
-from stages.evaluation.loop import Result, ResultFileError  # noqa: E402
+from stages.evaluation import Result, ResultFileError  # noqa: E402
 from stages.training.run import METRICS  # noqa: E402
 
 DEFAULT_BUDGET = 180.0  # seconds of training per model: the project's "3 minutes"
@@ -210,16 +210,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}\n")
     ran = []
     for kind in kinds:
-        entries = [ENTRIES[name] for name in PAIRS[kind]]
-        mains = [load_main(entry) for entry in entries]
-        unavailable = [(e, why) for e, (fn, why) in zip(entries, mains) if fn is None]
-        if unavailable:
-            entry, why = unavailable[0]
-            print(f"[bench_peers] skipping {kind}: {why}")
-            continue
-        for entry, (fn, _) in zip(entries, mains):
+        for entry in (ENTRIES[name] for name in PAIRS[kind]):
             print(f"[bench_peers] {entry.name}: {entry.title}, into {runs / entry.name}", flush=True)
-            _, status = run_entry(entry, fn, settings, runs)
+            _, status = run_entry(entry, settings, runs)
             print(f"[bench_peers] {entry.name}: {status}", flush=True)
         ran.append(kind)
     print()

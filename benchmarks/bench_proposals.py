@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from stages.data.sources import load_dataset  # noqa: E402
 from stages.rcnn.config import RCNNConfig  # noqa: E402
-from stages.rcnn.proposers import (CACHE_DIR, TOP_N, compute_proposals,  # noqa: E402
-                                          format_proposal_report, proposal_report)
+from stages.rcnn.proposers import (TOP_N, compute_proposals,  # noqa: E402
+                                   format_proposal_report, proposal_report)
+from stages.selective_search import CACHE_DIR  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,14 +1,25 @@
 """R-CNN Stages: object detection from R-CNN to Mask R-CNN, one runnable stage at a time.
 
-The package is organised by paper concept (see ``README.md``):
+The package reads as the course (README.md, "What is where"): the shared parts first, then the
+four stages, each built from the previous one's parts with what its paper changed, then the
+plumbing, the measurements and the pictures.
 
-    datasets, synthetic, transforms   the shared data: one dataset item format for every stage
-    backbone                          the shared CNN: EfficientNet-Lite0 from ImageNet weights
-                                      (or the tiny CNN from random weights, the ablation)
-    ops                               box ops, NMS, box coding, RoI pooling, RoIAlign
-    evaluate                          COCO-style AP through pycocotools + timing, one result record
-    engine, checkpoint, device        the short visible training loop and what it needs
-    draw                              matplotlib pictures of boxes, labels, scores and masks
+    data/           the shared (image, target) item: datasets (readers), sources (--data,
+                    the split rule), synthetic (the built-in set), transforms
+    ops/            from scratch: boxes, nms, box_coder, roi_pool, roi_align, rois, matcher
+    backbone        the CNN all stages share: EfficientNet-Lite0 from ImageNet weights (or the
+                    tiny CNN from random weights, the ablation)
+    selective_search  selective search and its disk cache, shared by stages 1 and 2
+    rcnn/           stage 1, R-CNN: sliding windows, proposers, warped regions, CNN, SVMs, boxes
+    fast_rcnn/      stage 2, Fast R-CNN: pooling (RoI, SPP), sampling, head, model
+    faster_rcnn/    stage 3, Faster R-CNN: anchors, rpn, model (stage 2's, another proposer)
+    mask_rcnn/      stage 4, Mask R-CNN: pooling (RoIAlign), fpn, mask_head, model, ablation
+    evaluation/     one evaluator: ap (by hand), coco (pycocotools), evaluator, result, tables,
+                    recall (of proposals), comparison (the report of python -m stages.compare)
+    training/       engine (the loop), run (a stage command's life), cli, checkpoint, device, io
+    torchvision/    torchvision's fine-tuning path (finetune, weights), the peers, the adapter
+    figures/        draw (matplotlib helpers), one module of lecture figures per stage, gallery
+    compare         python -m stages.compare: every stage on the same data, one table, one plot
 
 ``python -m stages`` lists the stages and the commands that run them.
 """

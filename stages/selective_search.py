@@ -1,10 +1,11 @@
-"""Region proposals before learning them: sliding windows and selective search, with a disk cache.
+"""Region proposals before learning them: selective search, with a disk cache.
 
 R-CNN (Girshick et al. 2014, sec. 2.1) scores ~2000 class-independent *region proposals* per image
 instead of every window: "selective search" (Uijlings et al. 2013) greedily merges a
 Felzenszwalb over-segmentation by colour, texture, size and fill similarity, and proposes the box
 of every region formed along the way. Its alternative, and the baseline it beat, is the exhaustive
-*sliding window*: every box of a few sizes and shapes at a fixed stride.
+*sliding window*: every box of a few sizes and shapes at a fixed stride (R-CNN's baseline only,
+so it lives with R-CNN: ``stages.rcnn.sliding_windows``).
 
 Both return boxes float [P, 4] in (x1, y1, x2, y2) absolute pixels (x2 = last column + 1), inside
 the image, without duplicates. Fast R-CNN (stage 2) reuses exactly these selective-search
@@ -15,8 +16,8 @@ papers), so ``ProposalCache`` stores each image's boxes on disk, keyed by the im
 by the parameters, *together with the seconds its computation took*: a cached run reports the proposal
 time that was measured, not the ~0 ms of reading a file. A damaged entry is recomputed.
 
-``proposal_recall`` measures the first lesson of the stage: the fraction of ground-truth objects
-that some proposal covers at IoU >= 0.5 / 0.7, against the number of proposals per image.
+How well the proposals cover the ground truth, the first lesson of the stage, is measured by
+``stages.evaluation.recall.proposal_recall``.
 """
 
 from __future__ import annotations
@@ -32,48 +33,7 @@ import numpy as np
 import torch
 
 from stages.training import io
-from stages.ops import box_iou, clip_boxes_to_image, remove_small_boxes
-
-
-def _unique_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """Drop exact duplicates, keeping the first occurrence (and so the input order)."""
-    if len(boxes) == 0:
-        return boxes
-    _, inverse = torch.unique(boxes, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), len(boxes), dtype=torch.long)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(boxes)), reduce="amin")
-    return boxes[first.sort().values]
-
-
-# ------------------------------------------------------------------------------------------------
-# Sliding windows
-# ------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SlidingWindowConfig:
-    sizes: tuple = (16, 24, 32, 48, 64)  # sqrt(area) of the windows, pixels (our objects: 12-56)
-    ratios: tuple = (0.5, 1.0, 2.0)  # height / width
-    stride: float = 0.25  # step between windows, as a fraction of the window's side
-
-
-def sliding_windows(image_size: tuple[int, int], cfg: SlidingWindowConfig = SlidingWindowConfig()):
-    """Every window of ``cfg.sizes`` x ``cfg.ratios`` at a stride of ``cfg.stride`` x its side.
-
-    Returns float [P, 4] (x1, y1, x2, y2), clipped to ``image_size = (H, W)``, duplicates removed.
-    """
-    H, W = image_size
-    boxes = []
-    for size in cfg.sizes:
-        for ratio in cfg.ratios:
-            w, h = size / ratio**0.5, size * ratio**0.5  # w * h = size^2, h / w = ratio
-            step_x, step_y = max(1.0, cfg.stride * w), max(1.0, cfg.stride * h)
-            xs = torch.arange(0, max(W - w, 0) + 1e-6, step_x)
-            ys = torch.arange(0, max(H - h, 0) + 1e-6, step_y)
-            y1, x1 = torch.meshgrid(ys, xs, indexing="ij")
-            x1, y1 = x1.reshape(-1), y1.reshape(-1)
-            boxes.append(torch.stack([x1, y1, x1 + w, y1 + h], dim=1))
-    boxes = clip_boxes_to_image(torch.cat(boxes).round(), (H, W))
-    return _unique_boxes(boxes)
+from stages.ops import clip_boxes_to_image, remove_small_boxes, unique_boxes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,7 +81,7 @@ def selective_search(image: torch.Tensor, cfg: SelectiveSearchConfig = Selective
                          dtype=torch.float32).reshape(-1, 4)
     boxes = clip_boxes_to_image(boxes, (H, W))
     boxes = boxes[remove_small_boxes(boxes, cfg.min_box)]
-    return _unique_boxes(boxes)
+    return unique_boxes(boxes)
 
 
 CACHE_DIR = "proposals"  # under --data-root: <data_root>/proposals/<ss-params>/<pixels-hash>.npz
@@ -188,32 +148,6 @@ class ProposalCache:
             np.savez(f, boxes=boxes.numpy().astype(np.float32), seconds=np.float64(seconds))
         io.atomic_write(self.path(key), write)
         return boxes, seconds
-
-
-# ------------------------------------------------------------------------------------------------
-# Recall of ground truth
-# ------------------------------------------------------------------------------------------------
-
-def proposal_recall(proposals: list[torch.Tensor], gt_boxes: list[torch.Tensor],
-                    top_n: tuple = (10, 25, 50, 100, 200, 300, 1000),
-                    iou_thresholds: tuple = (0.5, 0.7)) -> dict:
-    """Recall of ground truth by the first ``n`` proposals of each image, for each n and IoU.
-
-    A ground-truth box counts as recalled at threshold t when some proposal among the first n has
-    IoU >= t with it. Proposals are taken in the order given (selective search's own order; for a
-    learned proposer, by objectness). Returns ``{t: {n: recall}}`` and the mean proposals/image
-    under the key ``"mean_proposals"``.
-    """
-    result: dict = {t: {} for t in iou_thresholds}
-    n_gt = sum(len(g) for g in gt_boxes)
-    for n in top_n:
-        best = [box_iou(g, p[:n]).max(dim=1).values if len(p) and len(g) else torch.zeros(len(g))
-                for p, g in zip(proposals, gt_boxes)]  # per image: best IoU of each gt, [N]
-        best = torch.cat(best) if best else torch.zeros(0)
-        for t in iou_thresholds:
-            result[t][n] = float((best >= t).sum()) / max(n_gt, 1)
-    result["mean_proposals"] = float(np.mean([len(p) for p in proposals])) if proposals else 0.0
-    return result
 
 
 def fill_cache(cache: ProposalCache, dataset, progress: bool = True, desc: str = "selective search"):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from stages.training.cli import dataclass_from_dict
 from stages.figures.draw import draw_fpn_levels, draw_mask_channels, figure_grid
-from stages.evaluation.loop import Result
+from stages.evaluation import Result
 from stages.training.io import save_figure
 from stages.mask_rcnn import MaskRCNNConfig
 from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_table, baseline_of,

@@ -10,7 +10,7 @@ from torch import nn
 
 from stages.backbone import (LITE0_CHANNELS, Backbone, BackboneError, EfficientNetLite0,
                              build_backbone, build_lite0_classifier, describe_backbone,
-                             lite0_weights_file, load_lite0_state_dict)
+                             lite0_weights_file)
 from stages.fast_rcnn import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.evaluation.loop import Result
+from stages.evaluation import Result
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

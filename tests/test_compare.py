@@ -8,19 +8,21 @@ every later test works on a copy of its output folder, so each one starts from t
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import json
 import math
 import shutil
-import sys
 import time
-import types
 
 import pytest
 from PIL import Image
 
 from stages import compare
-from stages.compare import Entry, main, plan
-from stages.evaluation.loop import Result
+from stages.compare import main, plan
+from stages.evaluation import Result
+from stages.evaluation.comparison import generation_ratios
+from stages.torchvision import peers
 
 QUICK = ["--epochs", "1", "--time-budget", "5", "--device", "cpu", "--no-progress"]
 
@@ -82,13 +84,17 @@ def test_the_plot_is_a_readable_png(first):
         assert len(image.getcolors(maxcolors=1 << 20) or []) > 10  # drawn, not blank
 
 
+def with_mains(entries, make_main):
+    """The same entries, each run by ``make_main(entry)`` instead of its command."""
+    return tuple(dataclasses.replace(e, main=make_main(e)) for e in entries)
+
+
 def test_a_second_run_reuses_both_stages_without_training(argv, first, copy, capsys, monkeypatch):
     before = mtimes(copy)
 
     def must_not_run(argv):
         raise AssertionError("a stage was run although its result could be reused")
-    monkeypatch.setattr(sys.modules["stages.rcnn.__main__"], "main", must_not_run)
-    monkeypatch.setattr(sys.modules["stages.fast_rcnn.__main__"], "main", must_not_run)
+    monkeypatch.setattr(compare, "STAGES", with_mains(compare.STAGES, lambda e: must_not_run))
     rows = main(argv + ["--out", str(copy)])
     printed = capsys.readouterr().out
     assert [r.status for r in rows] == ["reused", "reused"]
@@ -145,14 +151,11 @@ def test_plan_reuses_resumes_or_trains(tmp_path):
     assert plan(folder, settings, retrain=False) == "resume"
 
 
-def test_a_stage_not_built_yet_is_skipped(argv, copy, capsys, monkeypatch):
-    missing = Entry("future", "stages.not_written_yet", "Future R-CNN", "RPN", "RoIAlign")
-    monkeypatch.setattr(compare, "STAGES", (missing,) + compare.STAGES)
-    monkeypatch.setattr(compare, "STAGE_NAMES", ("future",) + compare.STAGE_NAMES)
-    rows = main(argv + ["--out", str(copy), "--stages", "future", "fast_rcnn"])
-    assert "skipping future (Future R-CNN): stages.not_written_yet is not built yet" in \
-        capsys.readouterr().out
-    assert [r.entry.name for r in rows] == ["fast_rcnn"]
+def test_each_entry_runs_the_command_it_names():
+    """``module`` is what the log prints (``python -m <module>``); ``main`` is what runs."""
+    for entry in compare.STAGES + (compare.FROM_SCRATCH,):
+        assert entry.main is importlib.import_module(entry.module + ".__main__").main, entry.name
+    assert {e.module for e in compare.PEERS} == {peers.__name__}
 
 
 def test_unknown_stage_lists_the_choices(capsys):
@@ -169,14 +172,10 @@ def test_an_unwritable_output_folder_fails_before_any_training(tmp_path):
         main(["--stages", "rcnn", "--out", str(blocker / "compare")])
 
 
-def test_peers_need_run_peer_and_become_rows(argv, first, copy, monkeypatch):
-    monkeypatch.setitem(sys.modules, compare.PEER_MODULE, types.ModuleType(compare.PEER_MODULE))
-    with pytest.raises(SystemExit, match=r"run_peer\(kind, argv\)"):
-        main(argv + ["--out", str(copy), "--peers"])
-
+def test_peers_are_run_by_run_peer_and_become_rows(argv, first, copy, monkeypatch):
     calls = []
 
-    def run_peer(kind, peer_argv):  # what stages.torchvision.models will do, in miniature
+    def run_peer(kind, peer_argv):  # what stages.torchvision.peers.run_peer does, in miniature
         calls.append(kind)
         out = copy / f"torchvision_{kind}"
         assert peer_argv[peer_argv.index("--out") + 1] == str(out)
@@ -184,7 +183,11 @@ def test_peers_need_run_peer_and_become_rows(argv, first, copy, monkeypatch):
         result = dataclasses.replace(first[0][1].result, stage=f"torchvision_{kind}")
         result.save(out / "metrics.json")
         return result
-    sys.modules[compare.PEER_MODULE].run_peer = run_peer
+    # each peer is torchvision's command with its kind; here the miniature takes its place
+    assert [(e.main.func, e.main.args) for e in compare.PEERS] == [
+        (peers.run_peer, ("faster_rcnn",)), (peers.run_peer, ("mask_rcnn",))]
+    monkeypatch.setattr(compare, "PEERS", with_mains(
+        compare.PEERS, lambda e: functools.partial(run_peer, e.peer)))
     rows = main(argv + ["--out", str(copy), "--peers"])
     assert calls == ["faster_rcnn", "mask_rcnn"]
     assert [r.entry.title for r in rows[2:]] == ["torchvision Faster R-CNN",
@@ -209,12 +212,14 @@ def test_from_scratch_adds_mask_rcnn_from_random_weights_beside_it(argv, first, 
             return result
         return main_fn
 
-    monkeypatch.setattr(compare, "load_main", lambda entry: (fake_main(entry.name), None))
+    monkeypatch.setattr(compare, "STAGES", with_mains(compare.STAGES, lambda e: fake_main(e.name)))
+    monkeypatch.setattr(compare, "FROM_SCRATCH", with_mains((compare.FROM_SCRATCH,),
+                                                            lambda e: fake_main(e.name))[0])
     rows = main(argv[:1] + ["mask_rcnn"] + argv[3:] + ["--out", str(copy), "--from-scratch"])
     assert [r.entry.name for r in rows] == ["mask_rcnn", "mask_rcnn_from_scratch"]
     assert calls["mask_rcnn_from_scratch"][-2:] == ["--pretrained", "none"]
     assert "--pretrained" not in calls["mask_rcnn"]
-    ratios = compare.generation_ratios(rows)
+    ratios = generation_ratios(rows)
     assert any("Mask R-CNN from ImageNet weights / Mask R-CNN, random init" in line
                and "what pre-training buys" in line for line in ratios)
     assert not any("test ms per image" in line for line in ratios)  # one generation only

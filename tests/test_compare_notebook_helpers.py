@@ -11,8 +11,9 @@ import json
 import pytest
 
 from stages import compare
-from stages.compare import Row, generation_ratios, load_comparison, save_comparison
-from stages.evaluation.loop import Result
+from stages.compare import load_comparison, save_comparison
+from stages.evaluation import Result
+from stages.evaluation.comparison import Row, format_comparison, generation_ratios
 
 BOX = {"AP": 50.0, "AP50": 70.0, "AP75": 55.0, "APs": 40.0, "APm": 60.0, "APl": -1.0}
 
@@ -43,7 +44,7 @@ def test_the_rows_come_back_as_they_were_saved(saved):
     assert [r.status for r in loaded] == ["trained", "reused"]
     assert [r.result for r in loaded] == [r.result for r in rows]
     # the same table and the same ratios: 47000 / 320 = 146.9x, Fast R-CNN's Table 4
-    assert compare.format_comparison(loaded) == compare.format_comparison(rows)
+    assert format_comparison(loaded) == format_comparison(rows)
     assert generation_ratios(loaded) == generation_ratios(rows)
     assert "= 146.9x (target >= 12x: met)" in generation_ratios(loaded)[0]
     # the settings describe the run as compare described it

@@ -1,4 +1,4 @@
-"""Tests for stages/evaluation/loop.py: worked examples checked by hand and against pycocotools."""
+"""Tests for stages/evaluation/: worked examples checked by hand and against pycocotools."""
 
 import json
 import time
@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from stages.evaluation.loop import (
-    Result, ResultFileError, average_precision, coco_ground_truth, coco_metrics, count_parameters,
-    detections_to_coco, evaluate, explain_missing, format_markdown, format_table, hand_ap,
-    match_detections, precision_recall,
+from stages.evaluation import (
+    Result, ResultFileError, average_precision, coco_ground_truth, coco_metrics, detections_to_coco,
+    evaluate, explain_missing, format_markdown, format_table, hand_ap, match_detections,
+    precision_recall,
 )
+from stages.training.device import count_parameters
 
 H = W = 128
 CLASS_NAMES = ["background", "square", "disc"]

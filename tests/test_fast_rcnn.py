@@ -9,7 +9,7 @@ import torch
 
 from stages.backbone import Backbone, batch_images
 from stages.data.sources import CocoDataset
-from stages.evaluation.loop import evaluate
+from stages.evaluation import evaluate
 from stages.fast_rcnn import FastRCNNConfig, build_fast_rcnn, detect, fast_rcnn_loss, sample_rois
 from stages.fast_rcnn.__main__ import main as fast_rcnn_main
 from stages.ops import BoxCoder

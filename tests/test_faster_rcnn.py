@@ -12,7 +12,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
 from stages.data.sources import CocoDataset
-from stages.evaluation.loop import evaluate
+from stages.evaluation import evaluate
 from stages.faster_rcnn import (FasterRCNNConfig, anchor_shapes, assign_anchors, build_faster_rcnn,
                                 flatten_rpn_outputs, grid_anchors, inside_image, propose, rpn_loss,
                                 sample_anchors)

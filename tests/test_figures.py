@@ -12,7 +12,9 @@ import torch
 from matplotlib.image import imread
 
 from stages import compare
+from stages.evaluation.comparison import Row, generation_ratios
 from stages.figures import gallery as figures
+from stages.figures.common import spread
 from stages.faster_rcnn.__main__ import main as faster_rcnn_main
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 
@@ -46,18 +48,17 @@ def trained_runs(tmp_path_factory, data_args):
     faster = faster_rcnn_main(flags + ["--out", str(runs / "faster_rcnn")])
     # with the pyramid (not the default), so that the FPN figure reads a trained one
     mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn"), "--fpn", "--input-scale", "1"])
-    rows = [compare.Row(compare.STAGES[2], faster, "trained"),
-            compare.Row(compare.STAGES[3], mask, "trained")]
+    rows = [Row(compare.STAGES[2], faster, "trained"), Row(compare.STAGES[3], mask, "trained")]
     settings = argparse.Namespace(data=data_args[1], val_data=None, data_root=data_args[3],
                                   preset="quick", epochs=1, time_budget=2.0, eval_every=None,
                                   seed=0, device="cpu", long_side=None, progress=False)
-    compare.save_comparison(runs, rows, compare.generation_ratios(rows), settings)
+    compare.save_comparison(runs, rows, generation_ratios(rows), settings)
     return runs
 
 
 def test_spread_keeps_the_ends_and_spaces_the_rest_evenly():
-    assert figures.spread(torch.arange(10), 4).tolist() == [0, 3, 6, 9]
-    assert figures.spread(torch.arange(3), 4).tolist() == [0, 1, 2]  # fewer than n: all of them
+    assert spread(torch.arange(10), 4).tolist() == [0, 3, 6, 9]
+    assert spread(torch.arange(3), 4).tolist() == [0, 1, 2]  # fewer than n: all of them
 
 
 def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipped(

@@ -14,9 +14,9 @@ import torchvision
 
 from stages.backbone import Backbone
 from stages.data.sources import CocoDataset
-from stages.evaluation.loop import evaluate
+from stages.evaluation import evaluate
 from stages.mask_rcnn import (FPN, MaskRCNNConfig, MultiLevelPooler, assign_levels, build_mask_rcnn,
-                              mask_loss, mask_targets, paste_masks)
+                              build_pooler, mask_loss, mask_targets, paste_masks)
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 
 
@@ -54,8 +54,9 @@ def test_assign_levels_follows_fpn_eq_1():
 def test_multi_level_pooler_reads_each_roi_from_its_level(pool, kernel):
     torch.manual_seed(0)
     maps = [torch.rand(2, 4, 32 // 2 ** i, 32 // 2 ** i) for i in range(4)]  # strides 4..32 on 128 px
-    pooler = MultiLevelPooler(4, 7, (4, 8, 16, 32), pool=pool, kernel=kernel, k0=4, canonical=112,
-                              flatten=False)
+    cfg = MaskRCNNConfig(pool=pool, pool_kernel=kernel, fpn_k0=4, fpn_canonical_size=112)
+    pooler = build_pooler(cfg, 4, (4, 8, 16, 32), 7)
+    assert isinstance(pooler, MultiLevelPooler)
     rois = [torch.tensor([[0., 0., 20., 20.], [10., 10., 90., 90.]]), torch.tensor([[5., 5., 125., 125.]])]
     out = pooler(maps, rois)
     assert out.shape == (3, 4, 7, 7)

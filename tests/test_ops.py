@@ -27,10 +27,12 @@ from stages.ops import (
     box_iou,
     clip_boxes_to_image,
     kernels,
+    match_to_ground_truth,
     nms,
     remove_small_boxes,
+    unique_boxes,
 )
-from stages.ops.nms import _batched_nms_offset_trick, _batched_nms_per_category
+from stages.ops.nms import batched_nms_offset_trick, batched_nms_per_category
 
 # Not ``import stages.ops.nms``: the package attribute ``stages.ops.nms`` is the function nms.
 nms_module = importlib.import_module("stages.ops.nms")
@@ -121,6 +123,43 @@ def test_remove_small_boxes_worked_example():
     keep = remove_small_boxes(boxes, min_size=1.0)
     assert keep.tolist() == [0, 3]  # width exactly 1 is kept; width 0.5 and height 0.99 are not
     assert keep.dtype == torch.int64
+
+
+def test_unique_boxes_keeps_the_first_of_each_in_input_order():
+    boxes = torch.tensor([[5.0, 5.0, 9.0, 9.0], [0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 9.0, 9.0],
+                          [1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0]])
+    assert unique_boxes(boxes).tolist() == [[5.0, 5.0, 9.0, 9.0], [0.0, 0.0, 2.0, 2.0],
+                                            [1.0, 1.0, 3.0, 3.0]]  # not sorted: input order
+    assert unique_boxes(torch.zeros((0, 4))).shape == (0, 4)
+
+
+# ---------------------------------------------------------------- matcher.py
+
+
+def test_match_to_ground_truth_worked_example():
+    boxes = torch.tensor([
+        [0.0, 0.0, 10.0, 10.0],  # covers gt 0 (0, 0, 10, 5) twice: IoU 50 / 100 = 0.5
+        [10.0, 0.0, 20.0, 10.0],  # is gt 1 exactly: IoU 1
+        [40.0, 40.0, 50.0, 50.0],  # touches nothing: IoU 0, still "matched" to gt 0
+    ])
+    gt_boxes = torch.tensor([[0.0, 0.0, 10.0, 5.0], [10.0, 0.0, 20.0, 10.0]])
+    gt_labels = torch.tensor([3, 7])
+    max_iou, gt_index, gt_label = match_to_ground_truth(boxes, gt_boxes, gt_labels)
+    assert max_iou.tolist() == [0.5, 1.0, 0.0]
+    assert gt_index.tolist() == [0, 1, 0]  # a row of zeros picks the first gt, as Tensor.max
+    assert gt_label.tolist() == [3, 7, 3]
+    assert gt_index.dtype == torch.int64
+
+
+def test_match_to_ground_truth_without_ground_truth_is_all_zeros():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 8.0, 8.0]])
+    max_iou, gt_index, gt_label = match_to_ground_truth(
+        boxes, torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64))
+    assert max_iou.tolist() == [0.0, 0.0]
+    assert gt_index.tolist() == [0, 0] and gt_label.tolist() == [0, 0]
+    assert gt_index.dtype == torch.int64 and max_iou.device == boxes.device
+    empty = match_to_ground_truth(torch.zeros((0, 4)), boxes, torch.tensor([1, 2]))
+    assert [len(t) for t in empty] == [0, 0, 0]
 
 
 # ---------------------------------------------------------------- boxes.py: against torchvision
@@ -292,8 +331,8 @@ def test_offset_trick_is_per_category_nms():
     boxes = torch.cat([x1y1, x1y1 + torch.randint(1, 20, (200, 2), generator=g)], dim=1).float()
     scores = torch.randperm(200, generator=g).float()
     idxs = torch.randint(0, 6, (200,), generator=g)
-    by_offsets = _batched_nms_offset_trick(boxes, scores, idxs, 0.5)
-    by_loop = _batched_nms_per_category(boxes, scores, idxs, 0.5)
+    by_offsets = batched_nms_offset_trick(boxes, scores, idxs, 0.5)
+    by_loop = batched_nms_per_category(boxes, scores, idxs, 0.5)
     assert torch.equal(by_offsets, by_loop)
     assert len(by_offsets) > len(nms(boxes, scores, 0.5))  # categories keep more than one NMS
 

@@ -14,7 +14,6 @@ import pytest
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from stages.torchvision import models as torchvision_models
 from stages.training.checkpoint import load_checkpoint
 from stages.torchvision.peers import KINDS, PeerConfig, build_peer, main, run_peer
 
@@ -34,7 +33,7 @@ def trained(argv, tmp_path_factory):
     runs = {}
     for kind in KINDS:
         out = tmp_path_factory.mktemp("peers") / f"torchvision_{kind}"
-        runs[kind] = torchvision_models.run_peer(kind, argv + ["--out", str(out)]), out
+        runs[kind] = run_peer(kind, argv + ["--out", str(out)]), out
     return runs
 
 

@@ -20,7 +20,7 @@ import torchvision
 from stages.backbone import Backbone
 from stages.training.checkpoint import load_checkpoint, save_checkpoint
 from stages.data.sources import CocoDataset
-from stages.evaluation.loop import evaluate
+from stages.evaluation import evaluate
 from stages.ops import box_iou
 from stages.selective_search import ProposalCache, image_key, selective_search
 from stages.rcnn import (RCNN, BoxRegressors, RCNNConfig, RegionCNN, compute_proposals,
@@ -461,9 +461,10 @@ def test_rcnn_runs_the_network_of_fast_rcnn_on_each_warped_region():
     ours = {k: v.shape for k, v in cnn.body.state_dict().items()}
     theirs = {k: v.shape for k, v in fast.backbone.state_dict().items()}
     assert ours == theirs
-    # pool5 has the shape of Fast R-CNN's RoI pooling, so fc6 and fc7 are alike too
-    assert cnn.fc6.weight.shape == fast.head.fc6.weight.shape
-    assert cnn.fc7.weight.shape == fast.head.fc7.weight.shape
+    # pool5 has the shape of Fast R-CNN's RoI pooling, so fc6 and fc7 are alike too: the same class
+    assert type(cnn.fc) is type(fast.head.fc)
+    assert cnn.fc.fc6.weight.shape == fast.head.fc.fc6.weight.shape
+    assert cnn.fc.fc7.weight.shape == fast.head.fc.fc7.weight.shape
 
 
 def test_pool5_of_a_56_pixel_region_is_its_c3_map_and_other_warps_pool_to_7x7():

@@ -15,12 +15,12 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from stages.training.checkpoint import save_checkpoint
 from stages.data.sources import CocoDataset
-from stages.evaluation.loop import evaluate
-from stages.torchvision.models import (PEDESTRIAN_ASPECT_RATIOS, TorchvisionDetector,
-                                       WeightsFileError, WeightsUnavailableError,
-                                       build_peer_faster_rcnn, build_peer_mask_rcnn,
-                                       get_instance_segmentation_model, make_anchor_generator,
-                                       read_state_dict)
+from stages.evaluation import evaluate
+from stages.torchvision.adapter import TorchvisionDetector
+from stages.torchvision.anchors import PEDESTRIAN_ASPECT_RATIOS, make_anchor_generator
+from stages.torchvision.finetune import get_instance_segmentation_model
+from stages.torchvision.peer_models import build_peer_faster_rcnn, build_peer_mask_rcnn
+from stages.torchvision.weights import WeightsFileError, WeightsUnavailableError, read_state_dict
 
 LOSS_KEYS = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
 # Fewer proposals, sampled RoIs and detections than torchvision's defaults (2000 / 512 / 100):

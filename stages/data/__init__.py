@@ -1,7 +1,12 @@
 """The shared data: one dataset item format for every stage.
 
+    datasets.py    the (image, target) item; DetectionDataset, CocoDataset (any COCO-format file),
+                   PennFudanDataset; DatasetError for bad input
     sources.py     load_dataset(spec): the synthetic set, any COCO-format file, Penn-Fudan; the
-                   train / validation split rule; DetectionDataset items (image, target)
+                   train / validation split rule
     synthetic.py   the built-in shapes set, generated on first use (python -m stages.data.synthetic)
     transforms.py  the training / validation transforms (flip, long side)
+
+Imports go one way: ``sources`` -> ``synthetic`` -> ``datasets`` (the generator's command reads
+its set back with ``CocoDataset``, so ``datasets`` must not need the other two).
 """

@@ -45,8 +45,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pycocotools.mask as mask_utils
+import torch
 
+from stages.data.datasets import CocoDataset
+from stages.evaluation import mask_to_rle
 from stages.training import io
 from stages.training.cli import add_dataclass_args, command_parser, dataclass_from_args
 
@@ -218,13 +220,6 @@ def _occluders_after(masks: list[np.ndarray]) -> list[np.ndarray]:
 # COCO export
 # --------------------------------------------------------------------------------------------
 
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """Compressed COCO RLE of a binary (H, W) mask, with ``counts`` as str (JSON-ready)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
 def coco_split(cfg: SyntheticConfig, split: str, image_dir: Path) -> dict:
     """Draw every image of a split, write its PNGs into ``image_dir``, return its COCO dict."""
     n = cfg.n_train if split == "train" else cfg.n_val
@@ -244,7 +239,8 @@ def coco_split(cfg: SyntheticConfig, split: str, image_dir: Path) -> dict:
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": cls_id,
                 "bbox": [x1, y1, x2 - x1, y2 - y1],  # COCO: x, y, width, height
-                "area": int(mask.sum()), "iscrowd": 0, "segmentation": mask_to_rle(mask),
+                "area": int(mask.sum()), "iscrowd": 0,
+                "segmentation": mask_to_rle(torch.from_numpy(mask[None]))[0],  # (1, H, W) -> 1 RLE
             })
     categories = [{"id": i, "name": name, "supercategory": "shape"}
                   for i, name in enumerate(CLASS_NAMES) if i > 0]
@@ -322,8 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(args.data_root) / cfg.folder_name
     folder = generate(cfg, folder) if args.force else ensure_synthetic(cfg, args.data_root)
 
-    from stages.data.sources import CocoDataset  # imported here: datasets imports this module
-    from stages.figures.draw import preview_grid
+    from stages.figures.draw import preview_grid  # imported here: matplotlib is slow to import
 
     train = CocoDataset(folder / "train.json", folder / "images")
     n_objects = sum(len(a) for a in train.annotations_per_image)

@@ -11,7 +11,8 @@ from stages.backbone import BackboneConfig
 
 @dataclass(frozen=True)
 class FastRCNNConfig(BackboneConfig):
-    # --- pooling (sec. 2.1; SPP-net sec. 2.3) ---
+    # --- pooling (sec. 2.1; SPP-net sec. 2.3). A --pool value names the same operation in every
+    #     stage (stages.fast_rcnn.pooling); stage 4 adds align (RoIAlign) ---
     pool: Literal["roi", "spp"] = "roi"  # roi: RoI max pooling (one level) | spp: a {4, 2, 1} spatial pyramid
     pool_size: int = 7  # H = W = 7 for VGG16 (sec. 2.1)
     # --- image scale (sec. 5.2: single scale, the shorter side resized to s = 600 px, which

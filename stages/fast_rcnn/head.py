@@ -6,10 +6,11 @@ softmax probabilities and per-class bounding-box regression offsets."
 
 Shape shorthand: N images, C channels of the feature map, R RoIs (all images), K object classes
 (K + 1 with background), D the pooled feature length (C * 7 * 7 for RoI pooling, C * 21 for SPP).
+Naming: ``pred_*`` are the head's outputs, ``gt_*`` the targets from the ground truth.
 
-    features (N, C, H/8, W/8), rois list of N [R_i, 4]
-      -> pooler            (R, D)             RoIPool | SPPPool (here), RoIAlign (stage 4)
-      -> fc6, fc7 + ReLU   (R, fc_dim)
+    features (N, C, H', W'), rois list of N [R_i, 4]
+      -> pooler            (R, D)             RoIPool | SPPPool (pooling.py), RoIAlign (stage 4)
+      -> fc6, fc7 + ReLU   (R, fc_dim)        stage 1's FC6FC7 (stages.rcnn.cnn), unchanged
       -> cls_score         (R, K + 1)         p = softmax: the class probabilities
       -> bbox_pred         (R, 4 (K + 1))     t^k: one box offset per class (class-specific)
 
@@ -23,44 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.ops import BoxCoder, clip_boxes_to_image, kernels, remove_small_boxes, spp_output_dim, spp_pool
-
-
-class RoIPool(nn.Module):
-    """RoI max pooling (sec. 2.1) of each RoI into (C, size, size), flattened to (R, C size^2)."""
-
-    def __init__(self, channels: int, size: int = 7, spatial_scale: float = 1 / 8, kernel: str = "ours"):
-        super().__init__()
-        self.size, self.spatial_scale, self.kernel = size, spatial_scale, kernel
-        self.out_dim = channels * size * size
-        self.roi_pool = kernels(kernel).roi_pool
-
-    def forward(self, features, rois: list[torch.Tensor]) -> torch.Tensor:
-        return self.roi_pool(features, rois, self.size, self.spatial_scale).flatten(1)  # (R, C*size*size)
-
-
-class SPPPool(nn.Module):
-    """SPP-net's spatial pyramid of each RoI: levels n x n, concatenated -> (R, C sum n^2)."""
-
-    def __init__(self, channels: int, levels: tuple = (4, 2, 1), spatial_scale: float = 1 / 8,
-                 kernel: str = "ours"):
-        super().__init__()
-        self.levels, self.spatial_scale = tuple(levels), spatial_scale
-        self.out_dim = spp_output_dim(channels, self.levels)
-        self.roi_pool = kernels(kernel).roi_pool
-
-    def forward(self, features, rois: list[torch.Tensor]) -> torch.Tensor:
-        return spp_pool(features, rois, self.levels, self.spatial_scale, pool=self.roi_pool)
-
-
-def build_pooler(cfg, channels: int, stride: int) -> nn.Module:
-    """``--pool roi``: RoI pooling to ``cfg.pool_size`` x ``cfg.pool_size``; ``--pool spp``: the
-    ``cfg.spp_levels`` pyramid; on a map of ``channels`` channels and the given stride."""
-    if cfg.pool == "roi":
-        return RoIPool(channels, cfg.pool_size, 1.0 / stride, cfg.pool_kernel)
-    if cfg.pool == "spp":
-        return SPPPool(channels, cfg.spp_levels, 1.0 / stride, cfg.pool_kernel)
-    raise ValueError(f"--pool {cfg.pool!r}: expected 'roi' or 'spp'")
+from stages.ops import BoxCoder, clip_boxes_to_image, kernels, remove_small_boxes
+from stages.rcnn.cnn import FC6FC7
 
 
 class FastRCNNHead(nn.Module):
@@ -69,8 +34,7 @@ class FastRCNNHead(nn.Module):
     def __init__(self, pooler: nn.Module, num_classes: int, fc_dim: int = 256):
         super().__init__()
         self.pooler = pooler
-        self.fc6 = nn.Linear(pooler.out_dim, fc_dim)
-        self.fc7 = nn.Linear(fc_dim, fc_dim)
+        self.fc = FC6FC7(pooler.out_dim, fc_dim)  # R-CNN's fc6, fc7 (without dropout, as there)
         self.cls_score = nn.Linear(fc_dim, num_classes + 1)
         self.bbox_pred = nn.Linear(fc_dim, 4 * (num_classes + 1))
         # the paper's initialisation of the new layers (sec. 2.2): N(0, 0.01) and N(0, 0.001)
@@ -80,29 +44,32 @@ class FastRCNNHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, features, rois: list[torch.Tensor]):
-        x = self.pooler(features, rois)  # (R, D)
-        x = F.relu(self.fc7(F.relu(self.fc6(x))))  # (R, fc_dim)
+        x = self.pooler(features, rois).flatten(1)  # (R, C, S, S) or (R, D) -> (R, D)
+        x = self.fc(x)  # (R, fc_dim)
         return self.cls_score(x), self.bbox_pred(x)  # (R, K+1), (R, 4(K+1))
 
 
-def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels: torch.Tensor,
-                   box_targets: torch.Tensor, loss_lambda: float = 1.0, beta: float = 1.0) -> dict:
-    """The multi-task loss, Fast R-CNN Eq. 1: L(p, u, t^u, v) = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v).
+def fast_rcnn_loss(pred_class_logits: torch.Tensor, pred_box_deltas: torch.Tensor,
+                   gt_labels: torch.Tensor, gt_box_deltas: torch.Tensor, loss_lambda: float = 1.0,
+                   beta: float = 1.0) -> dict:
+    """The multi-task loss of Fast R-CNN (sec. 2.3), averaged over the R RoIs of the batch.
 
-    class_logits (R, K+1), box_deltas (R, 4(K+1)), labels u (R,), box_targets v (R, 4).
-    L_cls = -log p_u (cross-entropy); L_loc = sum over x, y, w, h of smooth_L1(t^u_i - v_i)
-    (Eq. 2-3), only for foreground RoIs (u >= 1), with the offsets t^u of the *true* class u;
-    both are averaged over the R RoIs of the batch.
+    pred_class_logits (R, K+1), pred_box_deltas (R, 4(K+1)): the head's outputs;
+    gt_labels u (R,) in 0..K (0 = background), gt_box_deltas v (R, 4): the encoded targets.
     """
-    R = len(labels)
-    loss_cls = F.cross_entropy(class_logits, labels)
-    fg = torch.nonzero(labels > 0).flatten()  # [u >= 1]
-    t_u = box_deltas.reshape(R, -1, 4)[fg, labels[fg]]  # (R_fg, 4): t^u, the true class's offsets
-    loss_loc = F.smooth_l1_loss(t_u, box_targets[fg], beta=beta, reduction="sum") / max(R, 1)
+    R = len(gt_labels)
+    # L_cls(p, u) = -log p_u: the log loss of the true class u             (under Eq. 1)
+    loss_cls = F.cross_entropy(pred_class_logits, gt_labels)
+    fg = torch.nonzero(gt_labels > 0).flatten()  # the Iverson bracket [u >= 1]: foreground only
+    t_u = pred_box_deltas.reshape(R, -1, 4)[fg, gt_labels[fg]]  # (R_fg, 4): t^u, the true class's
+    # L_loc(t^u, v) = sum_{i in x, y, w, h} smooth_L1(t^u_i - v_i)                  (Eq. 2)
+    # smooth_L1(x) = 0.5 x^2 if |x| < 1 else |x| - 0.5 (beta = 1)                   (Eq. 3)
+    loss_loc = F.smooth_l1_loss(t_u, gt_box_deltas[fg], beta=beta, reduction="sum") / max(R, 1)
+    # L(p, u, t^u, v) = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)                  (Eq. 1)
     return {"loss_cls": loss_cls, "loss_box": loss_lambda * loss_loc}
 
 
-def detect(class_logits: torch.Tensor, box_deltas: torch.Tensor, rois: list[torch.Tensor],
+def detect(pred_class_logits: torch.Tensor, pred_box_deltas: torch.Tensor, rois: list[torch.Tensor],
            image_sizes: list[tuple[int, int]], box_coder: BoxCoder, score_thresh: float = 0.05,
            nms_thresh: float = 0.3, detections_per_image: int = 100, nms_kernel: str = "ours"):
     """From head outputs to detections, per image (Fast R-CNN sec. 3, "test-time"):
@@ -113,8 +80,8 @@ def detect(class_logits: torch.Tensor, box_deltas: torch.Tensor, rois: list[torc
     Returns one dict per image: boxes [D, 4], labels [D] (1..K), scores [D].
     """
     batched_nms = kernels(nms_kernel).batched_nms
-    probs = F.softmax(class_logits, dim=-1)  # (R, K+1)
-    boxes = box_coder.decode(box_deltas, torch.cat(rois))  # (R, 4(K+1)): one box per class
+    probs = F.softmax(pred_class_logits, dim=-1)  # (R, K+1)
+    boxes = box_coder.decode(pred_box_deltas, torch.cat(rois))  # (R, 4(K+1)): one box per class
     K1 = probs.shape[1]
     outputs = []
     for p, b, size in zip(probs.split([len(r) for r in rois]), boxes.split([len(r) for r in rois]),

@@ -1,18 +1,27 @@
 """Fast R-CNN (Girshick, ICCV 2015), assembled in plain sight from its parts.
 
-**Reused from stage 1 (R-CNN):** selective-search proposals (the same on-disk cache), the box
-coding of R-CNN Appendix C (``stages.ops.BoxCoder``), per-class NMS at 0.3.
+**Reused from stage 1 (R-CNN):** selective-search proposals (the same on-disk cache), the
+backbone, fc6/fc7 (``stages.rcnn.cnn.FC6FC7``), the box coding of R-CNN Appendix C
+(``stages.ops.BoxCoder``), per-class NMS at 0.3.
 **Replaced:** warping every region and running the CNN on each -> one CNN pass per image and RoI
 pooling of each proposal from the shared feature map (sec. 2.1); the post-hoc SVMs and separate
 box regressors -> a softmax and class-specific box outputs trained together (sec. 2.3).
 **Added:** the multi-task loss (Eq. 1), mini-batches of 2 images x 64 RoIs, SPP pooling as an
 alternative (SPP-net, He et al. 2014), selected with ``--pool spp``.
 
-    images --backbone (once per image)--> features (N, C, H/8, W/8)
-    images --selective search (cached)--> proposals, list of N [P_i, 4]
+The model is four parts passed to its constructor, ``FastRCNN(backbone, proposer, head, cfg)``:
+
+    images --backbone (once per image)--> features (N, C, H', W'), stride 4 in image pixels
+    features --proposer--> proposals, list of N [P_i, 4]      here: the selective-search cache
     features, proposals --FastRCNNHead--> class logits (R, K+1), box offsets (R, 4(K+1))
     train: sample 64 RoIs per image (sampling.py) -> fast_rcnn_loss -> {"loss_cls", "loss_box"}
     test:  detect (softmax, decode, per-class NMS) -> one dict per image
+
+The proposer is any callable ``proposer(features, image_sizes, images, targets=None) ->
+(proposals, losses, timing)``: ``losses`` a dict (empty for selective search, which learns
+nothing), ``timing`` one dict per image of the seconds to charge it, or None to charge the time
+the call took. Stage 3 (Faster R-CNN) is this class with a Region Proposal Network as the proposer,
+and nothing else changed; stage 4 adds the mask branch (and FPN) to it.
 """
 
 from __future__ import annotations
@@ -23,41 +32,46 @@ import torch
 from torch import nn
 
 from stages.backbone import backbone_from_config, batch_images, enlarge
-from stages.training.device import synchronize
 from stages.fast_rcnn.config import FastRCNNConfig
-from stages.fast_rcnn.head import FastRCNNHead, build_pooler, detect, fast_rcnn_loss
+from stages.fast_rcnn.head import FastRCNNHead, detect, fast_rcnn_loss
+from stages.fast_rcnn.pooling import build_pooler
 from stages.fast_rcnn.sampling import sample_batch
 from stages.ops import BoxCoder
 from stages.selective_search import ProposalCache
+from stages.training.device import synchronize
 
 
-class SelectiveSearchProposer:
-    """Proposals for a list of images from the selective-search cache (stage 1's, shared).
+class CachedSelectiveSearch(nn.Module):
+    """Stage 1's selective-search proposals, read from the shared cache: stage 2's proposer.
 
-    Returns ``(boxes per image, seconds per image, cache-read seconds per image)``: ``seconds`` is
-    the time selective search took when it ran (the evaluator charges it), ``cache-read`` the
-    time actually spent here."""
+    Selective search runs on the image, not on the features, outside the network. Each image is
+    charged the seconds selective search took when it ran (the cache keeps them); ``cache_read``
+    is the time actually spent here, which the evaluator swaps for that cost. A module without
+    weights, so that it sits where stage 3's RPN sits."""
 
     def __init__(self, cache: ProposalCache):
+        super().__init__()
         self.cache = cache
 
-    def __call__(self, images: list[torch.Tensor]):
-        boxes, seconds, reads = [], [], []
+    def forward(self, features, image_sizes, images: list[torch.Tensor], targets=None):
+        boxes, timing = [], []
         for image in images:
             t0 = time.perf_counter()
-            b, s = self.cache.get(image.cpu())
+            b, seconds = self.cache.get(image.cpu())
             boxes.append(b.to(image.device))
-            seconds.append(s)
-            reads.append(time.perf_counter() - t0)
-        return boxes, seconds, reads
+            timing.append({"proposals": seconds, "cache_read": time.perf_counter() - t0})
+        return boxes, {}, timing
 
 
 class FastRCNN(nn.Module):
-    """``model(images, targets)`` -> losses (train); ``model(images)`` -> detections (eval)."""
+    """``model(images, targets)`` -> losses (train); ``model(images)`` -> detections (eval).
 
-    def __init__(self, backbone: nn.Module, head: FastRCNNHead, proposer, cfg: FastRCNNConfig):
+    Detections carry ``timing``: seconds per image of the ``backbone``, the ``proposals`` and the
+    ``heads`` (the box head, with its NMS; stage 4 adds the mask branch there)."""
+
+    def __init__(self, backbone: nn.Module, proposer, head: FastRCNNHead, cfg: FastRCNNConfig):
         super().__init__()
-        self.backbone, self.head, self.proposer, self.cfg = backbone, head, proposer, cfg
+        self.backbone, self.proposer, self.head, self.cfg = backbone, proposer, head, cfg
         self.box_coder = BoxCoder(weights=cfg.box_weights)  # weights = 1 / std of the targets
 
     def features(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
@@ -68,32 +82,52 @@ class FastRCNN(nn.Module):
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
-            raise ValueError("in train mode Fast R-CNN needs targets: model(images, targets)")
-        proposals, ss_seconds, read_seconds = self.proposer(images)
+            raise ValueError(f"in train mode {type(self).__name__} needs targets: model(images, targets)")
         t0 = time.perf_counter()
         features, sizes = self.features(images)
-
+        t1 = self._clock(features)
+        proposals, proposal_losses, proposal_timing = self.proposer(
+            features, sizes, images, targets if self.training else None)
+        t2 = self._clock(features)
         if self.training:
-            rois, labels, box_targets, _ = sample_batch(proposals, targets, self.cfg, self.box_coder)
-            class_logits, box_deltas = self.head(features, rois)
-            return fast_rcnn_loss(class_logits, box_deltas, labels, box_targets,
-                                  self.cfg.loss_lambda, self.cfg.smooth_l1_beta)
+            return {**proposal_losses, **self.roi_losses(features, proposals, targets)}
 
-        class_logits, box_deltas = self.head(features, proposals)
-        detections = detect(class_logits, box_deltas, proposals, sizes, self.box_coder,
-                            self.cfg.score_thresh, self.cfg.nms_thresh, self.cfg.detections_per_image,
-                            self.cfg.nms_kernel)
-        synchronize(features.device)
-        network = (time.perf_counter() - t0) / len(images)
-        for d, s, r in zip(detections, ss_seconds, read_seconds):
-            d["timing"] = {"proposals": s, "cache_read": r, "network": network}
+        detections = self.predict(features, proposals, sizes)
+        t3 = self._clock(features)
+        n = len(images)
+        for d, timing in zip(detections, proposal_timing or [{"proposals": (t2 - t1) / n}] * n):
+            d["timing"] = {"backbone": (t1 - t0) / n, **timing, "heads": (t3 - t2) / n}
         return detections
+
+    def roi_losses(self, features, proposals: list[torch.Tensor], targets: list[dict]) -> dict:
+        """Sample RoIs among the proposals (sec. 2.3) and score the head on them: the loss of Eq. 1."""
+        rois, gt_labels, gt_box_deltas, _ = sample_batch(proposals, targets, self.cfg, self.box_coder)
+        return self.box_losses(features, rois, gt_labels, gt_box_deltas)
+
+    def box_losses(self, features, rois, gt_labels, gt_box_deltas) -> dict:
+        pred_class_logits, pred_box_deltas = self.head(features, rois)
+        return fast_rcnn_loss(pred_class_logits, pred_box_deltas, gt_labels, gt_box_deltas,
+                              self.cfg.loss_lambda, self.cfg.smooth_l1_beta)
+
+    def predict(self, features, proposals: list[torch.Tensor], sizes) -> list[dict]:
+        """The head on every proposal, then ``detect``: one dict per image (boxes, labels, scores)."""
+        pred_class_logits, pred_box_deltas = self.head(features, proposals)
+        cfg = self.cfg
+        return detect(pred_class_logits, pred_box_deltas, proposals, sizes, self.box_coder,
+                      cfg.score_thresh, cfg.nms_thresh, cfg.detections_per_image, cfg.nms_kernel)
+
+    @staticmethod
+    def _clock(features) -> float:
+        """The time, once the device has finished the work queued so far."""
+        first = features if isinstance(features, torch.Tensor) else features[0]
+        synchronize(first.device)
+        return time.perf_counter()
 
 
 def build_fast_rcnn(cfg: FastRCNNConfig, num_classes: int, cache: ProposalCache) -> FastRCNN:
-    """Backbone (stride 8) + pooler (RoI or SPP) + head, wired to the selective-search cache."""
+    """Backbone (stride 8) + the selective-search cache + pooler (RoI or SPP) and head."""
     backbone = backbone_from_config(cfg, "C3")
     # the map's stride in the image's own pixels: 8 / 2 = 4 (a 32-cell map for a 128-px image)
     pooler = build_pooler(cfg, backbone.out_channels, backbone.stride / cfg.input_scale)
     head = FastRCNNHead(pooler, num_classes, cfg.fc_dim)
-    return FastRCNN(backbone, head, SelectiveSearchProposer(cache), cfg)
+    return FastRCNN(backbone, CachedSelectiveSearch(cache), head, cfg)

@@ -16,25 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from stages.ops import box_iou
-
-
-def match_proposals(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
-                    fg_iou: float, return_index: bool = False):
-    """Label each proposal [P, 4] with its best gt: ``(labels [P], matched_gt [P], max_iou [P])``,
-    plus the matched gt's index [P] with ``return_index`` (stage 4 needs it for mask targets).
-
-    labels are the gt class where the best IoU >= ``fg_iou`` and 0 (background) elsewhere."""
-    P = len(proposals)
-    if len(gt_boxes) == 0:  # an image without objects: everything is background
-        best = torch.zeros(P, dtype=torch.int64, device=proposals.device)
-        out = (best.clone(), torch.zeros_like(proposals), torch.zeros(P, device=proposals.device))
-        return out + (best,) if return_index else out
-    iou = box_iou(proposals, gt_boxes)  # (P, G)
-    max_iou, best = iou.max(dim=1)  # (P,), (P,)
-    labels = torch.where(max_iou >= fg_iou, gt_labels[best], torch.zeros_like(gt_labels[best]))
-    out = (labels, gt_boxes[best], max_iou)
-    return out + (best,) if return_index else out
+from stages.ops import match_to_ground_truth
 
 
 def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
@@ -50,8 +32,9 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     2000). Randomness comes from torch's global generator (seeded by the run).
     """
     proposals = torch.cat([proposals, gt_boxes])  # (P + G, 4)
-    labels, matched_gt, max_iou, gt_index = match_proposals(proposals, gt_boxes, gt_labels, fg_iou,
-                                                            return_index=True)
+    max_iou, gt_index, best_label = match_to_ground_truth(proposals, gt_boxes, gt_labels)  # (P+G,) each
+    labels = torch.where(max_iou >= fg_iou, best_label, torch.zeros_like(best_label))  # u: 0 = background
+    matched_gt = gt_boxes[gt_index] if len(gt_boxes) else torch.zeros_like(proposals)  # (P+G, 4)
     fg = torch.nonzero(labels > 0).flatten()
     bg = torch.nonzero((labels == 0) & (max_iou < bg_iou_hi) & (max_iou >= bg_iou_lo)).flatten()
     n_fg = min(int(round(fg_fraction * num)), len(fg))

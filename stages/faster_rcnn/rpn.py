@@ -6,12 +6,17 @@ that give, for each of the A anchors at each location, an *objectness* score (ob
 
 Shape shorthand: N images, C channels, H x W the map, A anchors per location,
 M = H * W * A anchors per image, G ground-truth boxes, P proposals.
+Naming: ``pred_*`` the network's outputs, ``gt_*`` the targets made from the ground truth.
 
     feature (N, C, H, W) --RPNHead--> objectness (N, A, H, W), deltas (N, 4A, H, W)
                          --flatten_rpn_outputs--> (N, M), (N, M, 4)   in grid_anchors' order
     train: assign_anchors (labels 1 / 0 / -1, sec. 3.1.2) -> sample_anchors (256, <= 50 % positive)
            -> rpn_loss (Eq. 1)
     both:  propose: top-N by objectness, decode, clip, drop tiny boxes, NMS 0.7, top-N (sec. 3.3)
+
+``RegionProposalNetwork`` puts these together behind the proposer call that stage 2's detector
+makes (``FastRCNN``): ``rpn(features, image_sizes, images, targets) -> (proposals, losses, None)``.
+Stage 4 subclasses it to run the same head on every FPN level (``stages.mask_rcnn.fpn``).
 
 The proposals are detached: the detector's loss does not flow back into the proposal *coordinates*
 (the "approximate joint training" of sec. 3.2); it does flow into the shared backbone.
@@ -23,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stages.faster_rcnn.anchors import anchor_shapes, grid_anchors
 from stages.ops import BoxCoder, box_iou, clip_boxes_to_image, kernels, remove_small_boxes
 
 
@@ -112,35 +118,36 @@ def sample_anchors(labels: torch.Tensor, num: int = 256, pos_fraction: float = 0
     return pos, neg
 
 
-def rpn_loss(objectness: torch.Tensor, deltas: torch.Tensor, samples: list, box_targets: list,
-             n_reg: int, loss_lambda: float = 1.0, beta: float = 1 / 9) -> dict:
+def rpn_loss(pred_objectness: torch.Tensor, pred_deltas: torch.Tensor, samples: list,
+             gt_deltas: list, n_reg: int, loss_lambda: float = 1.0, beta: float = 1 / 9) -> dict:
     """Faster R-CNN Eq. 1 over a batch:
 
         L = 1/N_cls sum_i L_cls(p_i, p_i*) + lambda 1/N_reg sum_i p_i* L_reg(t_i, t_i*)
 
-    objectness (N, M) logits, deltas (N, M, 4); per image ``samples[n] = (pos_idx, neg_idx)`` and
-    ``box_targets[n]`` [M, 4] (encoded against the anchors). L_cls is binary cross-entropy over the
-    sampled anchors, N_cls their number (256 per image); L_reg is smooth L1 over the positives
-    (p_i* = 1), N_reg the number of anchor *locations* (the paper's ~2400 on a 40 x 60 map).
+    pred_objectness (N, M) logits, pred_deltas (N, M, 4) the t_i; per image ``samples[n] =
+    (pos_idx, neg_idx)`` and ``gt_deltas[n]`` [M, 4] the t_i* (encoded against the anchors).
     The paper's lambda = 10 with N_reg = 2400, N_cls = 256 makes lambda / N_reg ~ 1 / N_cls;
     our 32 x 32 map (C3 of the 2x image) has N_reg = 1024, so lambda = 4 keeps that balance.
     """
-    logits, labels, pred, target = [], [], [], []
+    logits, p_star, t, t_star = [], [], [], []
     for n, (pos, neg) in enumerate(samples):
-        idx = torch.cat([pos, neg])
-        logits.append(objectness[n, idx])
-        labels.append(torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]).float())
-        pred.append(deltas[n, pos])
-        target.append(box_targets[n][pos])
-    logits, labels = torch.cat(logits), torch.cat(labels)
-    n_cls = max(len(labels), 1)
-    loss_cls = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / n_cls
-    loss_reg = F.smooth_l1_loss(torch.cat(pred), torch.cat(target), beta=beta, reduction="sum") / n_reg
+        idx = torch.cat([pos, neg])  # the 256 sampled anchors i of image n
+        logits.append(pred_objectness[n, idx])
+        p_star.append(torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]).float())  # p_i*
+        t.append(pred_deltas[n, pos])  # only p_i* = 1 anchors regress
+        t_star.append(gt_deltas[n][pos])
+    logits, p_star = torch.cat(logits), torch.cat(p_star)
+    n_cls = max(len(p_star), 1)  # N_cls: the mini-batch size, 256 per image
+    # 1/N_cls sum_i L_cls(p_i, p_i*): log loss, object vs. not object
+    loss_cls = F.binary_cross_entropy_with_logits(logits, p_star, reduction="sum") / n_cls
+    # lambda 1/N_reg sum_i p_i* L_reg(t_i, t_i*): L_reg = smooth L1 (R(t - t*), Fast R-CNN Eq. 3),
+    # N_reg = the number of anchor locations (the paper's ~2400 on a 40 x 60 map)
+    loss_reg = F.smooth_l1_loss(torch.cat(t), torch.cat(t_star), beta=beta, reduction="sum") / n_reg
     return {"loss_objectness": loss_cls, "loss_rpn_box": loss_lambda * loss_reg}
 
 
 @torch.no_grad()
-def propose(objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor,
+def propose(pred_objectness: torch.Tensor, pred_deltas: torch.Tensor, anchors: torch.Tensor,
             image_sizes: list[tuple[int, int]], box_coder: BoxCoder, pre_nms_top_n: int,
             post_nms_top_n: int, nms_thresh: float = 0.7, min_size: float = 1.0,
             nms_kernel: str = "ours"):
@@ -154,7 +161,7 @@ def propose(objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tenso
     """
     nms = kernels(nms_kernel).nms
     boxes_out, scores_out = [], []
-    for logits, d, size in zip(objectness, deltas, image_sizes):  # (M,), (M, 4), (h, w)
+    for logits, d, size in zip(pred_objectness, pred_deltas, image_sizes):  # (M,), (M, 4), (h, w)
         k = min(pre_nms_top_n, len(logits))
         top_logits, idx = logits.topk(k)  # sorted, best first
         boxes = clip_boxes_to_image(box_coder.decode(d[idx], anchors[idx]), size)  # (k, 4)
@@ -165,3 +172,56 @@ def propose(objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tenso
         boxes_out.append(boxes[keep])
         scores_out.append(scores[keep])
     return boxes_out, scores_out
+
+
+class RegionProposalNetwork(nn.Module):
+    """The RPN on one feature map: ``rpn(features, image_sizes, images, targets=None)`` ->
+    ``(proposals list of N [P_i, 4], losses, None)``; losses only when given targets.
+
+    ``stride``: the map's stride in image pixels (4: C3 of the 2x image); the A = 9 anchor shapes
+    (``cfg.anchor_sizes`` x ``cfg.anchor_ratios``) sit at every location.
+    """
+
+    def __init__(self, in_channels: int, stride: float, cfg, sizes: tuple | None = None):
+        super().__init__()
+        self.stride, self.cfg = stride, cfg
+        sizes = tuple(cfg.anchor_sizes) if sizes is None else sizes  # FPN passes one size per level
+        self.base_anchors = anchor_shapes(sizes, cfg.anchor_ratios)  # (A, 4)
+        self.head = RPNHead(in_channels, len(self.base_anchors))
+        # t_x = (x - x_a) / w_a, t_y = (y - y_a) / h_a, t_w = log(w / w_a), t_h = log(h / h_a)
+        # (Eq. 2), unnormalised: weights 1
+        self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
+
+    def score(self, feature: torch.Tensor):
+        """The head on the map, and its anchors: ``(pred_objectness (N, M), pred_deltas (N, M, 4),
+        anchors (M, 4), locations H * W)``."""
+        pred_objectness, pred_deltas = flatten_rpn_outputs(*self.head(feature))  # (N, M), (N, M, 4)
+        H, W = feature.shape[-2:]
+        anchors = grid_anchors((H, W), self.stride, self.base_anchors).to(feature.device)  # (M, 4)
+        return pred_objectness, pred_deltas, anchors, H * W
+
+    def forward(self, features, image_sizes, images=None, targets: list[dict] | None = None):
+        pred_objectness, pred_deltas, anchors, locations = self.score(features)
+        cfg = self.cfg
+        pre, post = ((cfg.rpn_pre_nms_train, cfg.rpn_post_nms_train) if self.training
+                     else (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test))
+        proposals, _ = propose(pred_objectness.detach(), pred_deltas.detach(), anchors, image_sizes,
+                               self.box_coder, pre, post, cfg.rpn_nms, cfg.rpn_min_size, cfg.nms_kernel)
+        losses = {}
+        if targets is not None:
+            losses = self.losses(pred_objectness, pred_deltas, anchors, locations, image_sizes, targets)
+        return proposals, losses, None
+
+    def losses(self, pred_objectness, pred_deltas, anchors, locations: int, image_sizes,
+               targets: list[dict]) -> dict:
+        """Label the anchors (sec. 3.1.2), sample 256 per image (3.1.3), Eq. 1."""
+        cfg = self.cfg
+        samples, gt_deltas = [], []
+        for t, size in zip(targets, image_sizes):
+            valid = inside_image(anchors, size) if cfg.ignore_cross_boundary else None
+            labels, matched = assign_anchors(anchors, t["boxes"], cfg.rpn_pos_iou, cfg.rpn_neg_iou, valid)
+            samples.append(sample_anchors(labels, cfg.rpn_batch, cfg.rpn_pos_fraction))
+            gt_deltas.append(self.box_coder.encode(matched, anchors))  # t_i*, (M, 4)
+        n_reg = locations * len(targets)  # N_reg: anchor locations of the batch
+        return rpn_loss(pred_objectness, pred_deltas, samples, gt_deltas, n_reg, cfg.rpn_lambda,
+                        cfg.rpn_beta)

@@ -44,13 +44,13 @@ SS, RPN = "selective search", "RPN"  # the method names, keys of a comparison
 @torch.no_grad()
 def rpn_proposals(model, image: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """One image [3, H, W] (on the model's device) through the backbone and the RPN, timed as
-    ``FasterRCNN.forward`` times it: ``(boxes [P, 4] best first, rpn_seconds, total_seconds)``,
+    ``FastRCNN.forward`` times it: ``(boxes [P, 4] best first, rpn_seconds, total_seconds)``,
     total = backbone + RPN. The model must be in eval mode (test-time top-N, no losses)."""
     t0 = time.perf_counter()
     feature, sizes = model.features([image])  # (1, C, sH/8, sW/8)
     synchronize(feature.device)
     t1 = time.perf_counter()
-    proposals, _, _ = model.rpn(feature, sizes)  # list of 1 (P, 4), by objectness
+    proposals, _, _ = model.proposer(feature, sizes, [image])  # the RPN: list of 1 (P, 4), by objectness
     synchronize(feature.device)
     t2 = time.perf_counter()
     return proposals[0].cpu(), t2 - t1, t2 - t0

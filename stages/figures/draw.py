@@ -356,8 +356,8 @@ def draw_objectness(ax, image, objectness, stride: int, alpha: float = 0.6, cmap
 
 def plot_recall_curves(ax, reports: dict, iou: float = 0.5):
     """Recall of the ground truth at IoU ``iou`` against the first n proposals per image (log x),
-    one line per method of ``reports`` ({name: report}, as ``proposal_comparison`` or
-    ``rcnn.region_proposals.proposal_report`` make them), labelled with its ms per image."""
+    one line per method of ``reports`` ({name: report}, as ``rpn_vs_selective_search`` or
+    ``rcnn.proposers.proposal_report`` make them), labelled with its ms per image."""
     for i, (name, r) in enumerate(reports.items()):
         ns = sorted(r["recall"][iou])
         ms = f"{r['ms_per_image']:.1f} ms/img"

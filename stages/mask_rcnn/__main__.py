@@ -20,7 +20,7 @@ import torch
 from stages.training import run
 from stages.backbone import backbone_suffix
 from stages.training.cli import dataclass_from_args
-from stages.mask_rcnn.config import MaskRCNNConfig
+from stages.mask_rcnn.config import MaskRCNNConfig, ModelChoice
 from stages.mask_rcnn.model import build_mask_rcnn
 
 STAGE = "mask_rcnn"
@@ -28,43 +28,44 @@ STAGE = "mask_rcnn"
 SKIP = ("spp_levels",)
 
 
-def build_model(cfg: MaskRCNNConfig, num_classes: int, long_side: int | None):
+def build_model(cfg: MaskRCNNConfig, choice: ModelChoice, num_classes: int, long_side: int | None):
     """Ours, or torchvision's fine-tuning path behind the same model contract."""
-    if cfg.model == "ours":
+    if choice.model == "ours":
         return build_mask_rcnn(cfg, num_classes)
-    if cfg.model == "torchvision":
-        from stages.torchvision.models import (TorchvisionDetector, WeightsFileError,
-                                               WeightsUnavailableError, get_instance_segmentation_model)
-        size = long_side or cfg.image_size  # keep our images' size: torchvision would resize to 800
+    if choice.model == "torchvision":
+        from stages.torchvision.adapter import TorchvisionDetector
+        from stages.torchvision.finetune import get_instance_segmentation_model
+        from stages.torchvision.weights import WeightsFileError, WeightsUnavailableError
+        size = long_side or choice.image_size  # keep our images' size: torchvision would resize to 800
         try:
-            model = get_instance_segmentation_model(num_classes, cfg.weights, min_size=size,
+            model = get_instance_segmentation_model(num_classes, choice.weights, min_size=size,
                                                     max_size=size, aspect_ratios=tuple(cfg.anchor_ratios))
         except (WeightsUnavailableError, WeightsFileError) as e:
             raise SystemExit(f"error: {e}") from None
         return TorchvisionDetector(model)
-    raise SystemExit(f"error: --model {cfg.model!r}: expected 'ours' or 'torchvision'")
+    raise SystemExit(f"error: --model {choice.model!r}: expected 'ours' or 'torchvision'")
 
 
 @run.one_line_errors
 def main(argv: list[str] | None = None):
-    parser = run.build_parser(__doc__, MaskRCNNConfig, prog=f"python -m stages.{STAGE}",
+    parser = run.build_parser(__doc__, MaskRCNNConfig, ModelChoice, prog=f"python -m stages.{STAGE}",
                               skip=SKIP)
     args = parser.parse_args(argv)
-    cfg = dataclass_from_args(MaskRCNNConfig, args)
-    stage = STAGE if cfg.model == "ours" else f"{STAGE}_{cfg.model}"
+    cfg, choice = dataclass_from_args(MaskRCNNConfig, args), dataclass_from_args(ModelChoice, args)
+    stage = STAGE if choice.model == "ours" else f"{STAGE}_{choice.model}"
     ctx = run.prepare(args, stage)
 
     torch.manual_seed(ctx.run.seed)
-    model = build_model(cfg, ctx.num_classes, ctx.run.long_side).to(ctx.device)
+    model = build_model(cfg, choice, ctx.num_classes, ctx.run.long_side).to(ctx.device)
     config = {**vars(args)}
     train_time = run.train_or_restore(model, ctx, cfg, config)
-    if cfg.model == "ours":
+    if choice.model == "ours":
         variant = (f"proposals=rpn{'+fpn' if cfg.fpn else ''} pool={cfg.pool} "
                    f"mask={cfg.mask_loss} kernel={cfg.pool_kernel}"
                    + (f" reduce={cfg.align_reduce}" if cfg.pool == "align" and cfg.align_reduce != "mean" else "")
                    + backbone_suffix(cfg))
     else:
-        variant = f"torchvision maskrcnn_resnet50_fpn weights={cfg.weights}"
+        variant = f"torchvision maskrcnn_resnet50_fpn weights={choice.weights}"
     return run.finish(model, ctx, variant=variant, train_time_s=train_time)
 
 

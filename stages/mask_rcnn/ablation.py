@@ -37,7 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.evaluation.loop import Result, ResultFileError, align_columns
+from stages.evaluation.result import Result, ResultFileError
+from stages.evaluation.tables import format_rows
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # the stage command itself
 from stages.training.run import METRICS
 
@@ -117,6 +118,7 @@ def load_results(runs_dir) -> dict[str, Result]:
 # ------------------------------------------------------------------------------------------------
 
 COLUMNS = ("table", "variant", "box AP", "AP50", "AP75", "mask AP", "AP50", "AP75", "ms/img")
+TEXT_COLUMNS = 2  # table, variant
 METRICS_SHOWN = (("box", "AP"), ("box", "AP50"), ("box", "AP75"),
                  ("mask", "AP"), ("mask", "AP50"), ("mask", "AP75"))
 
@@ -128,7 +130,7 @@ def _value(r: Result, part: str, key: str) -> float | None:
     return None if v == -1 else float(v)
 
 
-def _cell(value: float | None, base: float | None) -> str:
+def _delta_cell(value: float | None, base: float | None) -> str:
     """``45.2``, or ``40.1 (-5.1)`` against a baseline value."""
     if value is None:
         return "n/a"
@@ -154,9 +156,9 @@ def _rows(results: dict[str, Result]) -> list[list[str]]:
     for name in order:
         r, variant = results[name], VARIANTS.get(name, Variant(name, "?", name))
         base = results.get(baseline_of(name, results))
-        cells = [_cell(_value(r, part, key), _value(base, part, key) if base else None)
+        cells = [_delta_cell(_value(r, part, key), _value(base, part, key) if base else None)
                  for part, key in METRICS_SHOWN]
-        ms = _cell(r.ms_per_image, base.ms_per_image if base else None)
+        ms = _delta_cell(r.ms_per_image, base.ms_per_image if base else None)
         label = variant.label + (" *" if variant.ours_kernel else "")
         rows.append([variant.table, label, *cells, ms])
     return rows
@@ -188,13 +190,11 @@ def _notes(results: dict[str, Result]) -> list[str]:
 
 def ablation_table(results: dict[str, Result]) -> str:
     """An aligned text table shaped like the paper's Table 2, with deltas; notes below it."""
-    lines = align_columns([list(COLUMNS)] + _rows(results), text_columns=2)
-    return "\n".join(lines + [""] + [n.replace("`", "") for n in _notes(results)])
+    table = format_rows(COLUMNS, _rows(results), TEXT_COLUMNS)
+    return "\n".join([table, ""] + [n.replace("`", "") for n in _notes(results)])
 
 
 def ablation_markdown(results: dict[str, Result]) -> str:
     """The same table in Markdown."""
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if c < 2 else "---:" for c in range(len(COLUMNS))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(results)]
-    return "\n".join(lines + [""] + ["- " + n for n in _notes(results)]) + "\n"
+    table = format_rows(COLUMNS, _rows(results), TEXT_COLUMNS, markdown=True)
+    return "\n".join([table, ""] + ["- " + n for n in _notes(results)]) + "\n"

@@ -13,6 +13,13 @@ backbone map of the same size; a 3x3 conv then smooths each sum. Every level get
 
 Which level pools a RoI (Eq. 1): k = floor(k0 + log2(sqrt(w h) / canonical)), clamped to 2..5:
 small RoIs read the fine P2, large ones the coarse, semantically strong P4/P5.
+
+The RPN on the pyramid (sec. 4.1, ``PyramidRPN``): stage 3's RPN with one change, the same head
+slides over every level, and each level has anchors of one size (with the 3 ratios).
+
+    FPN              {"C2".."C5"} -> {"P2".."P6"}
+    assign_levels    FPN Eq. 1: the level k of each RoI
+    PyramidRPN       stage 3's RegionProposalNetwork over P2..P6
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stages.faster_rcnn.anchors import anchor_shapes, grid_anchors
+from stages.faster_rcnn.rpn import RegionProposalNetwork, flatten_rpn_outputs
 
 
 class FPN(nn.Module):
@@ -69,3 +79,31 @@ def assign_levels(boxes: torch.Tensor, k_min: int = 2, k_max: int = 5, k0: int =
 def level_of_stride(stride: int) -> int:
     """P_k has stride 2^k: 4 -> 2, 8 -> 3, ..."""
     return int(round(math.log2(stride)))
+
+
+class PyramidRPN(RegionProposalNetwork):
+    """Stage 3's RPN on every pyramid level (FPN sec. 4.1): one head shared by all levels, and
+    anchors of one size per level (``level_sizes``, finest first) with the 3 ratios.
+
+    ``strides``: the levels' strides in image pixels. The anchors of all levels are scored
+    together, so the proposal layer's top-N and NMS run over all levels at once (as Detectron's
+    RPN; torchvision picks the top-N per level first). Labels, sampling and the loss: unchanged.
+    """
+
+    def __init__(self, in_channels: int, strides: tuple, cfg, level_sizes: tuple):
+        if len(level_sizes) != len(strides):
+            raise ValueError(f"{len(strides)} levels but anchor sizes for {len(level_sizes)}")
+        # stage 3's RPN with the finest level's anchors: A = 3 shapes per location, one head
+        super().__init__(in_channels, strides[0], cfg, sizes=(level_sizes[0],))
+        self.strides = tuple(strides)
+        self.level_anchors = [anchor_shapes((size,), cfg.anchor_ratios) for size in level_sizes]
+
+    def score(self, features: list[torch.Tensor]):
+        """Stage 3's ``score`` on each level, concatenated level after level: ``(pred_objectness
+        (N, M), pred_deltas (N, M, 4), anchors (M, 4), locations)``, M over all levels."""
+        outputs = [flatten_rpn_outputs(*self.head(f)) for f in features]  # (N, M_l), (N, M_l, 4)
+        anchors = torch.cat([grid_anchors(tuple(f.shape[-2:]), stride, base)
+                             for f, stride, base in zip(features, self.strides, self.level_anchors)])
+        locations = sum(f.shape[-2] * f.shape[-1] for f in features)
+        return (torch.cat([o for o, _ in outputs], dim=1), torch.cat([d for _, d in outputs], dim=1),
+                anchors.to(features[0].device), locations)

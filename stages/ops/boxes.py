@@ -1,4 +1,4 @@
-"""Box geometry: area, intersection over union (IoU), clipping, and dropping tiny boxes.
+"""Box geometry: area, intersection over union (IoU), clipping, dropping tiny boxes and duplicates.
 
 Every detector in this project measures boxes with these four functions: R-CNN labels a proposal
 by its IoU with the ground truth (sec. 2.3: positive at IoU >= 0.5 for fine-tuning, negative below
@@ -14,9 +14,9 @@ Shape shorthand: N, M numbers of boxes; ``...`` any leading batch dimensions.
 
     IoU(A, B) = |A n B| / |A u B| = inter / (area(A) + area(B) - inter)
 
-These are drop-in replacements for the ``torchvision.ops`` functions of the same names: same
-arguments, same dtypes, same values bit for bit (``tests/test_ops.py`` checks it). Two corner cases
-are inherited on purpose, so that swapping kernels never changes a result:
+All but ``unique_boxes`` (ours) are drop-in replacements for the ``torchvision.ops`` functions of
+the same names: same arguments, same dtypes, same values bit for bit (``tests/test_ops.py`` checks
+it). Two corner cases are inherited on purpose, so that swapping kernels never changes a result:
   * A box with zero area has IoU ``0 / 0 = nan`` with itself (and with any other zero-area box that
     does not overlap it: ``inter = 0``, ``union = 0``). With a box of positive area its IoU is 0.
     ``nan > threshold`` is False, so NMS never suppresses with a nan IoU.
@@ -147,3 +147,23 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
     height = boxes[..., 3] - boxes[..., 1]  # (N,)
     keep = (width >= min_size) & (height >= min_size)  # (N,) bool
     return torch.where(keep)[0]  # (K,) int64
+
+
+def unique_boxes(boxes: Tensor) -> Tensor:
+    """The boxes without exact duplicates, the first occurrence of each kept, in the input order.
+
+    Args:
+        boxes (Tensor[N, 4]): boxes in ``(x1, y1, x2, y2)`` format.
+
+    Returns:
+        Tensor[K, 4]: the distinct rows of ``boxes``. Ours, no torchvision twin: the proposal
+        methods (sliding windows, selective search) use it to return each box once.
+
+    Example: (0, 0, 2, 2), (1, 1, 3, 3), (0, 0, 2, 2) -> (0, 0, 2, 2), (1, 1, 3, 3).
+    """
+    if len(boxes) == 0:
+        return boxes
+    _, inverse = torch.unique(boxes, dim=0, return_inverse=True)  # (N,) which distinct row
+    first = torch.full((int(inverse.max()) + 1,), len(boxes), dtype=torch.long)  # (K,)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(boxes)), reduce="amin")  # (K,)
+    return boxes[first.sort().values]  # (K, 4) in the input order

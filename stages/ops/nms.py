@@ -120,7 +120,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 
     Two ways to do it, both below; like torchvision we pick by size (on CPU: the offset trick up
     to 1000 boxes, a loop over categories above), which is what makes our result equal to
-    torchvision's in every case, ties included (see ``_batched_nms_per_category``).
+    torchvision's in every case, ties included (see ``batched_nms_per_category``).
     """
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
@@ -128,11 +128,11 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     # boxes on CPU, 25000 boxes on GPU.
     max_numel = 4000 if boxes.device.type == "cpu" else 100_000
     if boxes.numel() > max_numel:
-        return _batched_nms_per_category(boxes, scores, idxs, iou_threshold)
-    return _batched_nms_offset_trick(boxes, scores, idxs, iou_threshold)
+        return batched_nms_per_category(boxes, scores, idxs, iou_threshold)
+    return batched_nms_offset_trick(boxes, scores, idxs, iou_threshold)
 
 
-def _batched_nms_offset_trick(
+def batched_nms_offset_trick(
     boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float
 ) -> Tensor:
     """Per-category NMS as ONE class-agnostic NMS, by moving each category to its own place.
@@ -146,7 +146,7 @@ def _batched_nms_offset_trick(
 
     The price is precision: with 80 classes and 1000-pixel images the coordinates reach 80,000,
     where float32 resolves only 1/128 of a pixel, so IoUs near the threshold can round the other
-    way than in ``_batched_nms_per_category``.
+    way than in ``batched_nms_per_category``.
     """
     max_coordinate = boxes.max()  # scalar tensor
     offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # (N,)
@@ -154,7 +154,7 @@ def _batched_nms_offset_trick(
     return nms(boxes_for_nms, scores, iou_threshold)  # (K,)
 
 
-def _batched_nms_per_category(
+def batched_nms_per_category(
     boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float
 ) -> Tensor:
     """Per-category NMS as a loop: one ``nms`` per category, then merge the survivors by score.

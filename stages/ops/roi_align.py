@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .roi_pool import _pairs, rois_with_batch_index
+from .rois import output_grid, rois_with_batch_index
 
 
 def project_rois(rois: Tensor, spatial_scale: float, aligned: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -132,7 +132,7 @@ def roi_align_sample_points(box, output_size, spatial_scale: float = 1.0, sampli
         (x, y) in feature-map coordinates, where cell (i, j)'s value is at (j, i) (the coordinates of
         ``ax.imshow(feature_map)``); the points of bin (ph, pw) row by row.
     """
-    PH, PW = _pairs(output_size)
+    PH, PW = output_grid(output_size)
     roi = torch.tensor([[0.0, *[float(v) for v in box]]])  # (1, 5)
     x1, y1, w, h = project_rois(roi, spatial_scale, aligned)
     ys, _ = sample_coordinates(y1, h, PH, sampling_ratio)  # (1, PH, S_h); one RoI: all points in use
@@ -168,7 +168,7 @@ def roi_align(input: Tensor, boxes: Tensor | list[Tensor], output_size, spatial_
     """
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
-    PH, PW = _pairs(output_size)
+    PH, PW = output_grid(output_size)
     N, C, H, W = input.shape
     rois = rois_with_batch_index(boxes).detach().to(input.dtype)  # (R, 5)
     R = len(rois)

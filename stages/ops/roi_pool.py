@@ -24,27 +24,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def rois_with_batch_index(boxes: Tensor | list[Tensor]) -> Tensor:
-    """``list[Tensor[R_i, 4]]`` -> Tensor[R, 5] (batch_index, x1, y1, x2, y2); Tensor[R, 5] as is."""
-    if isinstance(boxes, Tensor):
-        if boxes.ndim != 2 or boxes.shape[1] != 5:
-            raise ValueError(f"boxes as a Tensor must be [R, 5] (batch_index, x1, y1, x2, y2), "
-                             f"got {list(boxes.shape)}")
-        return boxes
-    index = torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device)
-                       for i, b in enumerate(boxes)]) if boxes else torch.zeros(0, 1)
-    return torch.cat([index, torch.cat(list(boxes)) if boxes else torch.zeros(0, 4)], dim=1)
+from .rois import output_grid, rois_with_batch_index
 
 
 def _round_half_away(x: Tensor) -> Tensor:
     """C's ``round`` (halves away from zero), which the reference kernels use; torch.round rounds
     halves to even, which would move some RoIs by one cell."""
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
-
-
-def _pairs(output_size) -> tuple[int, int]:
-    return (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
 
 
 def bin_edges(start: Tensor, length: Tensor, n_bins: int, limit: int,
@@ -84,7 +70,7 @@ def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size, spatial_s
     Returns:
         Tensor[R, C, PH, PW].
     """
-    PH, PW = _pairs(output_size)
+    PH, PW = output_grid(output_size)
     rois = rois_with_batch_index(boxes).to(input.dtype)
     N, C, H, W = input.shape
     x1, y1, roi_w, roi_h = quantise_rois(rois, spatial_scale)  # 1. project and round to cells

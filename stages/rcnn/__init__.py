@@ -5,13 +5,15 @@ The first detector of the family. Per image: propose ~2000 class-independent reg
 one to a fixed size, run a CNN on every warped region, score its features with one linear SVM per
 class, suppress overlapping detections, and refine each box with a class-specific regressor.
 
-Reused (shared modules): the dataset item, ``stages.selective_search`` (sliding windows, selective
-search, the proposal cache, recall), ``stages.ops`` (IoU, NMS, the box coder), the evaluator,
-and ``stages.backbone``: the CNN is stage 2's backbone and fc layers, run on every warped region.
-Replaced: nothing, this is the first stage. Added, one module per paper concept:
+Reused (shared modules): the dataset item, ``stages.selective_search`` (selective search and its
+proposal cache), proposal recall, ``stages.ops`` (IoU, the ground-truth match, NMS, the box
+coder), the evaluator, and ``stages.backbone``: the CNN is stage 2's backbone and fc layers, run
+on every warped region. Replaced: nothing, this is the first stage. Added, one module per paper
+concept:
 
     config.py            RCNNConfig: every default with its section, scaled to 128 px images
-    region_proposals.py  the two proposal methods behind one call; the proposal report (sec. 2.1)
+    sliding_windows.py   the exhaustive baseline the proposals are measured against (sec. 2.1)
+    proposers.py         the two proposal methods behind one call; the proposal report (sec. 2.1)
     regions.py           context padding + anisotropic warp to S x S (sec. 2.1, Appendix A)
     cnn.py               the region CNN (stage 2's network on each warp): pre-training on gt
                          crops, (K+1)-way fine-tuning (sec. 2.3)

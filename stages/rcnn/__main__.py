@@ -38,11 +38,12 @@ from stages.training.cli import dataclass_from_args
 from stages.training.engine import CHECKPOINT
 from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
 from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint
-from stages.rcnn.proposers import (CACHE_DIR, compute_proposals, format_proposal_report,
-                                          make_proposer, plot_recall, proposal_report)
+from stages.rcnn.proposers import (compute_proposals, format_proposal_report, make_proposer,
+                                   plot_recall, proposal_report)
 from stages.rcnn.train import (fit_bbox_regressors, fit_svms, prepare_training_data,
                                region_features, train_cnn)
 from stages.data.transforms import val_transforms
+from stages.selective_search import CACHE_DIR
 
 STAGE = "rcnn"
 TRAIN_LOG = "train_log.json"

@@ -44,6 +44,25 @@ from torch import Tensor, nn
 from stages.rcnn.regions import warp_from_images
 
 
+class FC6FC7(nn.Module):
+    """fc6 -> ReLU -> fc7 -> ReLU (each + dropout): the two fully connected layers after pool5.
+
+    AlexNet's fc6/fc7 in R-CNN (4096-d; dropout 0.5), and, unchanged, the layers of Fast R-CNN's
+    head after RoI pooling (Fast R-CNN Figure 1: "FCs"; stage 2 imports this class).
+    (R, in_dim) -> (R, fc_dim).
+    """
+
+    def __init__(self, in_dim: int, fc_dim: int = 256, dropout: float = 0.0):
+        super().__init__()
+        self.fc6 = nn.Linear(in_dim, fc_dim)
+        self.fc7 = nn.Linear(fc_dim, fc_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.dropout(F.relu(self.fc6(x)))  # (R, D)
+        return self.dropout(F.relu(self.fc7(x)))  # (R, D)
+
+
 class RegionCNN(nn.Module):
     """Stage 2's backbone (to C3) and fc6/fc7 on S x S warped regions (see the module docstring).
 
@@ -62,9 +81,7 @@ class RegionCNN(nn.Module):
                              f"(a {pool_size} x {pool_size} pool5)")
         self.pool5 = nn.AdaptiveMaxPool2d(pool_size)  # 7 x 7 -> 7 x 7 at S = 56: nothing to do
         self.pool5_dim = self.body.out_channels * pool_size * pool_size  # 40 * 7 * 7 = 1960
-        self.fc6 = nn.Linear(self.pool5_dim, fc_dim)
-        self.fc7 = nn.Linear(fc_dim, fc_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.fc = FC6FC7(self.pool5_dim, fc_dim, dropout)
         self.cls_score = nn.Linear(fc_dim, num_classes + 1)  # the (K+1)-way layer of sec. 2.3
         self.warp_size = warp_size
 
@@ -73,9 +90,7 @@ class RegionCNN(nn.Module):
         (fc7 after its ReLU)."""
         conv = self.body.forward_normalized(regions)["C3"]  # (R, C, S/8, S/8)
         pool5 = self.pool5(conv).flatten(1)  # (R, C, 7, 7) -> (R, C*7*7)
-        fc6 = self.dropout(F.relu(self.fc6(pool5)))  # (R, D)
-        fc7 = self.dropout(F.relu(self.fc7(fc6)))  # (R, D)
-        return {"pool5": pool5, "fc7": fc7}
+        return {"pool5": pool5, "fc7": self.fc(pool5)}  # fc7: (R, D)
 
     def forward(self, regions: Tensor) -> Tensor:
         """regions [R, 3, S, S] -> class logits [R, K+1] (0 = background)."""
@@ -95,7 +110,7 @@ def extract_features(cnn: RegionCNN, regions: Tensor, batch: int = 256) -> dict[
         parts.append(f)
     if not parts:  # no regions: empty tensors of the right widths
         return {"pool5": regions.new_zeros((0, cnn.pool5_dim)),
-                "fc7": regions.new_zeros((0, cnn.fc7.out_features)),
+                "fc7": regions.new_zeros((0, cnn.fc.fc7.out_features)),
                 "logits": regions.new_zeros((0, cnn.cls_score.out_features))}
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -166,7 +181,7 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
     if G == 0 or epochs <= 0:
         return []
     K = cnn.cls_score.out_features - 1
-    head = nn.Linear(cnn.fc7.out_features, K)  # the "1000-way ImageNet layer" of our pre-training
+    head = nn.Linear(cnn.fc.fc7.out_features, K)  # the "1000-way ImageNet layer" of our pre-training
     kept_head, cnn.cls_score = cnn.cls_score, head
     optimizer = _optimizer(cnn, lr)
     generator = torch.Generator().manual_seed(seed)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stages.backbone import BackboneConfig, backbone_suffix
-from stages.selective_search import SelectiveSearchConfig, SlidingWindowConfig
+from stages.rcnn.sliding_windows import SlidingWindowConfig
+from stages.selective_search import SelectiveSearchConfig
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ class RCNNConfig(BackboneConfig):
     ss_sigma: float = 0.8  # Gaussian smoothing before the segmentation
     ss_min_size: int = 10  # initial regions smaller than this (pixels) are merged
     ss_min_box: float = 4.0  # proposals narrower or shorter than this (pixels) are dropped
-    # sliding windows (stages.selective_search.SlidingWindowConfig), the exhaustive baseline: 5 sizes x
-    # 3 ratios at half a window's stride = 1080 windows per 128 x 128 image, recall 0.98 at IoU
-    # 0.5 but 0.20 at 0.7 (a quarter stride: 4084 windows, 1.00 / 0.77, and 4x the CNN's time)
+    # sliding windows (stages.rcnn.sliding_windows.SlidingWindowConfig), the exhaustive baseline:
+    # 5 sizes x 3 ratios at half a window's stride = 1080 windows per 128 x 128 image, recall 0.98
+    # at IoU 0.5 but 0.20 at 0.7 (a quarter stride: 4084 windows, 1.00 / 0.77, 4x the CNN's time)
     sw_sizes: tuple = (16, 24, 32, 48, 64)  # sqrt(window area), pixels (our objects: 12-56)
     sw_ratios: tuple = (0.5, 1.0, 2.0)  # height / width
     sw_stride: float = 0.5  # step as a fraction of the window side

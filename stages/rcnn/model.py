@@ -15,7 +15,7 @@ are those of the margins; it puts the SVM's own decision boundary m = 0 at 0.5, 
 prediction figures draw at. With ``--classifier softmax`` the score is the fine-tuned network's
 softmax probability of the class (Appendix B's comparison).
 
-``model(images)`` in ``eval()`` mode is the shared model call (``stages.evaluation.loop``): one dict per
+``model(images)`` in ``eval()`` mode is the shared model call (``stages.evaluation.evaluate``): one dict per
 image with ``boxes`` [D, 4], ``labels`` [D], ``scores`` [D] and ``timing`` (seconds per part).
 R-CNN does not train end to end: it trains in separate steps (``stages.rcnn.train``), so the
 call in ``train()`` mode raises an error that says so.
@@ -47,7 +47,7 @@ class RCNN(nn.Module):
 
     Args:
         cfg: the config (warp size, context, NMS threshold, classifier, box regression on/off).
-        proposer: image [3, H, W] -> boxes [R, 4] (``region_proposals.make_proposer``).
+        proposer: image [3, H, W] -> boxes [R, 4] (``proposers.make_proposer``).
         cnn: the fine-tuned ``RegionCNN``.
         svms: trained ``ClassSVMs`` (needed with ``classifier="svm"``).
         regressors: trained ``BoxRegressors`` (needed with ``bbox_reg=True``).

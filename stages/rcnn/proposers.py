@@ -1,7 +1,8 @@
 """Proposals for R-CNN: the two methods behind one call, computed in parallel, and their report.
 
-The methods themselves live in ``stages.selective_search`` (shared with Fast R-CNN): ``sliding_windows``
-and ``selective_search`` with its disk cache ``ProposalCache``. Here:
+The methods themselves live in their own modules: ``stages.rcnn.sliding_windows`` (R-CNN's
+baseline) and ``stages.selective_search`` with its disk cache ``ProposalCache`` (shared with Fast
+R-CNN). Here:
 
     make_proposer(cfg)            image [3, H, W] -> boxes [P, 4]: what the model calls at test time
     compute_proposals(images)     the proposals of many images, with the seconds each one took:
@@ -33,13 +34,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stages.selective_search import CACHE_DIR, ProposalCache, proposal_recall, selective_search, sliding_windows
 from stages.rcnn.config import RCNNConfig
-
+from stages.rcnn.sliding_windows import sliding_windows
+from stages.evaluation import proposal_recall
+from stages.selective_search import ProposalCache, selective_search
 
 
 class SlidingWindowProposer:
-    """image [3, H, W] -> every window of the config (``stages.selective_search.sliding_windows``)."""
+    """image [3, H, W] -> every window of the config (``stages.rcnn.sliding_windows``)."""
 
     def __init__(self, cfg: RCNNConfig):
         self.cfg = cfg.sliding_window()

@@ -24,8 +24,8 @@ checks it), and the result equals ``torchvision.ops.roi_align(..., aligned=True,
 sampling_ratio=1)`` inside the image (another test).
 
 Shape shorthand: R regions, S the warp size, H x W the image. Boxes (x1, y1, x2, y2), absolute
-pixels. Also here: ``match_to_ground_truth``, the IoU match that labels each region for
-fine-tuning (IoU >= 0.5), the SVMs (< 0.3) and box regression (> 0.6).
+pixels. The IoU match that labels each region for fine-tuning (IoU >= 0.5), the SVMs (< 0.3)
+and box regression (> 0.6) is ``stages.ops.match_to_ground_truth``, shared with every stage.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stages.backbone import PIXEL_MEAN, PIXEL_STD
-from stages.ops import box_iou
 
 
 def normalize(image: Tensor) -> Tensor:
@@ -99,20 +98,6 @@ def crop_regions(image: Tensor, boxes: Tensor, warp_size: int, context_pad: floa
     """Sec. 2.1's region step on a *normalised* image [3, H, W] (``normalize``): dilate every
     box by the context, warp it to S x S. Returns [R, 3, S, S]."""
     return warp_regions(image, dilate_boxes(boxes, warp_size, context_pad), warp_size)
-
-
-def match_to_ground_truth(boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor):
-    """Each region's best ground truth: ``(max_iou [R], gt_index [R], gt_label [R])``.
-
-    Without ground truth (an image with no objects) every IoU is 0 and every label 0.
-    """
-    R = len(boxes)
-    if len(gt_boxes) == 0 or R == 0:
-        zeros = torch.zeros(R, dtype=torch.long)
-        return torch.zeros(R), zeros, zeros
-    iou = box_iou(boxes, gt_boxes)  # (R, N)
-    max_iou, gt_index = iou.max(dim=1)  # (R,), (R,)
-    return max_iou, gt_index, gt_labels[gt_index]
 
 
 def warp_from_images(images: Tensor | list[Tensor], image_index: Tensor, boxes: Tensor,

@@ -32,7 +32,8 @@ from stages.rcnn.cnn import RegionCNN, extract_features, finetune, pretrain_on_c
 from stages.rcnn.config import RCNNConfig
 from stages.rcnn.model import RCNN, build_region_cnn
 from stages.rcnn.proposers import compute_proposals, make_proposer
-from stages.rcnn.regions import crop_regions, match_to_ground_truth, normalize
+from stages.ops import match_to_ground_truth
+from stages.rcnn.regions import crop_regions, normalize
 from stages.rcnn.svm import ClassSVMs, max_iou_per_class, train_svms
 
 

@@ -7,7 +7,7 @@
 The project measures our stages 3 and 4 against these peers: "ours must match or beat these at the
 same budget, measured side by side in one run" (``benchmarks/bench_peers.py`` does that run).
 A peer is torchvision's ``FasterRCNN`` or ``MaskRCNN`` assembled by
-``stages.torchvision.models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on the very
+``stages.torchvision.peer_models.build_peer_faster_rcnn`` / ``build_peer_mask_rcnn`` on the very
 backbone our stages use (``stages.backbone``: EfficientNet-Lite0 from ImageNet weights by default,
 the same ``--backbone`` / ``--pretrained`` flags; C2..C5 -> torchvision's FPN, 64 channels ->
 P2..P6), wrapped in
@@ -29,7 +29,7 @@ Changed, because our images are 128 px (each is a flag of ``PeerConfig`` or set 
 
     image size     min_size = max_size = the images' long side times ``input_scale`` (2 x 128 =
                    256, as our stages enlarge them): torchvision's 800 / 1333 would enlarge them
-                   6x (see "resizing" in ``stages.torchvision.models``)
+                   6x (see "resizing" in ``stages.torchvision``)
     anchors        16..256 px, one size per level P2..P6 (torchvision 32..512), for 12-56 px objects
     normalisation  image_mean = 0, image_std = 1: our backbones normalise their input themselves
     proposals      300 after NMS, in training and test (torchvision 2000 / 1000). torchvision keeps
@@ -57,10 +57,10 @@ import torch
 from stages.training import run
 from stages.backbone import BackboneConfig, backbone_from_config, backbone_suffix
 from stages.training.cli import dataclass_from_args
-from stages.evaluation.loop import Result
+from stages.evaluation import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
-from stages.torchvision.models import (TorchvisionDetector, build_peer_faster_rcnn,
-                                       build_peer_mask_rcnn)
+from stages.torchvision.adapter import TorchvisionDetector
+from stages.torchvision.peer_models import build_peer_faster_rcnn, build_peer_mask_rcnn
 
 KINDS = ("faster_rcnn", "mask_rcnn")  # the stage each peer is measured against
 

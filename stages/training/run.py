@@ -32,7 +32,7 @@ from stages.training.cli import RunConfig, add_dataclass_args, command_parser, d
 from stages.data.sources import DatasetError, load_dataset
 from stages.training.device import choose_device, count_parameters, seed_everything
 from stages.figures.draw import draw_detections, figure_grid
-from stages.evaluation.loop import Result, evaluate, format_table
+from stages.evaluation import Result, evaluate, format_table
 from stages.training.io import save_figure
 from stages.data.transforms import train_transforms, val_transforms
 

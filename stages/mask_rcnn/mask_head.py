@@ -1,14 +1,16 @@
-"""Mask R-CNN's RoI features and its mask branch (He et al. 2017, sec. 3).
+"""Mask R-CNN's mask branch (He et al. 2017, sec. 3): a small FCN, one binary mask per class.
 
-Shape shorthand: N images, C channels of each map, R RoIs (all images), K object classes,
-S the pooled size (7 for the box head, 14 for the mask head), m = 28 the mask size.
+Shape shorthand: N images, C channels of each map, R RoIs (all images), P positive RoIs,
+D detections, K object classes, m = 28 the mask size.
+Naming: ``pred_*`` the branch's outputs, ``gt_*`` the targets from the ground truth.
 
     features (P2..P5, or C3 alone), rois list of N [R_i, 4]
-      -> MultiLevelPooler      (R, C, S, S)   each RoI from its FPN level (Eq. 1), RoIAlign or RoIPool
+      -> pooler                (R, C, 14, 14) RoIAlign (``pooling.py``), or RoIPool for Table 2c
     mask branch (Figure 4, right):
       -> 4 x (3x3 conv + ReLU) (R, c, 14, 14)
       -> 2x2 deconv, stride 2  (R, c, 28, 28)
       -> 1x1 conv              (R, K, 28, 28)  one mask per class (sigmoid), or K + 1 (softmax ablation)
+    class_channel: which output channel is class k's mask (sigmoid: k - 1, softmax: k)
     mask_targets: each positive RoI's gt mask, cropped to the RoI and resized to m x m with RoIAlign
     mask_loss:    binary cross-entropy on the RoI's gt class channel only (masks don't compete)
     paste_masks:  m x m probabilities back into the image, inside each detected box
@@ -16,68 +18,17 @@ S the pooled size (7 for the box head, 14 for the mask head), m = 28 the mask si
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.mask_rcnn.fpn import assign_levels, level_of_stride
 from stages.ops import kernels
-from stages.ops.roi_pool import rois_with_batch_index  # list of N [R_i, 4] -> [R, 5]
-
-
-class MultiLevelPooler(nn.Module):
-    """Pool every RoI from the level FPN Eq. 1 assigns it, with RoIAlign (or RoIPool, the ablation).
-
-    ``strides``: of the maps the pooler will get, finest first (4, 8, 16, 32 for P2..P5; (8,) for
-    C3 alone, where every RoI reads the one map). ``flatten``: (R, C S^2) for a fc head, else
-    (R, C, S, S) for a conv head.
-    """
-
-    def __init__(self, channels: int, output_size: int, strides: tuple, pool: str = "align",
-                 kernel: str = "torchvision", sampling_ratio: int = 2, reduce: str = "mean",
-                 k0: int = 4, canonical: float = 224.0, flatten: bool = True):
-        super().__init__()
-        ops = kernels(kernel)
-        if pool == "align":
-            if reduce != "mean" and kernel != "ours":
-                raise ValueError(f"RoIAlign with reduce={reduce!r} exists only in our kernel: "
-                                 f"use --pool-kernel ours")
-            extra = {"reduce": reduce} if kernel == "ours" else {}
-            self.pool = functools.partial(ops.roi_align, sampling_ratio=sampling_ratio, aligned=True,
-                                          **extra)
-        elif pool == "roi":
-            self.pool = ops.roi_pool
-        else:
-            raise ValueError(f"--pool {pool!r}: expected 'align' or 'roi'")
-        self.output_size, self.strides, self.flatten = output_size, tuple(strides), flatten
-        self.k_min, self.k_max = level_of_stride(self.strides[0]), level_of_stride(self.strides[-1])
-        self.k0, self.canonical = k0, canonical
-        self.out_dim = channels * output_size * output_size
-
-    def levels(self, boxes: torch.Tensor) -> torch.Tensor:
-        """Index (0 = finest map) of the map each RoI [R, 4] is pooled from."""
-        if len(self.strides) == 1:
-            return torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-        return assign_levels(boxes, self.k_min, self.k_max, self.k0, self.canonical) - self.k_min
-
-    def forward(self, features: list[torch.Tensor], rois: list[torch.Tensor]) -> torch.Tensor:
-        boxes = rois_with_batch_index(rois)  # (R, 5)
-        levels = self.levels(boxes[:, 1:])
-        S = self.output_size
-        out = features[0].new_zeros((len(boxes), features[0].shape[1], S, S))
-        for level, (feature, stride) in enumerate(zip(features, self.strides)):
-            idx = torch.nonzero(levels == level).flatten()
-            if len(idx):
-                out[idx] = self.pool(feature, boxes[idx], S, 1.0 / stride)
-        return out.flatten(1) if self.flatten else out
 
 
 class MaskHead(nn.Module):
     """The FCN mask branch: pooled (R, C, 14, 14) -> mask logits (R, outputs, 28, 28)."""
 
-    def __init__(self, pooler: MultiLevelPooler, in_channels: int, outputs: int,
+    def __init__(self, pooler: nn.Module, in_channels: int, outputs: int,
                  channels: int = 64, convs: int = 4):
         super().__init__()
         self.pooler = pooler
@@ -111,9 +62,23 @@ def mask_targets(gt_masks: torch.Tensor, rois: torch.Tensor, gt_index: torch.Ten
     return (resized[:, 0] >= 0.5).float()
 
 
-def mask_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
+def class_channel(labels: torch.Tensor, mode: str = "sigmoid") -> torch.Tensor:
+    """Which of the branch's output channels is class k's mask, for labels (P,) in 1..K.
+
+    sigmoid (the paper): K channels, no background mask, so class k is channel k - 1;
+    softmax (the ablation): K + 1 channels, background = channel 0, so class k is channel k.
+    Both the loss and the test-time mask read through here."""
+    if mode == "sigmoid":
+        return labels - 1
+    if mode == "softmax":
+        return labels
+    raise ValueError(f"--mask-loss {mode!r}: expected 'sigmoid' or 'softmax'")
+
+
+def mask_loss(pred_mask_logits: torch.Tensor, gt_labels: torch.Tensor, gt_masks: torch.Tensor,
               mode: str = "sigmoid") -> torch.Tensor:
-    """logits (P, K or K + 1, m, m) of positive RoIs, labels (P,) in 1..K, targets (P, m, m).
+    """L_mask of the positive RoIs: pred_mask_logits (P, K or K + 1, m, m), gt_labels (P,) in 1..K,
+    gt_masks (P, m, m) in {0, 1} (``mask_targets``).
 
     sigmoid (the paper): "L_mask is defined only on the k-th mask" of a RoI whose gt class is k,
     average binary cross-entropy over its m^2 pixels; the other K - 1 masks get no gradient, so the
@@ -121,23 +86,25 @@ def mask_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
     softmax (the ablation): a per-pixel softmax over K + 1 channels (background = channel 0), the
     target class k inside the mask and background outside: the classes compete for each pixel.
     """
-    if len(labels) == 0:
-        return logits.sum() * 0.0  # no positive RoI: zero, but still part of the graph
+    if len(gt_labels) == 0:
+        return pred_mask_logits.sum() * 0.0  # no positive RoI: zero, but still part of the graph
+    channel = class_channel(gt_labels, mode)  # (P,)
     if mode == "sigmoid":
-        own = logits[torch.arange(len(labels), device=labels.device), labels - 1]  # (P, m, m)
-        return F.binary_cross_entropy_with_logits(own, targets)
-    if mode == "softmax":
-        pixel_class = targets.long() * labels[:, None, None]  # (P, m, m): k inside, 0 outside
-        return F.cross_entropy(logits, pixel_class)
-    raise ValueError(f"--mask-loss {mode!r}: expected 'sigmoid' or 'softmax'")
+        own = pred_mask_logits[torch.arange(len(gt_labels), device=gt_labels.device), channel]  # (P, m, m)
+        # L_mask = -1/m^2 sum_ij [y_ij log sigmoid(x_ij) + (1 - y_ij) log(1 - sigmoid(x_ij))], mask k only
+        return F.binary_cross_entropy_with_logits(own, gt_masks)
+    pixel_class = gt_masks.long() * channel[:, None, None]  # (P, m, m): channel k inside, 0 outside
+    # -1/m^2 sum_ij log softmax(x_ij)[class of pixel ij]: the K + 1 channels compete per pixel
+    return F.cross_entropy(pred_mask_logits, pixel_class)
 
 
-def mask_probabilities(logits: torch.Tensor, labels: torch.Tensor, mode: str = "sigmoid"):
+def mask_probabilities(pred_mask_logits: torch.Tensor, pred_labels: torch.Tensor, mode: str = "sigmoid"):
     """The predicted class's m x m mask probabilities of each detection: (D, m, m)."""
-    rows = torch.arange(len(labels), device=labels.device)
+    rows = torch.arange(len(pred_labels), device=pred_labels.device)
+    channel = class_channel(pred_labels, mode)  # (D,)
     if mode == "sigmoid":
-        return torch.sigmoid(logits[rows, labels - 1])
-    return F.softmax(logits, dim=1)[rows, labels]  # softmax: channel k is class k
+        return torch.sigmoid(pred_mask_logits[rows, channel])
+    return F.softmax(pred_mask_logits, dim=1)[rows, channel]
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:

@@ -1,0 +1,241 @@
+"""The comparison report: every stage's result side by side, and the ratios between generations.
+
+What it shows is the story of the four papers in numbers, as in the Mask R-CNN paper's Table 1
+(AP, AP50, AP75, APs/m/l, mask AP) with the time columns of the Fast and Faster R-CNN papers beside
+it: test time per image, split into proposals and network, falls generation by generation
+(Fast R-CNN: one CNN pass per image instead of one per region; Faster R-CNN: an RPN on the shared
+features instead of selective search), while AP holds or rises.
+
+``python -m stages.compare`` (``stages/compare.py``, the command) trains the stages and hands their
+result records (``result.py``) to this module; notebook 05 and ``benchmarks/bench_stages.py`` read
+the same rows back. The plots of the same rows are in ``stages/figures/comparison.py``.
+
+Naming: a *row* is one run (``Row``: which entry of the command made it, its ``Result``, whether
+it was trained, resumed or reused, and its learning curve); an *entry* is the command's description
+of a stage (``stages.compare.Entry``: name, paper title, where the proposals come from, how a region
+is pooled, and for a torchvision peer or an ablation, which of our stages it stands beside).
+
+Map of this module
+------------------
+    a row:           Row, learning_curve (validation box AP against seconds of training)
+    the table:       COLUMNS, row_values (numbers) -> format_comparison (text),
+                     format_comparison_markdown, format_csv
+    the ratios:      NETWORK_TARGETS, PROPOSAL_TARGET, generation_ratios (sentences, with verdicts)
+    the files:       write_comparison (comparison.json, .csv, .md) and read_comparison, its inverse
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io as text_io
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stages.evaluation.coco import METRIC_NAMES
+from stages.evaluation.result import Result
+from stages.evaluation.tables import format_cell, format_rows, missing_explanations
+from stages.figures.draw import validation_curve
+from stages.training import io
+from stages.training.run import read_history
+
+if TYPE_CHECKING:  # only for the annotations: stages.compare (the command) imports this module
+    from stages.compare import Entry
+
+
+# ------------------------------------------------------------------------------------------------
+# A row: one run of one stage
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    entry: Entry
+    result: Result
+    status: str  # trained | resumed | reused
+    # validation box AP against seconds of training: [(seconds, AP), ...], from the run's
+    # losses.json (--eval-every), ending in the final result's point
+    curve: list = dataclasses.field(default_factory=list)
+
+
+def learning_curve(out_dir: Path, result: Result) -> list:
+    """[(seconds of training, validation box AP), ...] of one run: the evaluations in its
+    ``losses.json`` (``--eval-every``), then its final result. R-CNN, whose AP exists only once
+    its SVMs are trained, has the final point alone."""
+    seconds, values = validation_curve(read_history(out_dir), "val_box_AP",
+                                       (result.train_time_s, result.box["AP"], None))
+    return [(round(t, 2), v) for t, v in zip(seconds, values) if v != -1]
+
+
+# ------------------------------------------------------------------------------------------------
+# The table: one row per stage, as numbers (JSON, CSV) and as text (terminal, Markdown)
+# ------------------------------------------------------------------------------------------------
+
+COLUMNS = ("stage", "proposals", "pooling",
+           "box AP", "AP50", "AP75", "APs", "APm", "APl", "mask AP", "mask AP50", "mask AP75",
+           "train s", "test ms/img", "proposals ms", "network ms", "params")
+TEXT_COLUMNS = 3  # the first three are words (left-aligned); the rest numbers (right-aligned)
+
+
+def row_values(row: Row) -> dict:
+    """One row as {column: value}: AP in % (-1 = undefined), None for a stage without masks."""
+    r = row.result
+    mask = r.mask or {}
+    return {"stage": row.entry.title, "proposals": row.entry.proposals,
+            "pooling": row.entry.pooling,
+            **{("box AP" if k == "AP" else k): r.box[k] for k in METRIC_NAMES},
+            **{"mask " + k: mask.get(k) for k in ("AP", "AP50", "AP75")},
+            "train s": r.train_time_s, "test ms/img": r.ms_per_image,
+            "proposals ms": r.ms_proposals, "network ms": r.ms_network, "params": r.params}
+
+
+def row_cells(row: Row) -> list[str]:
+    """One row as the cells of the printed table ("n/a" = undefined, "-" = no masks)."""
+    return [format_cell(column, value) for column, value in row_values(row).items()]
+
+
+def format_comparison(rows: list[Row]) -> str:
+    """The aligned text table printed at the end."""
+    table = format_rows(COLUMNS, [row_cells(row) for row in rows], TEXT_COLUMNS)
+    notes = missing_explanations([row.result for row in rows])
+    return "\n".join([table] + ([""] + ["n/a: " + s for s in notes] if notes else []))
+
+
+def format_comparison_markdown(rows: list[Row], ratios: list[str], settings: str) -> str:
+    """``comparison.md``: a title, the ``settings`` line, the table, its notes and the ratios."""
+    lines = ["# R-CNN stages compared", "", settings, "",
+             format_rows(COLUMNS, [row_cells(row) for row in rows], TEXT_COLUMNS, markdown=True)]
+    lines += ["", "- mask AP \"-\": the stage predicts no masks."]
+    lines += ["- n/a: " + s for s in missing_explanations([row.result for row in rows])]
+    if ratios:
+        lines += ["", "## Between generations", ""] + ["- " + s for s in ratios]
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(rows: list[Row]) -> str:
+    """Numbers as measured (no rounding): AP in %, -1 where undefined (COCO's convention, as in
+    metrics.json); an empty cell where a stage has no masks."""
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row_values(row).values()])
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# Ratios between generations: what each paper claimed, measured here
+# ------------------------------------------------------------------------------------------------
+
+# The papers time the network without the proposals: Fast R-CNN's Table 4 ("excluding object
+# proposal time") puts R-CNN at 47.0 s and Fast R-CNN at 0.32 s per image with VGG16 on a GPU, 146x;
+# in Faster R-CNN's Table 5 selective search takes 1510 ms per image, the RPN 10 ms. Our images
+# and networks are small, so the project's targets are smaller:
+NETWORK_TARGETS = {("rcnn", "fast_rcnn"): 12.0}  # network ms, R-CNN / Fast R-CNN
+PROPOSAL_TARGET = 20.0  # proposal ms, selective search / RPN
+
+
+def speed_ratio(a: float, b: float) -> float:
+    """a / b: how many times faster b is than a (infinite when b took no time)."""
+    return a / b if b > 0 else math.inf
+
+
+def verdict(ratio: float, target: float | None, what: str = "target") -> str:
+    """" (target >= 12x: met)", or "" where the project sets no target."""
+    if target is None:
+        return ""
+    return f" ({what} >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
+
+
+def generation_ratios(rows: list[Row]) -> list[str]:
+    """Sentences: test time of each generation over the next (all of it, and the network alone);
+    selective search over the RPN; each torchvision peer beside our stage of the same name."""
+    ours = [r for r in rows if r.entry.peer is None and r.entry.ablation_of is None]
+    lines = []
+    for a, b in zip(ours, ours[1:]):
+        x, y = a.result, b.result
+        total = speed_ratio(x.ms_per_image, y.ms_per_image)
+        network = speed_ratio(x.ms_network, y.ms_network)
+        target = NETWORK_TARGETS.get((a.entry.name, b.entry.name))
+        lines.append(f"{a.entry.title} / {b.entry.title}: test ms per image "
+                     f"{x.ms_per_image:.1f} / {y.ms_per_image:.1f} = {total:.1f}x; network ms "
+                     f"(proposals excluded, as in the papers) {x.ms_network:.1f} / "
+                     f"{y.ms_network:.1f} = {network:.1f}x{verdict(network, target)}")
+    searched = [r for r in ours if r.entry.proposals == "selective search"]
+    learned = [r for r in ours if r.entry.proposals.startswith("RPN")]
+    if searched and learned:
+        ss, rpn = searched[-1], learned[0]  # the two neighbouring generations
+        if rpn.result.ms_proposals > 0:
+            ratio = speed_ratio(ss.result.ms_proposals, rpn.result.ms_proposals)
+            lines.append(f"proposal ms per image, selective search ({ss.entry.title}) / RPN "
+                         f"({rpn.entry.title}): {ss.result.ms_proposals:.1f} / "
+                         f"{rpn.result.ms_proposals:.1f} = {ratio:.0f}x"
+                         f"{verdict(ratio, PROPOSAL_TARGET, 'speed target')}; the target's "
+                         f"other half, recall at least selective search's, is measured by "
+                         f"benchmarks/bench_rpn_proposals.py")
+        else:
+            lines.append(f"proposal ms per image: {rpn.entry.title} reports no proposal time "
+                         f"(timing['proposals']), so selective search / RPN is not measured")
+    by_name = {r.entry.name: r for r in ours}
+    for ablation in (r for r in rows if r.entry.ablation_of is not None):
+        mine = by_name.get(ablation.entry.ablation_of)
+        if mine is not None:
+            lines.append(f"{mine.entry.title} from ImageNet weights / {ablation.entry.title}: "
+                         f"{_ap_versus(mine, ablation)} (the same network and budget: what "
+                         f"pre-training buys)")
+    for peer in (r for r in rows if r.entry.peer is not None):
+        mine = by_name.get(peer.entry.peer)
+        if mine is not None:
+            lines.append(f"{mine.entry.title} ours / {peer.entry.title}: {_ap_versus(mine, peer)}, "
+                         f"test ms per image {mine.result.ms_per_image:.1f} vs "
+                         f"{peer.result.ms_per_image:.1f}")
+    return lines
+
+
+def _ap_versus(a: Row, b: Row) -> str:
+    """"box AP 65.1 vs 19.9, mask AP 67.6 vs 21.1" (the mask part when both predict masks)."""
+    text = f"box AP {a.result.box['AP']:.1f} vs {b.result.box['AP']:.1f}"
+    if a.result.mask and b.result.mask:
+        text += f", mask AP {a.result.mask['AP']:.1f} vs {b.result.mask['AP']:.1f}"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# The files: comparison.json (everything, to read back), comparison.csv and comparison.md
+# ------------------------------------------------------------------------------------------------
+
+def write_comparison(out: Path, rows: list[Row], ratios: list[str], settings: dict,
+                     subtitle: str) -> list[Path]:
+    """Write ``comparison.json`` (the rows, the full result records, the learning curves, the run
+    ``settings`` and the ``ratios``), ``comparison.csv`` and ``comparison.md`` (headed by the
+    ``subtitle``, one line of settings) into ``out``. Returns their paths."""
+    out = Path(out)
+    document = {"settings": settings, "columns": list(COLUMNS),
+                "rows": [{**row_values(r), "name": r.entry.name, "status": r.status} for r in rows],
+                "curves": {r.entry.name: r.curve for r in rows},
+                "results": {r.entry.name: r.result.to_dict() for r in rows},
+                "ratios": ratios,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return [io.write_json(out / "comparison.json", document),
+            io.write_text(out / "comparison.csv", format_csv(rows)),
+            io.write_text(out / "comparison.md", format_comparison_markdown(rows, ratios, subtitle))]
+
+
+def read_comparison(path: Path, entries: dict) -> tuple[list[Row], dict]:
+    """The rows of a ``comparison.json`` written by `write_comparison`, and the settings it was
+    written with. ``entries`` = {name: Entry}, the command's entries (``stages.compare.ENTRIES``):
+    each row is rebuilt with its entry, so the rows print and give `generation_ratios` as they did
+    then. A row of a name not in ``entries`` is a ValueError that lists the known names."""
+    path = Path(path)
+    document = json.loads(path.read_text())
+    unknown = [r["name"] for r in document["rows"] if r["name"] not in entries]
+    if unknown:
+        raise ValueError(f"{path}: rows of unknown stages {unknown}; known: {', '.join(entries)}")
+    curves = document.get("curves", {})  # absent in files written before the AP-time panel
+    rows = [Row(entries[r["name"]], Result.from_dict(document["results"][r["name"]]), r["status"],
+                [tuple(p) for p in curves.get(r["name"], [])])
+            for r in document["rows"]]
+    return rows, document["settings"]

@@ -1,0 +1,101 @@
+"""The evaluation loop shared by every stage: a whole model on a dataset -> COCO AP and timing.
+
+``evaluate(model, dataset)`` runs the model in ``eval()`` mode on the first images of a dataset,
+times each call, and scores the detections with pycocotools (``coco.py``) against ground truth
+built from the same items, in the same pixel frame. What the APs mean is in ``ap.py``.
+
+The model call is the one every stage shares: ``model(images)`` with a list of N images
+float [3, H, W] returns N dicts with
+    pred boxes   "boxes" [D, 4] (x1, y1, x2, y2) absolute pixels, "labels" [D], "scores" [D]
+    pred masks   "masks" [D, 1, H, W] or [D, H, W] (Mask R-CNN only)
+    timing       "timing" {part: seconds} (optional): how long each part of the call took, e.g.
+                 "proposals"; a cached part also reports "cache_read" (see `evaluate`)
+
+Map of this module
+------------------
+    evaluate   the loop: warm-up, timed model calls, COCO ground truth and results, coco_metrics
+               of boxes (and masks), ms per image split into proposals and network
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from tqdm import tqdm
+
+from stages.evaluation.coco import (coco_from_entries, coco_metrics, detections_to_coco,
+                                    explain_missing, gt_entries, image_id_of)
+from stages.training.device import synchronize
+
+
+def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_size: int = 1,
+             progress: bool = False, warmup: int = 1) -> dict:
+    """Run ``model`` on the first ``max_images`` items of ``dataset`` and score it the COCO way.
+
+    Returns a dict:
+        box          coco_metrics of the boxes
+        mask         coco_metrics of the masks, or None if no output had masks
+        ms_per_image wall time of the model call per image, ms (a batch's time split evenly)
+        ms_proposals mean over images of timing["proposals"] * 1000 (0 if the model reports none)
+                     Proposals read from a cache (selective search, stage 1 and 2) are charged at
+                     the time their computation took: such a model reports timing["proposals"]
+                     (the seconds measured when they were computed) and timing["cache_read"] (the
+                     seconds actually spent reading them in this call), and ms_per_image is the
+                     wall time - cache_read + proposals. No stage looks faster for having a cache.
+        ms_network   ms_per_image - ms_proposals
+        timing_ms    {part name: mean ms per image} from the outputs' "timing" dicts (absent = 0)
+        n_images     how many images were evaluated
+        notes        explain_missing of box (and mask) metrics
+
+    ``warmup`` untimed calls on the first image come first: the first call of a model pays one-off
+    costs (memory allocation, kernel selection, caches) that would otherwise be charged to
+    whichever stage happens to run first.
+    """
+    device = torch.device(device)
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if n == 0:
+        raise ValueError("evaluate() needs at least one image")
+    model.eval()
+    with torch.no_grad():
+        for _ in range(warmup):
+            model([dataset[0][0].to(device)])
+    gt_images, gt_annotations, detections = [], [], []
+    seconds, part_seconds, any_masks = 0.0, defaultdict(float), False
+    with torch.no_grad(), tqdm(total=n, desc="evaluate", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+            for image, target in items:
+                entry, anns = gt_entries(tuple(image.shape[-2:]), target, len(gt_annotations) + 1)
+                gt_images.append(entry)
+                gt_annotations.extend(anns)
+            images = [image.to(device) for image, _ in items]
+            synchronize(device)
+            t0 = time.perf_counter()
+            outputs = model(images)
+            synchronize(device)
+            seconds += time.perf_counter() - t0
+            for (_, target), output in zip(items, outputs):
+                detections.extend(detections_to_coco(output, image_id_of(target)))
+                any_masks |= output.get("masks") is not None
+                timing = output.get("timing") or {}
+                for part, s in timing.items():
+                    part_seconds[part] += float(s)
+                if "cache_read" in timing:  # charge the recorded computation, not the file read
+                    seconds += float(timing.get("proposals", 0.0)) - float(timing["cache_read"])
+            bar.update(len(items))
+
+    coco_gt = coco_from_entries(gt_images, gt_annotations, dataset.class_names)
+    box = coco_metrics(coco_gt, detections, "bbox")
+    mask = None
+    if any_masks:
+        mask = coco_metrics(coco_gt, [d for d in detections if "segmentation" in d], "segm")
+    ms_per_image = 1000.0 * seconds / n
+    timing_ms = {part: 1000.0 * s / n for part, s in part_seconds.items() if part != "cache_read"}
+    ms_proposals = timing_ms.get("proposals", 0.0)
+    notes = explain_missing(box) + [s for s in explain_missing(mask or {})
+                                    if s not in explain_missing(box)]
+    return {"box": box, "mask": mask, "ms_per_image": ms_per_image, "ms_proposals": ms_proposals,
+            "ms_network": ms_per_image - ms_proposals, "timing_ms": timing_ms, "n_images": n,
+            "notes": notes}

@@ -1,0 +1,229 @@
+"""The package's shape, read from the source alone (``ast``: nothing is imported, so it is fast).
+
+    (a) no import cycle between the modules of ``stages/``: the graph holds every import,
+        at the top of a module AND inside functions (a lazy import hides a cycle, it does not
+        remove it), ``from stages.x import y`` counting as an import of ``stages.x.y`` when y is
+        a submodule, and an import of ``stages.a.b`` from outside ``stages.a`` counting as one of
+        the package ``stages.a`` too (Python runs ``stages/a/__init__.py`` first);
+    (b) no module (of ``stages/``, ``tests/`` or ``benchmarks/``) imports an underscore-prefixed
+        name from a module of ``stages``: what another module needs gets a public name and home;
+    (c) no module or package of ``stages/`` is named like a generic "utils" / "helpers": a reader
+        finds a concept by its name (house style, principle 1).
+
+A failure prints what to fix: the cycle as a chain of modules, the file and line of each import.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "stages"
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    """``stages/ops/nms.py`` -> ``stages.ops.nms``; ``stages/ops/__init__.py`` -> ``stages.ops``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def find_modules(root: Path = ROOT, package: str = PACKAGE) -> dict[str, Path]:
+    """``{module name: file}`` for every module of ``package`` under ``root``."""
+    return {module_name(p, root): p for p in sorted((root / package).rglob("*.py"))}
+
+
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (never run, so never a cycle)."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skip
+
+
+def resolve_from(node: ast.ImportFrom, importer: str, importer_is_package: bool) -> str:
+    """The absolute module of ``from <module> import ...``, relative imports resolved."""
+    if node.level == 0:
+        return node.module or ""
+    package = importer.split(".") if importer_is_package else importer.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(path: Path, root: Path = ROOT, package: str = PACKAGE):
+    """Every import of a file, anywhere in it: ``(module, names imported from it, line)``.
+
+    ``import a.b`` -> ``("a.b", [], line)``; ``from a import b, c`` -> ``("a", ["b", "c"], line)``.
+    """
+    tree = parse(path)
+    skip = type_checking_only(tree)
+    inside = path.is_relative_to(root / package)
+    name = module_name(path, root) if inside else path.stem
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, [], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            module = resolve_from(node, name, is_package(path)) if inside else (node.module or "")
+            yield module, [alias.name for alias in node.names], node.lineno
+
+
+def ancestors(module: str) -> list[str]:
+    """``stages.a.b`` -> ``["stages", "stages.a"]``."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def import_graph(root: Path = ROOT, package: str = PACKAGE) -> dict[str, dict[str, int]]:
+    """``{module: {imported module of the package: first line}}`` for each of its modules."""
+    modules = find_modules(root, package)
+    graph: dict[str, dict[str, int]] = {}
+    for importer, path in modules.items():
+        edges = graph.setdefault(importer, {})
+        own_packages = set(ancestors(importer)) | ({importer} if is_package(path) else set())
+        for module, names, line in imports(path, root, package):
+            targets = [f"{module}.{n}" if f"{module}.{n}" in modules else module for n in names]
+            for target in targets or [module]:
+                if target not in modules:
+                    continue  # not ours: torch, numpy, ...
+                # the packages Python initialises on the way, except those the importer is in
+                for t in [a for a in ancestors(target) if a not in own_packages] + [target]:
+                    if t != importer and t in modules:
+                        edges.setdefault(t, line)
+    return graph
+
+
+def find_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One cycle ``[m0, m1, ..., m0]`` per strongly connected component (Tarjan's algorithm)."""
+    index, low, on_stack, stack, components = {}, {}, set(), [], []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(set(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for component in components:  # a shortest way back to the start, inside the component
+        start = min(component)
+        paths, seen = {start: [start]}, {start}
+        queue = [start]
+        while queue:
+            v = queue.pop(0)
+            for w in sorted(graph[v]):
+                if w == start:
+                    cycles.append(paths[v] + [start])
+                    queue = []
+                    break
+                if w in component and w not in seen:
+                    seen.add(w)
+                    paths[w] = paths[v] + [w]
+                    queue.append(w)
+    return cycles
+
+
+def describe(cycle: list[str], graph: dict[str, dict[str, int]]) -> str:
+    """Each step of a cycle with the file and line of its import."""
+    modules = find_modules()
+    return "\n    ".join(f"{a} -> {b}  ({modules[a].relative_to(ROOT)}:{graph[a][b]})"
+                         for a, b in zip(cycle, cycle[1:]))
+
+
+# ------------------------------------------------------------------------------------------------
+# the checker itself, on worked examples
+# ------------------------------------------------------------------------------------------------
+
+def test_find_cycles_worked_example():
+    graph = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1, "d": 1}, "d": {}, "e": {"d": 1}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b": 1}, "b": {}}) == []
+
+
+def test_the_graph_sees_lazy_relative_and_submodule_imports(tmp_path):
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "def f():\n    from pkg.sub import b  # lazy, and b is a submodule\n",
+        "pkg/sub/__init__.py": "from pkg.sub.b import g\n",
+        "pkg/sub/b.py": "import numpy\nfrom ..c import h  # relative: pkg.c\n",
+        "pkg/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import sub\n"
+                    "from pkg.a import f\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.a"] == {"pkg.sub": 2, "pkg.sub.b": 2}  # b's package __init__ runs first
+    assert graph["pkg.sub.b"] == {"pkg.c": 2}  # not pkg.sub: b is inside it; numpy is not ours
+    assert graph["pkg.c"] == {"pkg.a": 4}  # the TYPE_CHECKING import never runs
+    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks
+# ------------------------------------------------------------------------------------------------
+
+def test_no_import_cycle_in_stages():
+    graph = import_graph()
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles (break each one: move what both need to a third module):\n" + \
+        "\n".join(f"  {' -> '.join(c)}\n    {describe(c, graph)}" for c in cycles)
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_module_imports_a_private_name_of_stages():
+    files = [p for folder in ("stages", "tests", "benchmarks") for p in sorted((ROOT / folder).rglob("*.py"))]
+    found = []
+    for path in files:
+        for module, names, line in imports(path):
+            if module != PACKAGE and not module.startswith(PACKAGE + "."):
+                continue
+            private = [n for n in names if is_private(n)]
+            private += [part for part in module.split(".") if is_private(part)]
+            if private:
+                found.append(f"{path.relative_to(ROOT)}:{line}: {', '.join(private)} from {module}")
+    assert not found, "private names imported across modules (give them a public name and home):\n  " + \
+        "\n  ".join(found)
+
+
+GENERIC = re.compile(r"(^|_)(utils?|utilities|helpers?|misc)($|_)")
+
+
+def test_no_generic_utils_module_in_stages():
+    generic = [str(p.relative_to(ROOT)) for p in sorted((ROOT / PACKAGE).rglob("*"))
+               if (p.is_dir() or p.suffix == ".py") and GENERIC.search(p.stem)]
+    assert not generic, f"modules named like a grab-bag (name them after their concept): {generic}"
