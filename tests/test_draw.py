@@ -12,7 +12,7 @@ from PIL import Image
 
 from stages import STAGES
 from stages.data.sources import CocoDataset
-from stages.figures.draw import class_colour, draw_detections, figure_grid, preview_grid
+from stages.figures.draw import class_colour, draw_detections, draw_segmentation, figure_grid, preview_grid
 from stages.training.io import save_figure
 
 
@@ -52,3 +52,22 @@ def test_python_m_stages_lists_every_stage():
                          cwd=Path(__file__).resolve().parents[1]).stdout
     for module, _, _ in STAGES:
         assert f"python -m {module}" in out
+
+
+def test_segmentation_semantic_merges_a_class_and_instances_keep_objects_apart():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    image = torch.zeros(3, 20, 20)
+    masks = torch.zeros(2, 20, 20, dtype=torch.uint8)
+    masks[0, 2:8, 2:8] = 1
+    masks[1, 10:16, 10:16] = 1  # two objects of one class
+    fig = Figure()
+    semantic, instance = fig.subplots(1, 2)
+    draw_segmentation(semantic, image, masks, torch.tensor([1, 1]), ["bg", "circle"])
+    draw_segmentation(instance, image, masks, torch.tensor([1, 1]), ["bg", "circle"], instances=True)
+    # the overlay is the last image drawn: one colour for the class, two for the instances
+    colours = [{tuple(c) for c in ax.get_images()[-1].get_array().reshape(-1, 4)[:, :3].round(3)}
+               for ax in (semantic, instance)]
+    assert len(colours[1]) > len(colours[0])
+    assert any("circle #" in t.get_text() for t in instance.texts)

@@ -71,16 +71,19 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)  # no temporary files left
     for path in report.written:
         assert_picture(path)
-    assert set(report.skipped) == NEEDS_RUN == {"rpn", "masks", "comparison"}
+    assert set(report.skipped) == NEEDS_RUN == {"rpn", "masks", "mask_path", "precision_recall",
+                                                "comparison"}
     printed = capsys.readouterr().out
     for name, command in (("rpn", "python -m stages.faster_rcnn"),
                           ("masks", "python -m stages.mask_rcnn"),
+                          ("mask_path", "python -m stages.mask_rcnn"),
+                          ("precision_recall", "python -m stages.mask_rcnn"),
                           ("comparison", "python -m stages.compare")):
         assert f"skipped {name}:" in printed and command in report.skipped[name]
         assert f"--out {tmp_path / 'no_runs'}" in report.skipped[name]  # the folder it looked in
     # the two figures that use a run if present say what they drew instead
     assert "hard_negatives: no trained run" in printed and "fpn: no trained run" in printed
-    assert "3 skipped" in printed
+    assert "5 skipped" in printed
 
 
 def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, data_args, capsys):
@@ -90,7 +93,8 @@ def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, d
     assert report.failed == {} and report.skipped == {}
     assert [p.name for p in report.written] == ["07_rpn_objectness_and_proposals.png",
                                                "09_fpn_levels.png", "10_predicted_masks.png",
-                                               "11_comparison.png"]  # lecture order
+                                               "11_mask_path.png", "12_precision_recall.png",
+                                               "13_comparison.png"]  # lecture order
     for path in report.written:
         assert_picture(path)
     printed = capsys.readouterr().out
@@ -101,7 +105,8 @@ def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, d
         f"{trained_runs / 'faster_rcnn' / 'checkpoint.pt'} (")
     assert report.sources["10_predicted_masks.png"][0].startswith(
         str(trained_runs / "mask_rcnn" / "checkpoint.pt"))
-    assert report.sources["11_comparison.png"] == [f"{trained_runs / 'comparison.json'} (2 rows)"]
+    assert report.sources["13_comparison.png"] == [f"{trained_runs / 'comparison.json'} (2 rows)"]
+    assert report.sources["11_mask_path.png"] == report.sources["10_predicted_masks.png"]
     assert f"from {trained_runs / 'comparison.json'} (2 rows)" in printed
 
 
@@ -120,7 +125,7 @@ def test_unusable_runs_are_skipped_with_the_reason(tmp_path, trained_runs, data_
     assert report.failed == {}
     assert "written by stage 'mask_rcnn'" in report.skipped["rpn"]
     assert "not a readable checkpoint" in report.skipped["masks"]
-    assert [p.name for p in report.written] == ["11_comparison.png"]
+    assert [p.name for p in report.written] == ["13_comparison.png"]
     assert report.written[0].read_bytes() == png
 
 

@@ -25,8 +25,8 @@ dataset targets (gt_boxes [N, 4]); boxes (x1, y1, x2, y2) in absolute pixels. AP
     result = Result.from_evaluation(evaluate(model, val_set), stage="rcnn", ...)
 """
 
-from stages.evaluation.ap import (RECALL_POINTS, average_precision, hand_ap, match_detections,
-                                  precision_recall)
+from stages.evaluation.ap import (RECALL_POINTS, average_precision, hand_ap, interpolated_precision,
+                                  match_detections, pooled_precision_recall, precision_recall)
 from stages.evaluation.coco import (METRIC_NAMES, coco_from_entries, coco_ground_truth,
                                     coco_metrics, detections_to_coco, explain_missing,
                                     gt_entries, image_id_of, mask_to_rle, xyxy_to_xywh)
@@ -39,7 +39,9 @@ from stages.evaluation.tables import (align_columns, format_cell, format_count, 
 
 __all__ = [
     # ap.py
-    "RECALL_POINTS", "average_precision", "hand_ap", "match_detections", "precision_recall",
+    "RECALL_POINTS", "average_precision", "hand_ap", "interpolated_precision", "match_detections",
+    "pooled_precision_recall",
+    "precision_recall",
     # coco.py
     "METRIC_NAMES", "coco_from_entries", "coco_ground_truth", "coco_metrics", "detections_to_coco",
     "explain_missing", "gt_entries", "image_id_of", "mask_to_rle", "xyxy_to_xywh",

@@ -34,7 +34,11 @@ Shape shorthand and naming
 Map of this module (notebook 00 walks through it)
 -------------------------------------------------
     match_detections -> precision_recall -> average_precision, one image and one class
-    hand_ap           the three over several images, checked in the tests against pycocotools' AP50
+                        (interpolated_precision: the curve whose mean is AP)
+    pooled_precision_recall   the curve of one class over several images (pooled, ranked)
+    hand_ap           its AP, checked in the tests against pycocotools' AP50
+mAP averages AP over the classes that have ground truth; COCO's "AP" also averages over the ten
+IoU thresholds 0.50, 0.55, ..., 0.95.
 """
 
 from __future__ import annotations
@@ -88,28 +92,36 @@ def precision_recall(is_tp, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
     return tp / k, tp / n_gt
 
 
-def average_precision(precision, recall) -> float:
-    """COCO's 101-point interpolated AP (a fraction in 0..1) from precision/recall in score order.
+def interpolated_precision(precision, recall) -> np.ndarray:
+    """COCO's interpolated precision at the 101 recall points r = 0, 0.01, ..., 1: [101].
 
-        p_interp(r) = max_{k: recall_k >= r} precision_k,   AP = mean over r in {0, .01, ..., 1}
-    where p_interp(r) = 0 if recall r is never reached.
-    """
+        p_interp(r) = max_{k: recall_k >= r} precision_k,   0 where recall r is never reached
+    (precision and recall in score order, as ``precision_recall`` returns them)."""
     precision = np.asarray(precision, dtype=float)
     recall = np.asarray(recall, dtype=float)
     if len(precision) == 0:
-        return 0.0
+        return np.zeros_like(RECALL_POINTS)
     monotone = np.maximum.accumulate(precision[::-1])[::-1]             # max over this and later k
     first_k = np.searchsorted(recall, RECALL_POINTS, side="left")       # (101,) first k with rec >= r
     reached = first_k < len(recall)
-    sampled = np.where(reached, monotone[np.minimum(first_k, len(recall) - 1)], 0.0)  # (101,)
-    return float(sampled.mean())
+    return np.where(reached, monotone[np.minimum(first_k, len(recall) - 1)], 0.0)  # (101,)
 
 
-def hand_ap(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image, iou_threshold=0.5):
-    """AP (fraction) of one class over several images: match per image, then pool and sort by score.
+def average_precision(precision, recall) -> float:
+    """COCO's 101-point interpolated AP (a fraction in 0..1) from precision/recall in score order:
+    the area under the precision-recall curve, as the mean of ``interpolated_precision`` over the
+    101 recall points."""
+    return float(interpolated_precision(precision, recall).mean())
 
-    Lists of per-image arrays: pred_boxes [D_i, 4], pred_scores [D_i], gt_boxes [N_i, 4]. Images are
-    pooled in list order, which matches pycocotools' tie order when the list is in image-id order.
+
+def pooled_precision_recall(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image,
+                            iou_threshold=0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The precision-recall curve of one class over several images: ``(precision [D], recall [D])``
+    after each of the D detections of all images, pooled and ranked by score.
+
+    Lists of per-image arrays: pred_boxes [D_i, 4], pred_scores [D_i], gt_boxes [N_i, 4]. Detections
+    are matched per image (``match_detections``), then ranked together. Images are pooled in list
+    order, which matches pycocotools' tie order when the list is in image-id order.
     """
     scores, is_tp = [], []
     for boxes, s, gt in zip(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image):
@@ -119,4 +131,11 @@ def hand_ap(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image, iou
     scores, is_tp = np.concatenate(scores), np.concatenate(is_tp)
     order = np.argsort(-scores, kind="mergesort")  # pool all images: one ranking per class
     n_gt = sum(len(np.asarray(gt).reshape(-1, 4)) for gt in gt_boxes_per_image)
-    return average_precision(*precision_recall(is_tp[order], n_gt))
+    return precision_recall(is_tp[order], n_gt)
+
+
+def hand_ap(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image, iou_threshold=0.5):
+    """AP (fraction) of one class over several images: the area under its pooled precision-recall
+    curve (``pooled_precision_recall``), COCO's 101-point way (``average_precision``)."""
+    return average_precision(*pooled_precision_recall(pred_boxes_per_image, pred_scores_per_image,
+                                                      gt_boxes_per_image, iou_threshold))

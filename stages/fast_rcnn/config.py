@@ -57,7 +57,7 @@ class FastRCNNConfig(BackboneConfig):
     # a guard against one bad batch blowing the weights up (loss_objectness 1e29, then NaN: the
     # test in tests/test_training_errors.py); measured: without it 31.4 / 30.5
     clip_grad_norm: float = 10.0  # scale all gradients down to this norm when above it; 0: off
-    lr_drop: float = 0.75  # lr / 10 after 3/4 of the training (sec. 3.1: 30k of 40k iterations)
+    lr_drop: float = 0.75  # lr / 10 after 3/4 of the training (sec. 2.3: 30k of 40k iterations)
     quick_time_budget: float = 120.0  # seconds of training in the quick preset (the README's
     #                                   comparison: four stages within 12 minutes on 2 cores)
     full_epochs: int = 30  # epochs of training in the full preset

@@ -37,7 +37,7 @@ class FastRCNNHead(nn.Module):
         self.fc = FC6FC7(pooler.out_dim, fc_dim)  # R-CNN's fc6, fc7 (without dropout, as there)
         self.cls_score = nn.Linear(fc_dim, num_classes + 1)
         self.bbox_pred = nn.Linear(fc_dim, 4 * (num_classes + 1))
-        # the paper's initialisation of the new layers (sec. 2.2): N(0, 0.01) and N(0, 0.001)
+        # the paper's initialisation of the new layers (sec. 2.3): N(0, 0.01) and N(0, 0.001)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         for layer in (self.cls_score, self.bbox_pred):

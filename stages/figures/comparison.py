@@ -3,7 +3,7 @@
 Drawn from the rows of ``stages/evaluation/comparison.py`` (one ``Row`` per run: its entry, its
 ``Result`` and its learning curve). ``python -m stages.compare`` saves the whole figure as
 ``comparison.png``; notebook 05 draws the first two panels; ``python -m stages.figures`` redraws
-it from ``comparison.json`` as ``11_comparison.png``.
+it from ``comparison.json`` as ``13_comparison.png``.
 
     plot_accuracy_vs_speed   box AP (and mask AP) against test ms per image, log x: the papers'
                              story as one path from R-CNN (slow) to Faster / Mask R-CNN (fast)

@@ -472,3 +472,56 @@ def draw_filters(ax, weight: torch.Tensor, cols: int = 8, title: str | None = No
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
+
+
+# ------------------------------------------------------------------------------------------------
+# The vision tasks side by side: semantic against instance segmentation (notebook 00)
+# ------------------------------------------------------------------------------------------------
+
+def draw_segmentation(ax, image, masks, labels, class_names=None, instances: bool = False,
+                      alpha: float = 0.6, title: str | None = None, fontsize: float = 7):
+    """Masks [N, H, W] with labels [N] (1..K) drawn as a segmentation of the image.
+
+    ``instances=False``: *semantic* segmentation, one class per pixel, class k in
+    ``class_colour(k)`` and background in black: objects of one class that touch merge and nothing
+    tells them apart (where masks overlap, the higher label wins; our synthetic masks do not).
+    ``instances=True``: *instance* segmentation, what Mask R-CNN predicts: one mask per object,
+    each in its own colour and captioned ``name #i``, even when two objects share a class.
+    """
+    from matplotlib.patches import Patch
+
+    img = to_numpy_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    masks = _as_numpy(masks)
+    labels = _as_numpy(labels).astype(int)
+    if masks.ndim == 4:  # (N, 1, H, W) -> (N, H, W)
+        masks = masks[:, 0]
+    masks = masks >= 0.5
+    name = (lambda k: class_names[k]) if class_names is not None else str
+    overlay = np.zeros((*img.shape[:2], 4))  # (H, W, RGBA), transparent where nothing is drawn
+    if instances:
+        for i, (mask, label) in enumerate(zip(masks, labels)):
+            overlay[mask] = [*_hex_to_rgb(PALETTE[i % len(PALETTE)]), alpha]
+        ax.imshow(overlay)
+        for i, (mask, label) in enumerate(zip(masks, labels)):
+            ys, xs = np.nonzero(mask)
+            if len(xs):
+                ax.text(xs.mean(), ys.mean(), f"{name(label)} #{i + 1}", fontsize=fontsize,
+                        color="white", ha="center", va="center",
+                        bbox=dict(facecolor=PALETTE[i % len(PALETTE)], edgecolor="none", pad=1))
+    else:
+        class_map = np.zeros(img.shape[:2], int)  # (H, W): 0 = background, else the class 1..K
+        if len(masks):
+            class_map = (masks * labels[:, None, None]).max(0)  # (N, H, W) -> (H, W)
+        present = sorted(set(class_map.flat) - {0})
+        overlay[class_map == 0] = [0, 0, 0, alpha]  # background is a class of its own, in black
+        for k in present:
+            overlay[class_map == k] = [*_hex_to_rgb(class_colour(k)), alpha]
+        ax.imshow(overlay)
+        handles = [Patch(color="black", alpha=alpha, label="background")]
+        handles += [Patch(color=class_colour(k), label=name(k)) for k in present]
+        ax.legend(handles=handles, fontsize=fontsize, loc="lower right", framealpha=0.8)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=fontsize + 2)
+    return ax

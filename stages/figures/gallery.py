@@ -19,7 +19,9 @@ Each figure shows one idea of one paper, and is made by one function of its stag
     roi_align       08_roi_pool_vs_roi_align                RoIAlign (Mask Fig. 3)      -
     fpn             09_fpn_levels                           pyramid levels (FPN Eq. 1)  (mask_rcnn)
     masks           10_predicted_masks                      masks (Mask R-CNN 3)        mask_rcnn
-    comparison      11_comparison                           all four generations        compare
+    mask_path       11_mask_path                            mask branch (Mask 3, Fig. 4) mask_rcnn
+    precision_recall 12_precision_recall                    AP = area under PR (COCO)   mask_rcnn
+    comparison      13_comparison                           all four generations        compare
 
 What a figure needs. The figures of geometry (proposals, warps, pooling bins, anchors) draw one
 validation image of ``--data`` (``--image`` picks which) and always render. The figures of what a
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io as bytes_io
 import time
 import traceback
 from dataclasses import dataclass
@@ -51,11 +54,13 @@ from typing import Callable
 
 import matplotlib
 from matplotlib.figure import Figure
+from PIL import Image
 
 from stages.figures.common import DPI, FONTS, Inputs, Skip
 from stages.figures.fast_rcnn import fig_roi_pool, fig_spp
+from stages.figures.evaluation import fig_precision_recall
 from stages.figures.faster_rcnn import fig_anchors, fig_rpn
-from stages.figures.mask_rcnn import fig_fpn, fig_masks, fig_roi_align
+from stages.figures.mask_rcnn import fig_fpn, fig_mask_path, fig_masks, fig_roi_align
 from stages.figures.rcnn import fig_hard_negatives, fig_proposals, fig_warped_regions
 from stages.training import io
 from stages.training.cli import command_parser
@@ -127,8 +132,13 @@ FIGURES = (
                "FPN 3, Eq. 1: pyramid maps P2-P5 and the RoIs each level pools", uses="mask_rcnn"),
     FigureSpec("masks", "10_predicted_masks.png", fig_masks,
                "Mask R-CNN 3: predicted masks and mask probabilities", needs="mask_rcnn"),
+    FigureSpec("mask_path", "11_mask_path.png", fig_mask_path,
+               "Mask R-CNN 3, Fig. 4: 14 x 14 RoI features -> 28 x 28 mask -> pasted -> 0.5",
+               needs="mask_rcnn"),
+    FigureSpec("precision_recall", "12_precision_recall.png", fig_precision_recall,
+               "COCO AP: the area under each class's precision-recall curve; mAP", needs="mask_rcnn"),
     # compare's plot places its legends and labels for matplotlib's default fonts: kept
-    FigureSpec("comparison", "11_comparison.png", fig_comparison,
+    FigureSpec("comparison", "13_comparison.png", fig_comparison,
                "all four stages: AP against test time, where the time goes", needs="compare",
                fonts={}),
 )
@@ -163,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     parser.add_argument("--dpi", type=int, default=DPI,
                         help=f"resolution of the PNG files (default: {DPI})")
+    parser.add_argument("--palette", action="store_true",
+                        help="256-colour PNGs, about 3x smaller: the committed gallery (docs/figures)")
     return parser
 
 
@@ -174,16 +186,24 @@ class Report:
     sources: dict[str, list] = dataclasses.field(default_factory=dict)  # file -> runs it read
 
 
-def render(spec: FigureSpec, src: Inputs, out: Path, dpi: int = DPI) -> Path:
-    """Make one figure and write it to ``out / spec.filename`` (atomically); ``Skip`` passes up."""
+def render(spec: FigureSpec, src: Inputs, out: Path, dpi: int = DPI, palette: bool = False) -> Path:
+    """Make one figure and write it to ``out / spec.filename`` (atomically); ``Skip`` passes up.
+    ``palette``: a 256-colour PNG, about 3x smaller (the committed gallery, docs/figures)."""
     path = out / spec.filename
     with matplotlib.rc_context(spec.fonts):  # sizes are read when text is made and when drawn
         made = spec.make(src)
         if isinstance(made, Path):
-            io.write_bytes(path, made.read_bytes())
+            data = made.read_bytes()
         else:
-            io.save_figure(made, path, dpi=dpi)
-    return path
+            buffer = bytes_io.BytesIO()
+            made.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            data = buffer.getvalue()
+    if palette:
+        image = Image.open(bytes_io.BytesIO(data)).convert("RGB").quantize(colors=256)
+        buffer = bytes_io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        data = buffer.getvalue()
+    return io.write_bytes(path, data)
 
 
 def main(argv: list[str] | None = None) -> Report:
@@ -201,7 +221,7 @@ def main(argv: list[str] | None = None) -> Report:
         t0 = time.perf_counter()
         src.used = []
         try:
-            path = render(spec, src, out, args.dpi)
+            path = render(spec, src, out, args.dpi, args.palette)
         except Skip as why:
             report.skipped[spec.name] = str(why)
             print(f"[figures] skipped {spec.name}: {why}")

@@ -5,9 +5,11 @@ pooling without rounding, the pyramid's levels, and the masks.
     roi_align  fig_roi_align   08_roi_pool_vs_roi_align   Mask R-CNN 3, Fig. 3 (RoIAlign)
     fpn        fig_fpn         09_fpn_levels              FPN 3, Eq. 1 (which level pools a RoI)
     masks      fig_masks       10_predicted_masks         Mask R-CNN 3 (a mask per detection)
+    mask_path  fig_mask_path   11_mask_path               Mask R-CNN 3, Fig. 4 (14 x 14 -> 28 x 28
+                                                          -> pasted into the box -> 0.5)
 
 Each takes the ``Inputs`` (``stages.figures.common``) and returns a matplotlib ``Figure``;
-``fig_masks`` needs a trained run (``<runs>/mask_rcnn``), ``fig_fpn`` uses one trained with
+``fig_masks`` and ``fig_mask_path`` need a trained run (``<runs>/mask_rcnn``), ``fig_fpn`` uses one trained with
 ``--fpn`` if there is one (else an untrained pyramid, said so). P2..P5: the pyramid's levels,
 level k at stride 2^k.
 """
@@ -173,6 +175,59 @@ def fig_masks(src: Inputs) -> Figure:
     if heat is not None:
         fig.colorbar(heat, ax=axes[1].tolist(), shrink=0.7, label="mask probability")
     fig.suptitle(f"Mask R-CNN: a {cfg.mask_size} x {cfg.mask_size} mask per detection, pasted "
-                 f"into its box (sec. 3)\ntop: masks thresholded at 0.5 (the paper's); "
+                 f"into its box (sec. 3.1)\ntop: masks thresholded at 0.5 (the paper's); "
                  f"bottom: the best detection's mask probabilities")
+    return fig
+
+
+def fig_mask_path(src: Inputs) -> Figure:
+    """The mask branch's path for the best detection of a trained Mask R-CNN on the image."""
+    model, _ = trained_model(src, "mask_rcnn", ("mask_rcnn",))
+    with torch.no_grad():
+        if len(model([src.image])[0]["boxes"]) == 0:
+            raise Skip("the trained Mask R-CNN detects nothing on this image: try --image N")
+    return mask_path_figure(model, src.image, src.class_names)
+
+
+def mask_path_figure(model, image: torch.Tensor, class_names) -> Figure:
+    """The mask branch's path for the best detection of our ``MaskRCNN`` on ``image`` (sec. 3):
+    the 14 x 14 RoIAlign features of its box, the 28 x 28 mask of its class, pasted into the box,
+    thresholded at 0.5. Notebook 04 draws it for its own model."""
+    from stages.mask_rcnn.mask_head import mask_probabilities, paste_masks
+
+    cfg = model.cfg
+    model.eval()
+    with torch.no_grad():
+        out = model([image])[0]
+        if len(out["boxes"]) == 0:
+            raise ValueError("the model detects nothing on this image: no mask to follow")
+        box, label = out["boxes"][:1], out["labels"][:1]  # the best detection
+        features, _ = model.features([image])
+        pooled = model.mask_head.pooler(features, [box])  # (1, C, 14, 14)
+        logits = model.mask_head(features, [box])  # (1, K, 28, 28)
+        probs = mask_probabilities(logits, label, cfg.mask_loss)  # (1, 28, 28)
+        pasted = paste_masks(probs, box, tuple(image.shape[-2:]))[0]  # (H, W)
+    S, m = pooled.shape[-1], probs.shape[-1]
+    fig = Figure(figsize=(22, 5.6), layout="compressed")
+    axes = fig.subplots(1, 5)
+    draw_detections(axes[0], image, box, label, out["scores"][:1], class_names=class_names,
+                    linewidth=2.5, fontsize=12)
+    axes[0].set_title("the best detection: its box")
+    axes[1].imshow(pooled[0].mean(0).numpy(), cmap="viridis")
+    axes[1].set_title(f"RoIAlign: {S} x {S} features of the box\n(mean of {pooled.shape[1]} channels)")
+    axes[2].imshow(probs[0].numpy(), cmap="magma", vmin=0, vmax=1)
+    axes[2].set_title(f"the FCN's {m} x {m} mask of class\n{class_names[int(label)]} ({cfg.mask_loss}), "
+                      f"1 of {logits.shape[1]}")
+    x1, y1, x2, y2 = box[0].tolist()
+    for ax, values, title in ((axes[3], pasted.numpy(), "pasted into the box: resized, bilinear"),
+                              (axes[4], (pasted >= 0.5).float().numpy(), "thresholded at 0.5")):
+        ax.imshow(to_numpy_image(image))
+        ax.imshow(np.ma.masked_less(values, 0.02), cmap="magma", alpha=0.8, vmin=0, vmax=1)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2, edgecolor="white"))
+        ax.set_title(title)
+    for ax in axes[1:]:
+        ax.set_axis_off()
+    fig.suptitle("The mask branch (Mask R-CNN sec. 3, Figure 4): RoIAlign -> 4 convs -> 2x deconv -> "
+                 f"one {m} x {m} mask per class; the detected class's mask is pasted into the box "
+                 "and binarised at 0.5")
     return fig

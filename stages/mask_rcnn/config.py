@@ -49,7 +49,7 @@ class MaskRCNNConfig(FasterRCNNConfig):
     mask_channels: int = 32  # the paper's 256; 64 made a training step 1.3x slower on our CPU
     mask_size: int = 28  # m = 28 for the FPN head
     mask_loss: Literal["sigmoid", "softmax"] = "sigmoid"  # sigmoid: per-class binary masks (the paper) | softmax (Table 2b)
-    # (sec. 3 "Inference": masks are binarised at 0.5: the model returns probabilities, pasted
+    # (sec. 3.1 "Inference": masks are binarised at 0.5: the model returns probabilities, pasted
     # into the image, and the evaluator thresholds them at 0.5)
     # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; our 256 as in stages 2-3) ---
     detections_per_image: int = 50  # the paper's 100; our images hold at most 6 objects

@@ -51,7 +51,7 @@ class MaskHead(nn.Module):
 
 def mask_targets(gt_masks: torch.Tensor, rois: torch.Tensor, gt_index: torch.Tensor,
                  size: int = 28, kernel: str = "torchvision") -> torch.Tensor:
-    """The m x m training target of each RoI [P, 4] (sec. 3): its matched instance's mask
+    """The m x m training target of each RoI [P, 4] (sec. 3.1): its matched instance's mask
     (``gt_masks[gt_index]``, [G, H, W] uint8) cropped to the RoI and resized with RoIAlign,
     then binarised at 0.5 -> float {0, 1} [P, m, m]."""
     if len(rois) == 0:

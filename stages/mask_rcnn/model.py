@@ -15,7 +15,7 @@ positive RoIs, and mask pasting at test time.
     train: sample RoIs (stage 2) -> box head loss; positive RoIs -> mask head -> mask loss
            losses: loss_objectness, loss_rpn_box, loss_cls, loss_box, loss_mask (summed, sec. 3)
     test:  box head -> detect (NMS, top detections) -> mask head on the *final* boxes
-           -> the predicted class's mask -> pasted into the image (sec. 3 "Inference")
+           -> the predicted class's mask -> pasted into the image (sec. 3.1 "Inference")
 
 With ``--no-fpn --pool roi`` the detection path is stage 3's, part for part (tests prove it).
 """
@@ -74,7 +74,7 @@ class MaskRCNN(FasterRCNN):
 
     def predict(self, features, proposals: list[torch.Tensor], sizes) -> list[dict]:
         """Stage 2's detections, then the mask branch on the *final* boxes only ("speeds up
-        inference and improves accuracy", sec. 3): each one's class mask, pasted into the image."""
+        inference and improves accuracy", sec. 3.1): each one's class mask, pasted into the image."""
         detections = super().predict(features, proposals, sizes)
         pred_mask_logits = self.mask_head(features, [d["boxes"] for d in detections])
         per_image = pred_mask_logits.split([len(d["boxes"]) for d in detections])
