@@ -54,7 +54,7 @@ from paper_facts import PAPERS, Paper
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-DOCS = [ROOT / "README.md", ROOT / "benchmarks" / "report.md", *NOTEBOOKS]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "README.md", ROOT / "benchmarks" / "report.md", *NOTEBOOKS]
 
 PROJECT_NAME = "R-CNN Stages"
 _NAMES = sorted(((name, paper) for paper in PAPERS for name in paper.names),

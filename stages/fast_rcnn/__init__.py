@@ -9,7 +9,7 @@ from the shared map; SVMs and box regressors trained apart -> one head, one loss
     python -m stages.fast_rcnn [--pool roi|spp] [--pool-kernel ours|torchvision] [--help]
 
     config.py    FastRCNNConfig (the paper's settings, scaled to our images)
-    pooling.py   RoIPool, SPPPool, build_pooler                     sec. 2.1; SPP-net sec. 2.3
+    pooling.py   RoIPool, SPPPool, build_pooler                     sec. 2.1; SPP-net sec. 2.2
     sampling.py  sample_rois, sample_batch: RoI labels and mini-batches      sec. 2.3
     head.py      FastRCNNHead, fast_rcnn_loss (Eq. 1-3), detect (test time, sec. 3)
     model.py     CachedSelectiveSearch, FastRCNN, build_fast_rcnn: the parts assembled

@@ -11,7 +11,7 @@ from stages.backbone import BackboneConfig
 
 @dataclass(frozen=True)
 class FastRCNNConfig(BackboneConfig):
-    # --- pooling (sec. 2.1; SPP-net sec. 2.3). A --pool value names the same operation in every
+    # --- pooling (sec. 2.1; SPP-net sec. 2.2). A --pool value names the same operation in every
     #     stage (stages.fast_rcnn.pooling); stage 4 adds align (RoIAlign) ---
     pool: Literal["roi", "spp"] = "roi"  # roi: RoI max pooling (one level) | spp: a {4, 2, 1} spatial pyramid
     pool_size: int = 7  # H = W = 7 for VGG16 (sec. 2.1)

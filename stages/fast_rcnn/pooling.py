@@ -2,7 +2,7 @@
 
 Fast R-CNN sec. 2.1: "RoI max pooling works by dividing the h x w RoI window into an H x W grid
 of sub-windows of approximate size h/H x w/W and then max-pooling the values in each sub-window
-into the corresponding output grid cell." SPP-net (He et al. 2014, sec. 2.3) pools the same window
+into the corresponding output grid cell." SPP-net (He et al. 2014, sec. 2.2) pools the same window
 into several grids at once (4x4, 2x2, 1x1) and concatenates them: RoI pooling is its one-level case.
 
 Shape shorthand: C channels of the map, R RoIs of all images, S the pooled size.

@@ -9,7 +9,7 @@ the multi-task loss and detection.
 **Added:** anchors (``anchors.py``), the RPN head, anchor labels and loss, the proposal layer
 (``rpn.py``), trained jointly with the detector (approximate joint training, sec. 3.2).
 
-    images --backbone--> feature (N, C, H/8, W/8)            shared by the RPN and the head
+    images (2x) --backbone--> feature (N, C, H/4, W/4)       shared by the RPN and the head
     feature --RegionProposalNetwork--> proposals, list of N [P_i, 4]   (+ RPN losses in training)
     feature, proposals --FastRCNNHead--> class logits, box offsets     (stage 2's head)
     train: {"loss_objectness", "loss_rpn_box", "loss_cls", "loss_box"}, summed (sec. 3.2)

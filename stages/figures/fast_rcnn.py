@@ -3,7 +3,7 @@ RoI of any size is pooled to a fixed grid of bins on the shared feature map.
 
     name      function       file (.png)           paper, section
     roi_pool  fig_roi_pool   04_roi_pooling_grid   Fast R-CNN 2.1 (RoI pooling, 7 x 7 bins)
-    spp       fig_spp        05_spp_bins           SPP-net 2.3 (4 x 4 + 2 x 2 + 1 x 1 bins)
+    spp       fig_spp        05_spp_bins           SPP-net 2.2 (4 x 4 + 2 x 2 + 1 x 1 bins)
 
 Each takes the ``Inputs`` (``stages.figures.common``) and returns a matplotlib ``Figure``. The map
 is drawn in its own cells: a box (x1, y1, x2, y2) in image pixels goes onto it scaled by 1 / stride.
@@ -52,7 +52,7 @@ def fig_roi_pool(src: Inputs) -> Figure:
 
 
 def fig_spp(src: Inputs) -> Figure:
-    """SPP-net's pyramid (sec. 2.3): the 4 x 4, 2 x 2 and 1 x 1 bins of a small and of a large RoI,
+    """SPP-net's pyramid (sec. 2.2): the 4 x 4, 2 x 2 and 1 x 1 bins of a small and of a large RoI,
     one level per panel: the same 21 bins whatever the RoI's size."""
     from stages.fast_rcnn.config import FastRCNNConfig
     cfg = FastRCNNConfig()
@@ -82,6 +82,6 @@ def fig_spp(src: Inputs) -> Figure:
         row[0].text(-0.04, 0.5, f"RoI {w:.0f} x {h:.0f} px\n= {w / stride:.1f} x {h / stride:.1f} "
                     f"cells", transform=row[0].transAxes, rotation=90, ha="right", va="center")
     fig.suptitle(f"SPP: {' + '.join(f'{n}x{n}' for n in levels)} bins make any RoI one "
-                 f"{bins} x C vector (SPP-net sec. 2.3)\ndashed white: the exact RoI; each bin "
+                 f"{bins} x C vector (SPP-net sec. 2.2)\ndashed white: the exact RoI; each bin "
                  f"max-pools the whole cells it is rounded to (on a small RoI, bins share cells)")
     return fig

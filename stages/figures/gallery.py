@@ -13,7 +13,7 @@ Each figure shows one idea of one paper, and is made by one function of its stag
     warped_regions  02_warped_regions                       crop + warp (R-CNN App. A)  -
     hard_negatives  03_hard_negatives                       hard negatives (R-CNN 2.3)  (rcnn)
     roi_pool        04_roi_pooling_grid                     RoI pooling (Fast 2.1)      -
-    spp             05_spp_bins                             pyramid bins (SPP-net 2.3)  -
+    spp             05_spp_bins                             pyramid bins (SPP-net 2.2)  -
     anchors         06_anchors                              anchors (Faster 3.1.1)      -
     rpn             07_rpn_objectness_and_proposals         RPN + NMS (Faster 3.1, 3.3) faster_rcnn
     roi_align       08_roi_pool_vs_roi_align                RoIAlign (Mask Fig. 3)      -
@@ -120,7 +120,7 @@ FIGURES = (
     FigureSpec("roi_pool", "04_roi_pooling_grid.png", fig_roi_pool,
                "Fast R-CNN 2.1: RoI pooling's 7 x 7 bins, rounded to cells"),
     FigureSpec("spp", "05_spp_bins.png", fig_spp,
-               "SPP-net 2.3: 4x4 + 2x2 + 1x1 bins on a small and a large RoI"),
+               "SPP-net 2.2: 4x4 + 2x2 + 1x1 bins on a small and a large RoI"),
     FigureSpec("anchors", "06_anchors.png", fig_anchors,
                "Faster R-CNN 3.1.1: 3 x 3 anchors at a location, centres at the stride"),
     FigureSpec("rpn", "07_rpn_objectness_and_proposals.png", fig_rpn,

@@ -33,7 +33,8 @@ class MaskRCNNConfig(FasterRCNNConfig):
     fpn_channels: int = 64  # the paper's d = 256; our backbone's widest map has 160 channels
     # FPN Eq. 1: k = floor(k0 + log2(sqrt(w h) / canonical)), clamped to 2..5. The paper's
     # canonical 224 px (ImageNet's size, k0 = 4) would put every one of our 12-56 px objects on P2.
-    # With 56 px, RoIs under 28 px read P2 (stride 4), 28-55 px P3 (stride 8), 56-111 px P4:
+    # With 56 px and --input-scale 1, RoIs under 28 px read P2 (stride 4), 28-55 px P3, 56-111 px P4
+    # (at the default 2x the pyramid's strides halve in image pixels and each range reads one level up):
     # each RoI then spans 3.5 to 7 cells of its level, and our objects spread over P2..P4.
     fpn_k0: int = 4  # the level of an RoI of the canonical size (FPN Eq. 1)
     fpn_canonical_size: float = 56.0  # pixels: an RoI this size reads level k0 (paper: 224)

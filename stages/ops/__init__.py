@@ -22,7 +22,7 @@ proposals, K classes.
                   output_grid(output_size)              7 -> (PH, PW) = (7, 7)
     roi_pool.py   roi_pool(input, boxes, output_size, spatial_scale)   Fast R-CNN sec. 2.1
                                                         -> Tensor[R, C, PH, PW]
-                  spp_pool(input, boxes, levels, spatial_scale)        SPP-net sec. 2.3
+                  spp_pool(input, boxes, levels, spatial_scale)        SPP-net sec. 2.2
                                                         -> Tensor[R, C * sum(n^2)]
     roi_align.py  roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned,
                             reduce="mean")              Mask R-CNN sec. 3 -> Tensor[R, C, PH, PW]

@@ -1,4 +1,4 @@
-"""RoI max pooling (Fast R-CNN, sec. 2.1) and spatial pyramid pooling (SPP-net, sec. 2.3).
+"""RoI max pooling (Fast R-CNN, sec. 2.1) and spatial pyramid pooling (SPP-net, sec. 2.2).
 
 Fast R-CNN cuts a fixed-size feature out of the shared feature map for every region of interest:
 
@@ -104,7 +104,7 @@ def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size, spatial_s
 
 def spp_pool(input: Tensor, boxes: Tensor | list[Tensor], levels: tuple = (4, 2, 1),
              spatial_scale: float = 1.0, pool=roi_pool) -> Tensor:
-    """Spatial pyramid pooling of each RoI (SPP-net, He et al. 2014, sec. 2.3 and 4).
+    """Spatial pyramid pooling of each RoI (SPP-net, He et al. 2014, sec. 2.2 and 4).
 
     For every level n in ``levels`` the RoI is max-pooled on an n x n grid; the grids are
     flattened and concatenated into one fixed-length vector, whatever the RoI's size:
