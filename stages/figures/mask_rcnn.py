@@ -183,10 +183,14 @@ def fig_masks(src: Inputs) -> Figure:
 def fig_mask_path(src: Inputs) -> Figure:
     """The mask branch's path for the best detection of a trained Mask R-CNN on the image."""
     model, _ = trained_model(src, "mask_rcnn", ("mask_rcnn",))
-    with torch.no_grad():
-        if len(model([src.image])[0]["boxes"]) == 0:
-            raise Skip("the trained Mask R-CNN detects nothing on this image: try --image N")
-    return mask_path_figure(model, src.image, src.class_names)
+    try:
+        return mask_path_figure(model, src.image, src.class_names)
+    except NoDetection:
+        raise Skip("the trained Mask R-CNN detects nothing on this image: try --image N") from None
+
+
+class NoDetection(ValueError):
+    """The model found nothing on the image, so there is no mask to follow."""
 
 
 def mask_path_figure(model, image: torch.Tensor, class_names) -> Figure:
@@ -200,7 +204,7 @@ def mask_path_figure(model, image: torch.Tensor, class_names) -> Figure:
     with torch.no_grad():
         out = model([image])[0]
         if len(out["boxes"]) == 0:
-            raise ValueError("the model detects nothing on this image: no mask to follow")
+            raise NoDetection("the model detects nothing on this image: no mask to follow")
         box, label = out["boxes"][:1], out["labels"][:1]  # the best detection
         features, _ = model.features([image])
         pooled = model.mask_head.pooler(features, [box])  # (1, C, 14, 14)
