@@ -76,8 +76,11 @@ def learning_curve(out_dir: Path, result: Result) -> list:
 
 COLUMNS = ("stage", "proposals", "pooling",
            "box AP", "AP50", "AP75", "APs", "APm", "APl", "mask AP", "mask AP50", "mask AP75",
-           "train s", "test ms/img", "proposals ms", "network ms", "params")
+           "train s", "steps", "stopped by", "test ms/img", "proposals ms", "network ms", "params")
 TEXT_COLUMNS = 3  # the first three are words (left-aligned); the rest numbers (right-aligned)
+# what ended each stage's training: its time budget ("--time-budget", the quick preset's rule),
+# "--steps N", or its epochs (the full preset's rule); steps compare machines, seconds one machine
+STOPPED_BY = {"time_budget": "time", "steps": "steps", "epochs": "epochs"}
 
 
 def row_values(row: Row) -> dict:
@@ -88,7 +91,9 @@ def row_values(row: Row) -> dict:
             "pooling": row.entry.pooling,
             **{("box AP" if k == "AP" else k): r.box[k] for k in METRIC_NAMES},
             **{"mask " + k: mask.get(k) for k in ("AP", "AP50", "AP75")},
-            "train s": r.train_time_s, "test ms/img": r.ms_per_image,
+            "train s": r.train_time_s, "steps": r.steps,
+            "stopped by": STOPPED_BY.get(r.stopped_by, r.stopped_by),
+            "test ms/img": r.ms_per_image,
             "proposals ms": r.ms_proposals, "network ms": r.ms_network, "params": r.params}
 
 

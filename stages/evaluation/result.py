@@ -50,18 +50,22 @@ class Result:
     n_val: int
     device: str
     seed: int
+    steps: int | None = None  # optimizer steps of training (R-CNN: its CNN's mini-batches)
+    stopped_by: str | None = None  # what ended training: "epochs", "time_budget" or "steps"
     created: str = dataclasses.field(default_factory=_now_iso)  # ISO 8601, UTC
     notes: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_evaluation(cls, ev: dict, *, stage: str, variant: str, data: str, train_time_s: float,
-                        params: int, n_train: int, device: str, seed: int) -> "Result":
+                        params: int, n_train: int, device: str, seed: int,
+                        steps: int | None = None, stopped_by: str | None = None) -> "Result":
         """Wrap the dict returned by `evaluate` with what the run knows about itself."""
         return cls(stage=stage, variant=variant, data=data, box=ev["box"], mask=ev["mask"],
                    train_time_s=float(train_time_s), ms_per_image=ev["ms_per_image"],
                    ms_proposals=ev["ms_proposals"], ms_network=ev["ms_network"],
                    timing_ms=dict(ev["timing_ms"]), params=int(params), n_train=int(n_train),
-                   n_val=ev["n_images"], device=str(device), seed=int(seed), notes=list(ev["notes"]))
+                   n_val=ev["n_images"], device=str(device), seed=int(seed), steps=steps,
+                   stopped_by=stopped_by, notes=list(ev["notes"]))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

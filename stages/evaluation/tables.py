@@ -46,6 +46,8 @@ def format_cell(column: str, value) -> str:
         return value
     if column == "params":
         return format_count(value)
+    if column == "steps":
+        return str(value)
     if value == -1 and "AP" in column:
         return "n/a"  # undefined (no ground truth in that size range), explained under the table
     return f"{value:.1f}"
@@ -77,8 +79,8 @@ def format_rows(header, rows: list[list[str]], text_columns: int, markdown: bool
 # ------------------------------------------------------------------------------------------------
 
 COLUMNS = ("stage", "variant", "box AP", "AP50", "AP75", "APs", "APm", "APl",
-           "mask AP", "mask AP50", "mask AP75", "train s", "ms/img", "proposals ms", "network ms",
-           "params")
+           "mask AP", "mask AP50", "mask AP75", "train s", "steps", "ms/img", "proposals ms",
+           "network ms", "params")
 TEXT_COLUMNS = 2  # stage, variant
 
 
@@ -86,7 +88,7 @@ def result_cells(r: Result) -> list[str]:
     """One record as the cells of a row of `COLUMNS`."""
     mask = [r.mask[k] for k in ("AP", "AP50", "AP75")] if r.mask else [None, None, None]
     values = ([r.stage, r.variant] + [r.box[k] for k in METRIC_NAMES] + mask
-              + [r.train_time_s, r.ms_per_image, r.ms_proposals, r.ms_network, r.params])
+              + [r.train_time_s, r.steps, r.ms_per_image, r.ms_proposals, r.ms_network, r.params])
     return [format_cell(column, value) for column, value in zip(COLUMNS, values)]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from stages.training import run
+from stages.training import distributed, run
 from stages.backbone import backbone_suffix
 from stages.training.cli import dataclass_from_args
 from stages.fast_rcnn.config import FastRCNNConfig
@@ -31,17 +31,18 @@ def main(argv: list[str] | None = None):
     cache = ProposalCache(Path(ctx.run.data_root) / CACHE_DIR,
                           dataclass_from_args(SelectiveSearchConfig, args))
     for name, dataset in (("train", ctx.train), ("val", ctx.val)):
-        n, seconds = fill_cache(cache, dataset, ctx.run.progress, f"selective search ({name})")
+        with distributed.main_first():  # under torchrun rank 0 computes, the others read
+            n, seconds = fill_cache(cache, dataset, ctx.run.progress, f"selective search ({name})")
         print(f"[{STAGE}] selective search: {n} {name} images computed now in {seconds:.0f} s, "
               f"{len(dataset) - n} read from the cache {cache.folder}")
 
     torch.manual_seed(ctx.run.seed)  # the same initial weights whatever the cache held
     model = build_fast_rcnn(cfg, ctx.num_classes, cache).to(ctx.device)
     config = {**vars(args)}
-    train_time = run.train_or_restore(model, ctx, cfg, config)
+    trained = run.train_or_restore(model, ctx, cfg, config)
     variant = (f"proposals=selective_search pool={cfg.pool} kernel={cfg.pool_kernel}"
                + backbone_suffix(cfg))
-    return run.finish(model, ctx, variant=variant, train_time_s=train_time)
+    return run.finish(model, ctx, variant=variant, trained=trained)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,16 @@ import torch
 from stages.ops import match_to_ground_truth
 
 
+def random_order(n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random permutation of 0..n-1 on ``device``, drawn from ``generator`` (an image's own,
+    ``target["generator"]`` in training) or, without one, from torch's global generator."""
+    return torch.randperm(n, generator=generator).to(device)
+
+
 def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
                 num: int = 64, fg_fraction: float = 0.25, fg_iou: float = 0.5,
-                bg_iou_lo: float = 0.1, bg_iou_hi: float = 0.5, return_index: bool = False):
+                bg_iou_lo: float = 0.1, bg_iou_hi: float = 0.5, return_index: bool = False,
+                generator: torch.Generator | None = None):
     """Sample ``num`` RoIs of one image: ``(rois [S, 4], labels [S], matched_gt [S, 4])``, plus
     the index [S] of each RoI's matched gt box with ``return_index`` (for stage 4's mask targets).
 
@@ -29,7 +36,8 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     than ``fg_fraction * num`` foreground RoIs? All of them are taken and background fills up.
     Background comes from IoU in [bg_iou_lo, bg_iou_hi); if that range has too few, from
     [0, bg_iou_hi) (the paper's range is a heuristic, and our images have ~100 proposals, not
-    2000). Randomness comes from torch's global generator (seeded by the run).
+    2000). Randomness comes from ``generator``, the image's own in training (``engine.SeededItems``:
+    the draws do not depend on the other images of the batch), else from torch's global one.
     """
     proposals = torch.cat([proposals, gt_boxes])  # (P + G, 4)
     max_iou, gt_index, best_label = match_to_ground_truth(proposals, gt_boxes, gt_labels)  # (P+G,) each
@@ -41,8 +49,8 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     if len(bg) < num - n_fg:  # too few "hard" backgrounds: widen to [0, bg_iou_hi)
         bg = torch.nonzero((labels == 0) & (max_iou < bg_iou_hi)).flatten()
     n_bg = min(num - n_fg, len(bg))
-    fg = fg[torch.randperm(len(fg))[:n_fg].to(fg.device)]
-    bg = bg[torch.randperm(len(bg))[:n_bg].to(bg.device)]
+    fg = fg[random_order(len(fg), fg.device, generator)[:n_fg]]
+    bg = bg[random_order(len(bg), bg.device, generator)[:n_bg]]
     keep = torch.cat([fg, bg])
     out = (proposals[keep], labels[keep], matched_gt[keep])
     return out + (gt_index[keep],) if return_index else out
@@ -60,7 +68,8 @@ def sample_batch(proposals: list[torch.Tensor], targets: list[dict], cfg, box_co
     rois, labels, box_targets, gt_index = [], [], [], []
     for p, t in zip(proposals, targets):
         r, u, gt, g = sample_rois(p, t["boxes"], t["labels"], cfg.rois_per_image, cfg.fg_fraction,
-                                  cfg.fg_iou, cfg.bg_iou_lo, cfg.bg_iou_hi, return_index=True)
+                                  cfg.fg_iou, cfg.bg_iou_lo, cfg.bg_iou_hi, return_index=True,
+                                  generator=t.get("generator"))
         rois.append(r)
         labels.append(u)
         box_targets.append(box_coder.encode(gt, r))  # v: normalised targets

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None):
     torch.manual_seed(ctx.run.seed)
     model = build_faster_rcnn(cfg, ctx.num_classes).to(ctx.device)
     config = {**vars(args)}
-    train_time = run.train_or_restore(model, ctx, cfg, config)
+    trained = run.train_or_restore(model, ctx, cfg, config)
     variant = f"proposals=rpn pool={cfg.pool} kernel={cfg.pool_kernel}" + backbone_suffix(cfg)
-    return run.finish(model, ctx, variant=variant, train_time_s=train_time)
+    return run.finish(model, ctx, variant=variant, trained=trained)
 
 
 if __name__ == "__main__":

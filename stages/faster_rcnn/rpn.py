@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stages.fast_rcnn.sampling import random_order
 from stages.faster_rcnn.anchors import anchor_shapes, grid_anchors
 from stages.ops import BoxCoder, box_iou, clip_boxes_to_image, kernels, remove_small_boxes
 
@@ -102,19 +103,20 @@ def assign_anchors(anchors: torch.Tensor, gt_boxes: torch.Tensor, pos_iou: float
     return labels, gt_boxes[best_gt]
 
 
-def sample_anchors(labels: torch.Tensor, num: int = 256, pos_fraction: float = 0.5):
+def sample_anchors(labels: torch.Tensor, num: int = 256, pos_fraction: float = 0.5,
+                   generator: torch.Generator | None = None):
     """Pick the anchors one image's loss uses (sec. 3.1.3): ``(pos_idx, neg_idx)``.
 
     Up to ``pos_fraction * num`` positives at random, then negatives up to ``num`` in all ("if
     there are fewer than 128 positive samples in an image, we pad the mini-batch with negative
-    ones"). Randomness from torch's global generator (seeded by the run).
+    ones"). Randomness from ``generator``, the image's own in training, else torch's global one.
     """
     pos = torch.nonzero(labels == 1).flatten()
     neg = torch.nonzero(labels == 0).flatten()
     n_pos = min(int(num * pos_fraction), len(pos))
     n_neg = min(num - n_pos, len(neg))
-    pos = pos[torch.randperm(len(pos), device=pos.device)[:n_pos]]
-    neg = neg[torch.randperm(len(neg), device=neg.device)[:n_neg]]
+    pos = pos[random_order(len(pos), pos.device, generator)[:n_pos]]
+    neg = neg[random_order(len(neg), neg.device, generator)[:n_neg]]
     return pos, neg
 
 
@@ -220,7 +222,8 @@ class RegionProposalNetwork(nn.Module):
         for t, size in zip(targets, image_sizes):
             valid = inside_image(anchors, size) if cfg.ignore_cross_boundary else None
             labels, matched = assign_anchors(anchors, t["boxes"], cfg.rpn_pos_iou, cfg.rpn_neg_iou, valid)
-            samples.append(sample_anchors(labels, cfg.rpn_batch, cfg.rpn_pos_fraction))
+            samples.append(sample_anchors(labels, cfg.rpn_batch, cfg.rpn_pos_fraction,
+                                          t.get("generator")))
             gt_deltas.append(self.box_coder.encode(matched, anchors))  # t_i*, (M, 4)
         n_reg = locations * len(targets)  # N_reg: anchor locations of the batch
         return rpn_loss(pred_objectness, pred_deltas, samples, gt_deltas, n_reg, cfg.rpn_lambda,

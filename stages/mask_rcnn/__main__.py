@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None):
     torch.manual_seed(ctx.run.seed)
     model = build_model(cfg, choice, ctx.num_classes, ctx.run.long_side).to(ctx.device)
     config = {**vars(args)}
-    train_time = run.train_or_restore(model, ctx, cfg, config)
+    trained = run.train_or_restore(model, ctx, cfg, config)
     if choice.model == "ours":
         variant = (f"proposals=rpn{'+fpn' if cfg.fpn else ''} pool={cfg.pool} "
                    f"mask={cfg.mask_loss} kernel={cfg.pool_kernel}"
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None):
                    + backbone_suffix(cfg))
     else:
         variant = f"torchvision maskrcnn_resnet50_fpn weights={choice.weights}"
-    return run.finish(model, ctx, variant=variant, train_time_s=train_time)
+    return run.finish(model, ctx, variant=variant, trained=trained)
 
 
 if __name__ == "__main__":

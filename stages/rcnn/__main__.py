@@ -13,7 +13,12 @@ box regressors; then COCO evaluation on the validation images, with selective se
 Writes into --out (default runs/rcnn): checkpoint.pt (the CNN's weights; the SVMs and box
 regressors as tensors in ``extra``), metrics.json (the shared result record), predictions.png,
 proposals.png (recall against proposals per image) and train_log.json (losses, SVM rounds).
-R-CNN runs on the CPU (``--device`` is ignored): its per-region work is small and sequential.
+Devices: the warps, the CNN (fine-tuning and features), SVM scoring and box regression run on
+--device (a GPU with auto, when there is one); selective search and the scikit-learn fits of the
+SVMs and regressors run on the CPU, whatever the device. --steps N: the CNN trains N mini-batches.
+Under torchrun (--nproc_per_node=N) the N processes fine-tune the CNN together, each warping its
+share of every mini-batch (DistributedDataParallel); rank 0 then goes on alone with the features,
+SVMs, regressors and evaluation, and writes every file.
 
 --resume: R-CNN trains in steps, not epochs. The checkpoint is written once the CNN is fine-tuned
 (the long step) and again when the SVMs and regressors are trained; --resume reuses what it holds:
@@ -29,10 +34,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-import torch
 from matplotlib.figure import Figure
 
-from stages.training import engine, io, run
+from stages.training import distributed, engine, io, run
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stages.training.cli import dataclass_from_args
 from stages.training.engine import CHECKPOINT
@@ -97,9 +101,6 @@ def main(argv: list[str] | None = None) -> None:
                               skip=("eval_every",))
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
-    if ctx.device.type != "cpu":  # selective search, warps and SVMs are CPU work; so is this CNN
-        print(f"[rcnn] R-CNN runs on the CPU in this project; --device {ctx.run.device} ignored")
-        ctx = dataclasses.replace(ctx, device=torch.device("cpu"))
     cfg = resolve(dataclass_from_args(RCNNConfig, args), ctx.run.preset, ctx.run.epochs)
     ckpt_path = ctx.out_dir / CHECKPOINT
     cache_root = Path(ctx.run.data_root) / CACHE_DIR
@@ -121,35 +122,45 @@ def main(argv: list[str] | None = None) -> None:
 
     train_time = state["train_time_s"] if state else 0.0
     history = state["history"] if state else []
+    stopped_by = (state["extra"].get("stopped_by") if state else None)
     if "svm_bbox" in done:
-        model = model_from_checkpoint(state, cfg, make_proposer(cfg))
+        model = model_from_checkpoint(state, cfg, make_proposer(cfg)).to(ctx.device)
         print("[rcnn] the checkpoint is fully trained: evaluating it (nothing left to train)")
+        if not distributed.is_main():
+            return None  # rank 0 evaluates
     else:
         # R-CNN reads its training images without the random flips of the shared pipeline
         train_set = ctx.train.subset(ctx.train.indices, val_transforms(ctx.run.long_side))
-        data = prepare_training_data(train_set, cfg, cache_root, cfg.workers)
+        with distributed.main_first():  # rank 0 fills the proposal cache, the others read it
+            data = prepare_training_data(train_set, cfg, cache_root, cfg.workers)
         t0 = time.perf_counter()
         if "cnn" in done:
-            cnn = saved_cnn
+            cnn = saved_cnn.to(ctx.device)
             print("[rcnn] reusing the fine-tuned CNN of the checkpoint")
         else:
             budget = ctx.run.time_budget
-            if budget is None:
+            if budget is None and ctx.run.steps is None:  # --steps replaces the preset's budget
                 budget = TIME_BUDGET[ctx.run.preset]
-            cnn, history = train_cnn(data, cfg, seed=ctx.run.seed, time_budget=budget)
-            train_time += time.perf_counter() - t0
-            save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
-                            config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
-                            history=history, extra={"steps_done": ["cnn"]})
+            cnn, history, stopped_by = train_cnn(data, cfg, seed=ctx.run.seed, time_budget=budget,
+                                                 max_steps=ctx.run.steps, device=ctx.device)
+            train_time += distributed.agree([time.perf_counter() - t0])[0]
+            if distributed.is_main():
+                save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
+                                config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
+                                history=history, extra={"steps_done": ["cnn"],
+                                                        "stopped_by": stopped_by})
+        if not distributed.is_main():
+            return None  # the processes fine-tuned the CNN together; rank 0 goes on alone
         t0 = time.perf_counter()
-        features = region_features(cnn, data, cfg)
+        features = region_features(cnn, data, cfg, device=ctx.device)
         svms, svm_log = fit_svms(features, data, cfg, seed=ctx.run.seed)
         regressors = fit_bbox_regressors(features, data, cfg)
         train_time += time.perf_counter() - t0
-        model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).eval()
+        model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).to(ctx.device).eval()
         save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
                         config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
                         history=history, extra={"steps_done": ["cnn", "svm_bbox"],
+                                                "stopped_by": stopped_by,
                                                 **model.extra_tensors()})
         io.write_json(ctx.out_dir / TRAIN_LOG, {
             "proposals": data.summary, "cnn_history": history, "svm_rounds": svm_log,
@@ -163,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         engine.save_loss_figure(steps, ctx.out_dir / engine.LOSSES_FIGURE,
                                 title=f"rcnn: the CNN's {len(steps)} mini-batches (pre-training, "
                                       f"then fine-tuning); the SVMs and regressors are fitted after")
-    result = run.finish(model, ctx, variant=cfg.variant, train_time_s=train_time)
+    trained = run.Trained(train_time, len(history), stopped_by)
+    result = run.finish(model, ctx, variant=cfg.variant, trained=trained)
     parts = ", ".join(f"{k} {v:.1f}" for k, v in result.timing_ms.items())
     print(f"[rcnn] ms per image: {parts} (proposals computed live at test time)")
 

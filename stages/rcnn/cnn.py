@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stages.rcnn.regions import warp_from_images
+from stages.training import distributed
 
 
 class FC6FC7(nn.Module):
@@ -157,49 +158,70 @@ def _step_lr(optimizer, base_lr: float, progress: float) -> None:
         g["lr"] = base_lr * (0.1 if progress >= 0.75 else 1.0)
 
 
-def _train_step(cnn, optimizer, regions, labels, generator) -> float:
-    flip = torch.rand(len(regions), generator=generator) < 0.5  # (B,) mirror half the crops
+def share(idx: Tensor) -> Tensor:
+    """This process's part of a mini-batch drawn alike on every process: every N-th region
+    under ``torchrun`` (N processes; DDP averages their gradients), all of it for one process."""
+    return idx[distributed.rank()::distributed.world_size()]
+
+
+def _train_step(net, optimizer, regions, labels, flip) -> float:
+    """One SGD step on warped regions [B, 3, S, S] (those with ``flip`` [B] mirrored); returns
+    the mini-batch's loss (the mean over the processes under ``torchrun``)."""
+    flip = flip.to(regions.device)
     regions = torch.where(flip[:, None, None, None], regions.flip(-1), regions)
-    loss = F.cross_entropy(cnn(regions), labels)  # (B, K+1) logits vs (B,) labels
+    loss = F.cross_entropy(net(regions), labels.to(regions.device))  # (B, K+1) logits, (B,) labels
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.item()
+    return distributed.agree([loss.item()], "mean")[0]
+
+
+def out_of_budget(progress: "Progress", step: int) -> bool:
+    """Whether training is done at ``step``, agreed by every process (the furthest along)."""
+    return distributed.agree([progress(step)])[0] >= 1
 
 
 def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, gt_boxes: Tensor,
                       gt_labels: Tensor, *, epochs: int, lr: float, context_pad: float,
                       batch_size: int = 128, jitter: float = 0.1, seed: int = 0,
-                      deadline: float | None = None) -> list[dict]:
+                      deadline: float | None = None, max_steps: int | None = None) -> list[dict]:
     """Step 1: K-way classification of ground-truth crops; stands in for ImageNet pre-training.
 
-    images: normalised [3, H, W] each; image_index [G], gt_boxes [G, 4], gt_labels [G] in 1..K.
-    A temporary K-way layer replaces ``cls_score`` and is discarded afterwards. Stops early at
-    ``deadline`` (a ``time.perf_counter()`` value). Returns the loss history.
+    images: normalised [3, H, W] each, on the CNN's device; image_index [G], gt_boxes [G, 4],
+    gt_labels [G] in 1..K. A temporary K-way layer replaces ``cls_score`` and is discarded
+    afterwards. Stops early at ``deadline`` (a ``time.perf_counter()`` value) or after
+    ``max_steps`` mini-batches. Returns the loss history.
     """
     G = len(gt_boxes)
     if G == 0 or epochs <= 0:
         return []
     K = cnn.cls_score.out_features - 1
-    head = nn.Linear(cnn.fc.fc7.out_features, K)  # the "1000-way ImageNet layer" of our pre-training
+    device = cnn.cls_score.weight.device
+    head = nn.Linear(cnn.fc.fc7.out_features, K).to(device)  # our "1000-way ImageNet layer"
     kept_head, cnn.cls_score = cnn.cls_score, head
     optimizer = _optimizer(cnn, lr)
-    generator = torch.Generator().manual_seed(seed)
+    net = distributed.wrap(cnn, device)  # DDP under torchrun, else the CNN itself
+    generator = torch.Generator().manual_seed(seed)  # the same draws on every process
     steps_per_epoch = math.ceil(G / batch_size)
     total, history = epochs * steps_per_epoch, []
+    if max_steps is not None:
+        total = min(total, max_steps)
     progress = Progress(total, deadline)
     cnn.train()
     try:
         for step in range(total):
-            if progress(step) >= 1:
+            if out_of_budget(progress, step):
                 break  # out of time
             if step % steps_per_epoch == 0:
                 order = torch.randperm(G, generator=generator)  # a new epoch: reshuffle
             idx = order[(step % steps_per_epoch) * batch_size:][:batch_size]  # (B,)
             boxes = jitter_boxes(gt_boxes[idx], jitter, generator)
-            regions = warp_from_images(images, image_index[idx], boxes, cnn.warp_size, context_pad)
+            flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
+            mine = share(torch.arange(len(idx)))  # this process's regions of the batch
+            regions = warp_from_images(images, image_index[idx][mine], boxes[mine], cnn.warp_size,
+                                       context_pad)
             _step_lr(optimizer, lr, progress(step))
-            loss = _train_step(cnn, optimizer, regions, gt_labels[idx] - 1, generator)  # 0..K-1
+            loss = _train_step(net, optimizer, regions, gt_labels[idx][mine] - 1, flip[mine])  # 0..K-1
             history.append({"step": "pretrain", "epoch": step // steps_per_epoch + 1, "loss": loss})
     finally:
         cnn.cls_score = kept_head
@@ -209,13 +231,19 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
 def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: Tensor,
              labels: Tensor, *, epochs: float, lr: float, context_pad: float,
              batch_positives: int = 32, batch_negatives: int = 96, seed: int = 0,
-             deadline: float | None = None, optimizer: str = "sgd") -> list[dict]:
+             deadline: float | None = None, optimizer: str = "sgd",
+             max_steps: int | None = None) -> list[dict]:
     """Step 2: (K+1)-way fine-tuning on warped regions, 32 positives + 96 background per batch.
 
     The pool of regions: image_index [P], boxes [P, 4], labels [P] (0 = background, 1..K a
     positive, i.e. IoU >= 0.5 with a ground truth of that class, sec. 2.3). One epoch = as many
     mini-batches as it takes to draw every positive once on average. With no positives at all
-    (a data set without objects) the batches are all background.
+    (a data set without objects) the batches are all background. ``max_steps``: exactly that many
+    mini-batches (the epochs then do not stop it), unless ``deadline`` comes first.
+
+    Under ``torchrun`` every process draws the same mini-batch (the same generator) and warps its
+    share of it (``share``); DistributedDataParallel averages the gradients, so each process takes
+    the step one process would have taken on the whole batch.
     """
     cnn.cls_score.reset_parameters()  # "replacing the 1000-way layer with a new (N+1)-way one"
     positives = torch.where(labels > 0)[0]  # (P+,)
@@ -225,20 +253,25 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
     if n_pos + n_neg == 0:
         return []
     steps = max(1, math.ceil(epochs * max(len(positives), 1) / max(n_pos, 1)))
+    if max_steps is not None:
+        steps = max_steps
     optimizer = _optimizer(cnn, lr, optimizer)
-    generator = torch.Generator().manual_seed(seed)
+    net = distributed.wrap(cnn, cnn.cls_score.weight.device)  # DDP under torchrun
+    generator = torch.Generator().manual_seed(seed)  # the same draws on every process
     history = []
     progress = Progress(steps, deadline)
     cnn.train()
     for step in range(steps):
-        if progress(step) >= 1:
+        if out_of_budget(progress, step):
             break  # out of time
         idx = torch.cat([positives[torch.randint(len(positives), (n_pos,), generator=generator)],
                          negatives[torch.randint(len(negatives), (n_neg,), generator=generator)]])
-        regions = warp_from_images(images, image_index[idx], boxes[idx], cnn.warp_size,
+        flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
+        mine = share(idx)  # this process's regions of the batch (all of it for one process)
+        regions = warp_from_images(images, image_index[mine], boxes[mine], cnn.warp_size,
                                    context_pad)  # (128, 3, S, S)
         _step_lr(optimizer, lr, progress(step))
-        loss = _train_step(cnn, optimizer, regions, labels[idx], generator)
+        loss = _train_step(net, optimizer, regions, labels[mine], share(flip))
         history.append({"step": "finetune", "epoch": (step + 1) * n_pos / max(len(positives), 1),
                         "loss": loss})
     return history

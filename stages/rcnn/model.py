@@ -27,6 +27,7 @@ checkpoint stores in ``extra`` (``to_tensors``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
@@ -40,6 +41,7 @@ from stages.rcnn.cnn import RegionCNN, extract_features
 from stages.rcnn.config import RCNNConfig
 from stages.rcnn.regions import crop_regions, normalize
 from stages.rcnn.svm import ClassSVMs
+from stages.training.device import synchronize
 
 
 class RCNN(nn.Module):
@@ -67,6 +69,18 @@ class RCNN(nn.Module):
     def num_classes(self) -> int:
         return self.cnn.cls_score.out_features - 1
 
+    def _apply(self, fn, recurse: bool = True):
+        """``model.to(device)`` moves the CNN (a submodule) and, here, the SVMs' and regressors'
+        plain tensors, so that steps 4-6 score and regress on the model's device."""
+        super()._apply(fn, recurse)
+        if self.svms is not None:
+            self.svms = dataclasses.replace(self.svms, weight=fn(self.svms.weight),
+                                            bias=fn(self.svms.bias))
+        if self.regressors is not None:
+            self.regressors = dataclasses.replace(self.regressors, weight=fn(self.regressors.weight),
+                                                  bias=fn(self.regressors.bias))
+        return self
+
     def forward(self, images: list[Tensor], targets=None) -> list[dict]:
         if self.training or targets is not None:
             raise RuntimeError(
@@ -93,6 +107,7 @@ class RCNN(nn.Module):
         regions = crop_regions(normalize(image), proposals, self.cfg.warp_size,
                                self.cfg.context_pad_pixels)  # (R, 3, S, S)
         features = extract_features(self.cnn, regions, self.cfg.feature_batch)  # pool5, fc7
+        synchronize(image.device)  # a GPU's queued work done: the clock measures it
         t2 = time.perf_counter()
 
         scores = self.score_regions(features)  # (R, K)
@@ -100,8 +115,8 @@ class RCNN(nn.Module):
         # every (region, class) pair is a candidate detection: R*K of them
         cand_boxes = proposals[:, None, :].expand(R, K, 4).reshape(-1, 4)  # (R, K, 4) -> (R*K, 4)
         cand_scores = scores.reshape(-1)  # (R*K,)
-        cand_labels = torch.arange(1, K + 1).repeat(R)  # (R*K,) 1..K, 1..K, ...
-        cand_region = torch.arange(R).repeat_interleave(K)  # (R*K,) which region
+        cand_labels = torch.arange(1, K + 1, device=image.device).repeat(R)  # (R*K,) 1..K, 1..K, ...
+        cand_region = torch.arange(R, device=image.device).repeat_interleave(K)  # (R*K,) which region
         keep = batched_nms(cand_boxes, cand_scores, cand_labels, self.cfg.nms_iou)  # (D',) by score
         keep = keep[: self.cfg.detections_per_image]  # (D,)
         boxes, labels = cand_boxes[keep], cand_labels[keep]
@@ -109,6 +124,7 @@ class RCNN(nn.Module):
         if self.cfg.bbox_reg and len(keep):
             boxes = self.regressors.apply(boxes, features["pool5"][cand_region[keep]], labels)
             boxes = clip_boxes_to_image(boxes, (H, W))
+        synchronize(image.device)
         t3 = time.perf_counter()
 
         out = {"boxes": boxes, "labels": labels, "scores": cand_scores[keep],

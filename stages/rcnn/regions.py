@@ -109,12 +109,14 @@ def warp_from_images(images: Tensor | list[Tensor], image_index: Tensor, boxes: 
     the order of the boxes. One ``grid_sample`` call for a tensor; one per image for a list
     (slower: 128 small calls for a mini-batch drawn from 128 images).
     """
-    dilated = dilate_boxes(boxes, warp_size, context_pad)  # (R, 4)
+    device = images.device if isinstance(images, Tensor) else images[0].device
+    image_index = image_index.to(device)  # the boxes may be drawn on the CPU
+    dilated = dilate_boxes(boxes.to(device), warp_size, context_pad)  # (R, 4)
     if isinstance(images, Tensor):
         grid = sampling_grid(dilated.to(images.dtype), warp_size, images.shape[-2:])  # (R, S, S, 2)
         return F.grid_sample(images[image_index], grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False)  # (R, 3, S, S): region r from its own image
-    out = boxes.new_zeros((len(boxes), 3, warp_size, warp_size))
+    out = dilated.new_zeros((len(boxes), 3, warp_size, warp_size))
     for i in image_index.unique().tolist():
         rows = torch.where(image_index == i)[0]  # (R_i,) the regions of image i
         out[rows] = warp_regions(images[i], dilated[rows], warp_size)

@@ -1,8 +1,8 @@
 """Training R-CNN, in the paper's separate steps (sec. 2.3), each a plain function.
 
     data = prepare_training_data(dataset, cfg)       images, their proposals, their ground truth
-    cnn = train_cnn(data, cfg)                       1. pre-train on gt crops, 2. fine-tune
-    feats = region_features(cnn, data, cfg)          fc7 (and pool5) of every training region, once
+    cnn, _, _ = train_cnn(data, cfg, device=d)       1. pre-train on gt crops, 2. fine-tune (on d)
+    feats = region_features(cnn, data, cfg, device=d)  fc7 (and pool5) of every training region
     svms = fit_svms(feats, data, cfg)                3. one SVM per class, hard negative mining
     regressors = fit_bbox_regressors(feats, data)    4. ridge regression of t_x, t_y, t_w, t_h
     model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors)
@@ -16,6 +16,11 @@ the fine-tuned CNN before the SVMs (what ``--resume`` picks up).
 As in the rcnn code, the features of every training region are computed once and reused by every
 round of hard negative mining and by the regressors (the rcnn code cached them on disk, at VOC's
 scale; ours fit in memory). The regions of image i are its proposals and its ground-truth boxes.
+
+Devices: the warps and the CNN (steps 1-2 and the features) run on ``device``, a GPU when there
+is one. The features then come back to the CPU, because steps 3 and 4 are scikit-learn's
+(liblinear's SVMs, ridge regression), which runs on the CPU only; the trained SVMs and regressors
+are plain tensors again, and score and regress on the model's device at test time.
 """
 
 from __future__ import annotations
@@ -82,14 +87,21 @@ def _flat(pieces: list[Tensor], width: int | None = None) -> Tensor:
 
 
 def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: float | None = None,
-              log=print) -> tuple[RegionCNN, list[dict]]:
+              log=print, max_steps: int | None = None,
+              device: torch.device | str = "cpu") -> tuple[RegionCNN, list[dict], str]:
     """Steps 1 and 2 of sec. 2.3: pre-training on gt crops, then (K+1)-way fine-tuning.
 
     ``time_budget`` (seconds) caps both together: pre-training may use its share of the planned
     mini-batches (plus 25 %), fine-tuning the rest; a cap for slow machines, not a target.
-    Returns the CNN, in eval mode, and its loss history."""
+    ``max_steps``: exactly that many mini-batches in all (``--steps``): pre-training's planned
+    ones (at most that many), fine-tuning the rest. The warps and the CNN run on ``device``.
+    Under ``torchrun`` each process warps its share of every mini-batch (``cnn.finetune``).
+    Returns the CNN (in eval mode, on ``device``), its loss history, and what stopped it:
+    "steps", "time_budget" or "epochs"."""
     torch.manual_seed(seed)
-    cnn = build_region_cnn(cfg, data.num_classes)
+    cnn = build_region_cnn(cfg, data.num_classes).to(device)
+    images = (data.images.to(device) if isinstance(data.images, Tensor)
+              else [im.to(device) for im in data.images])  # the warps cut them on the device
     p = cfg.context_pad_pixels
 
     # the pre-training examples: every ground-truth box is a K-way classification example
@@ -118,9 +130,10 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
         finetune_deadline = start + time_budget
 
     # 1. pre-training
-    history = pretrain_on_crops(cnn, data.images, gt_index, gt_boxes, gt_labels,
+    history = pretrain_on_crops(cnn, images, gt_index, gt_boxes, gt_labels,
                                 epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
-                                batch_size=batch, seed=seed, deadline=pretrain_deadline)
+                                batch_size=batch, seed=seed, deadline=pretrain_deadline,
+                                max_steps=max_steps)
     if cfg.pretrain_epochs == 0:
         log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
             "stages.rcnn.config.PRESETS)")
@@ -132,20 +145,25 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
 
     # 2. fine-tuning
     t0 = time.perf_counter()
-    ft = finetune(cnn, data.images, index, boxes, labels, epochs=cfg.finetune_epochs,
+    ft = finetune(cnn, images, index, boxes, labels, epochs=cfg.finetune_epochs,
                   lr=cfg.finetune_lr, context_pad=p, batch_positives=cfg.batch_positives,
                   batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline,
-                  optimizer=cfg.finetune_optimizer)
+                  optimizer=cfg.finetune_optimizer,
+                  max_steps=None if max_steps is None else max_steps - len(history))
     if ft:
         log(f"[rcnn] 2. fine-tuned ({data.num_classes}+1)-way on {n_pos} positive and "
             f"{len(labels) - n_pos} background regions: {len(ft)} mini-batches of "
             f"{cfg.batch_positives}+{cfg.batch_negatives} ({ft[-1]['epoch']:.1f} of "
             f"{cfg.finetune_epochs:g} epochs) in {time.perf_counter() - t0:.1f} s, "
             f"loss {ft[0]['loss']:.3f} -> {ft[-1]['loss']:.3f}")
-    if time_budget is not None and time.perf_counter() >= start + time_budget:
+    stopped_by = "epochs"
+    if max_steps is not None and len(history) + len(ft) >= max_steps:
+        stopped_by = "steps"
+    elif time_budget is not None and time.perf_counter() >= start + time_budget:
+        stopped_by = "time_budget"
         log(f"[rcnn] the CNN's time budget ({time_budget:.0f} s) ran out before its planned epochs")
     cnn.eval()
-    return cnn, history + ft
+    return cnn, history + ft, stopped_by
 
 
 @dataclass
@@ -167,17 +185,22 @@ class RegionFeatures:
 
 
 def region_features(cnn: RegionCNN, data: TrainingData, cfg: RCNNConfig,
-                    log=print) -> RegionFeatures:
-    """One CNN pass over every training region: fc7 for all, pool5 for the regression pairs."""
+                    log=print, device: torch.device | str = "cpu") -> RegionFeatures:
+    """One CNN pass over every training region: fc7 for all, pool5 for the regression pairs.
+    Warps and CNN on ``device``; the features come back to the CPU, where scikit-learn fits the
+    SVMs and regressors on them."""
     K = data.num_classes
+    cnn.to(device)
     t0 = time.perf_counter()
     parts = {k: [] for k in ("fc7", "boxes", "is_gt", "labels", "max_iou", "image_of", "pair_pool5",
                              "pair_boxes", "pair_gt", "pair_labels")}
     for i, (image, props, g_boxes, g_labels) in enumerate(
             zip(data.images, data.proposals, data.gt_boxes, data.gt_labels)):
         boxes = torch.cat([g_boxes, props])  # (N + R_i, 4): ground truth first
-        regions = crop_regions(image, boxes, cfg.warp_size, cfg.context_pad_pixels)
+        regions = crop_regions(image.to(device), boxes.to(device), cfg.warp_size,
+                               cfg.context_pad_pixels)
         f = extract_features(cnn, regions, cfg.feature_batch)  # on (N + R_i, 3, S, S)
+        f = {k: v.cpu() for k, v in f.items()}  # for scikit-learn: the CPU
         N = len(g_boxes)
         parts["fc7"].append(f["fc7"])
         parts["boxes"].append(boxes)
@@ -200,7 +223,8 @@ def region_features(cnn: RegionCNN, data: TrainingData, cfg: RCNNConfig,
 
 def fit_svms(features: RegionFeatures, data: TrainingData, cfg: RCNNConfig, seed: int = 0,
              log=print) -> tuple[ClassSVMs, list[dict]]:
-    """Step 3 of sec. 2.3: the K SVMs with hard negative mining (``svm.train_svms``)."""
+    """Step 3 of sec. 2.3: the K SVMs with hard negative mining (``svm.train_svms``): scikit-learn's
+    liblinear, on the CPU whatever the run's device (``features`` are CPU tensors)."""
     t0 = time.perf_counter()
     svms, rows = train_svms(features.fc7, features.is_gt, features.labels, features.max_iou,
                             num_classes=data.num_classes, class_names=data.class_names,
@@ -216,7 +240,8 @@ def fit_svms(features: RegionFeatures, data: TrainingData, cfg: RCNNConfig, seed
 
 def fit_bbox_regressors(features: RegionFeatures, data: TrainingData, cfg: RCNNConfig,
                         log=print) -> BoxRegressors:
-    """Step 4 (Appendix C): the K ridge regressors on the pairs with IoU > 0.6."""
+    """Step 4 (Appendix C): the K ridge regressors on the pairs with IoU > 0.6 (scikit-learn's
+    ridge regression, on the CPU whatever the run's device)."""
     t0 = time.perf_counter()
     regressors = train_bbox_regressors(features.pair_pool5, features.pair_boxes, features.pair_gt,
                                        features.pair_labels, num_classes=data.num_classes,
@@ -227,23 +252,25 @@ def fit_bbox_regressors(features: RegionFeatures, data: TrainingData, cfg: RCNNC
 
 
 def train_rcnn(dataset, cfg: RCNNConfig, *, cache_root=None, workers: int = 1, seed: int = 0,
-               time_budget: float | None = None, log=print) -> tuple[RCNN, dict]:
+               time_budget: float | None = None, log=print, max_steps: int | None = None,
+               device: torch.device | str = "cpu") -> tuple[RCNN, dict]:
     """All of R-CNN's training, step by step. ``dataset`` yields un-flipped training items.
 
-    Returns the model (in eval mode) and a record of the steps: ``data``, ``features``,
-    ``cnn_history``, ``svm_log``, and ``seconds`` per step."""
+    Returns the model (in eval mode, on ``device``) and a record of the steps: ``data``,
+    ``features``, ``cnn_history``, ``svm_log``, ``seconds`` per step and ``stopped_by``."""
     seconds = {}
     t0 = time.perf_counter()
     data = prepare_training_data(dataset, cfg, cache_root, workers, log)
     seconds["proposals"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cnn, history = train_cnn(data, cfg, seed=seed, time_budget=time_budget, log=log)
+    cnn, history, stopped_by = train_cnn(data, cfg, seed=seed, time_budget=time_budget, log=log,
+                                         max_steps=max_steps, device=device)
     seconds["cnn"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    features = region_features(cnn, data, cfg, log)
+    features = region_features(cnn, data, cfg, log, device)
     svms, svm_log = fit_svms(features, data, cfg, seed, log)
     regressors = fit_bbox_regressors(features, data, cfg, log)
     seconds["svm_bbox"] = time.perf_counter() - t0
-    model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).eval()
+    model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).to(device).eval()
     return model, {"data": data, "features": features, "cnn_history": history, "svm_log": svm_log,
-                   "seconds": seconds}
+                   "seconds": seconds, "stopped_by": stopped_by}

@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> Result:
     torch.manual_seed(ctx.run.seed)
     model = build_peer(args.kind, cfg, ctx.num_classes, image_size).to(ctx.device)
     config = {**vars(args), "image_size": int(image_size)}
-    train_time = run.train_or_restore(model, ctx, cfg, config)
-    return run.finish(model, ctx, variant=describe(args.kind, cfg), train_time_s=train_time)
+    trained = run.train_or_restore(model, ctx, cfg, config)
+    return run.finish(model, ctx, variant=describe(args.kind, cfg), trained=trained)
 
 
 def run_peer(kind: str, argv: list[str]) -> Result:

@@ -1,7 +1,7 @@
 """The command line, built from dataclasses: one flag per field, so config and CLI cannot drift.
 
-Every stage command takes the same core flags (``RunConfig``: data source, preset, epochs or time
-budget, seed, device, output folder, resume, evaluate-only), plus one flag per field of its own
+Every stage command takes the same core flags (``RunConfig``: data source, preset, epochs, time
+budget or steps, seed, device, output folder, resume, evaluate-only), plus one flag per field of its own
 frozen config dataclass (``add_dataclass_args``): ``anchor_sizes: tuple = (16, 32, 64)`` becomes
 ``--anchor-sizes 16 32 64``, a ``bool`` field ``bbox_reg`` becomes ``--bbox-reg/--no-bbox-reg``.
 
@@ -63,11 +63,15 @@ class RunConfig:
     preset: Literal["quick", "full"] = "quick"  # quick: minutes on a CPU laptop; full: longer
     epochs: int | None = None  # passes over the training images; none: the preset's number
     time_budget: float | None = None  # seconds of training; none: the preset's budget
+    steps: int | None = None  # optimizer steps of training in all (global mini-batches; R-CNN:
+    #                           its CNN's); replaces the preset's budget: compare machines by
+    #                           steps, runs on one machine by seconds
     eval_every: float | None = None  # score the validation images every this many seconds of
     #                                  training (not counted in the budget); none or 0: only at
     #                                  the end
     seed: int = 0  # seeds Python, NumPy and torch: the same flags give the same run
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when there is one
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when there is one (under
+    #                                                  torchrun: each process its own, LOCAL_RANK)
     out: str | None = None  # output folder; none: runs/<stage>
     resume: bool = False  # continue from <out>/checkpoint.pt
     eval_only: bool = False  # evaluate <out>/checkpoint.pt without training

@@ -1,7 +1,7 @@
 """The training loop every end-to-end stage uses: short, visible, no callbacks.
 
-    for each epoch (until ``epochs`` or the wall-clock ``time_budget_s`` runs out):
-        for each mini-batch of images and targets:
+    for each epoch (until ``epochs``, ``max_steps`` or the wall-clock ``time_budget_s`` runs out):
+        for each mini-batch of images and targets (each image with its own random generator):
             losses = model(images, targets)        # a dict of named losses (train mode)
             loss = sum(losses.values())            # e.g. L = L_cls + lambda [u >= 1] L_loc
             stop with a clear error if loss is NaN or inf (the last good checkpoint stays)
@@ -11,7 +11,11 @@
     draw losses.png: each loss term against the step, validation AP against training seconds
 
 ``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, RNG and the
-training time already spent (a time budget counts across resumes). R-CNN, whose paper trains
+training time already spent (a time budget, and a budget in steps, count across resumes).
+
+Started by ``torchrun --nproc_per_node=N`` the same loop trains on N processes with
+DistributedDataParallel (``stages.training.distributed`` says how): ``batch_size`` is the global
+mini-batch, each process reads its share, rank 0 writes and evaluates. R-CNN, whose paper trains
 its parts in separate steps (CNN, then SVMs, then box regressors), uses its own functions for the
 later steps, and this loop for the CNN.
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from stages.training import io
+from stages.training import distributed, io
 from stages.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from stages.data.sources import DatasetError, collate
 from stages.training.device import synchronize
@@ -47,7 +51,7 @@ class TrainResult:
     steps: int  # optimizer steps taken in total
     train_time_s: float  # seconds spent training, across resumes
     history: list[dict] = field(default_factory=list)  # one dict of losses per step
-    stopped_by: str = "epochs"  # "epochs" or "time_budget"
+    stopped_by: str = "epochs"  # "epochs", "time_budget" or "steps"
 
 
 def to_device(images, targets, device):
@@ -58,26 +62,58 @@ def to_device(images, targets, device):
     return images, targets
 
 
+GENERATOR = "generator"  # the target key of an image's own random generator (training only)
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """``dataset`` whose item i draws every random number from a generator of its own, seeded by
+    (``seed``, i): its flip (the transforms draw from torch's global generator, forked here and
+    restored after), and, through ``target["generator"]``, its anchor and RoI samples. What an
+    image draws therefore does not depend on which images share its mini-batch, nor on which
+    process reads it: one process and N processes take the same first step."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        seed = (self.seed * 1_000_003 + i) % 2**62
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            image, target = self.dataset[i]
+        return image, {**target, GENERATOR: torch.Generator().manual_seed(seed + 1)}
+
+
 def make_loader(dataset, batch_size: int, shuffle: bool, seed: int):
-    """A main-process loader (``num_workers=0``) whose shuffling depends only on ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                                       collate_fn=collate, num_workers=0, generator=generator)
+    """A main-process loader (``num_workers=0``) whose shuffling depends only on ``seed``: the
+    order is ``torch.randperm(len(dataset))`` drawn from a generator seeded with ``seed``.
+
+    Under ``torchrun`` (N processes) this process's share: the same order, every N-th image of
+    it (``distributed.sampler``), ``batch_size / N`` images per mini-batch. The N shares of a
+    step are then together the mini-batch of one process."""
+    sampler = distributed.sampler(dataset, seed) if shuffle else None
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size // distributed.world_size(),
+                                       sampler=sampler, collate_fn=collate, num_workers=0)
 
 
 def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
-          epochs: int | None = 1, time_budget_s: float | None = None, batch_size: int = 2,
+          epochs: int | None = 1, time_budget_s: float | None = None,
+          max_steps: int | None = None, batch_size: int = 2,
           device: torch.device | str = "cpu", seed: int = 0, resume: bool = False,
           lr_schedule=None, lr_drop: float | None = None, clip_grad_norm: float | None = None,
           eval_every_s: float | None = None, evaluate_fn=None,
           progress: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset``; write ``checkpoint.pt`` and ``losses.json`` into ``out_dir``.
 
-    Stops after ``epochs`` epochs or once ``time_budget_s`` seconds of training have passed,
-    whichever comes first (``None`` disables either). ``lr_schedule(step) -> factor`` scales every
-    parameter group's initial learning rate at each step (e.g. a warm-up). ``lr_drop``: once this
-    fraction of the training is done (of the epochs, or of the time budget, whichever is further
-    along), the learning rate is divided by 10, the papers' step schedule (Fast and Faster R-CNN
+    Stops after ``epochs`` epochs, once ``time_budget_s`` seconds of training have passed, or
+    after ``max_steps`` optimizer steps in all, whichever comes first (``None`` disables each).
+    Seconds compare runs on one machine; steps compare machines (a GPU takes more steps in a
+    second). ``lr_schedule(step) -> factor`` scales every parameter group's initial learning rate
+    at each step (e.g. a warm-up). ``lr_drop``: once this fraction of the training is done (of
+    the epochs, the steps or the time budget, whichever is furthest along), the learning rate is
+    divided by 10, the papers' step schedule (Fast and Faster R-CNN
     drop it 10x after 3/4 of their iterations: ``lr_drop=0.75``). ``clip_grad_norm``: the
     gradients of all parameters are scaled down together when their norm exceeds it (detectron2's
     ``CLIP_GRADIENTS``): one bad batch then moves the weights a bounded step, instead of blowing
@@ -88,8 +124,14 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     mode and the values join that step's record in ``losses.json`` (and the progress line). The
     clock is paused meanwhile: evaluation does not eat the time budget, it adds wall time.
     """
-    if epochs is None and time_budget_s is None:
-        raise ValueError("give epochs, time_budget_s or both: training needs a stopping rule")
+    if epochs is None and time_budget_s is None and max_steps is None:
+        raise ValueError("give epochs, time_budget_s or max_steps: training needs a stopping rule")
+    world = distributed.world_size()
+    if batch_size % world:
+        raise ValueError(f"--images-per-batch {batch_size} does not split among {world} processes: "
+                         f"give a multiple of {world} (it is the global mini-batch)")
+    main = distributed.is_main()  # the process that writes, prints and evaluates
+    progress = progress and main
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
     model.to(device)
@@ -105,11 +147,20 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
     max_epochs = epochs if epochs is not None else 10**9
 
+    def stopped_by() -> str | None:  # which stopping rule has ended training, if one has
+        if max_steps is not None and step >= max_steps:
+            return "steps"
+        if out_of_time():
+            return "time_budget"
+        return "epochs" if epoch >= max_epochs else None
+
     def save():
-        save_checkpoint(ckpt_path, stage=stage, class_names=dataset.class_names, config=config,
-                        model=model, optimizer=optimizer, epoch=epoch, step=step,
-                        train_time_s=spent, history=history)
-        io.write_json(out_dir / LOSSES, history, indent=None)
+        if main:  # one writer: the others hold the same weights
+            save_checkpoint(ckpt_path, stage=stage, class_names=dataset.class_names, config=config,
+                            model=model, optimizer=optimizer, epoch=epoch, step=step,
+                            train_time_s=spent, history=history,
+                            extra={"stopped_by": stopped_by()})
+            io.write_json(out_dir / LOSSES, history, indent=None)
 
     def next_evaluation() -> float:  # the next multiple of eval_every_s past the time spent
         if not eval_every_s:
@@ -120,11 +171,15 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
         return k * eval_every_s
 
     def validate(record: dict) -> dict:
-        """Score the model in eval mode; its AP joins the step's record. Returns the scores."""
-        model.eval()
-        with torch.no_grad():
-            scores = evaluate_fn(model)
-        model.train()
+        """Score the model in eval mode (rank 0; the others wait); its AP joins the step's
+        record. Returns the scores."""
+        scores = {}
+        if main:
+            model.eval()
+            with torch.no_grad():
+                scores = evaluate_fn(model)  # the model itself, not its DDP wrapper
+            model.train()
+        distributed.barrier()
         scores = {k: round(float(v), 2) for k, v in scores.items() if v is not None}
         record.update(scores)
         if not progress:
@@ -135,6 +190,9 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     def out_of_time() -> bool:
         return time_budget_s is not None and spent >= time_budget_s
 
+    def finished() -> bool:
+        return stopped_by() is not None
+
     def kept() -> str:
         return (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists()
                 else "no checkpoint had been written yet")
@@ -143,9 +201,14 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
         raise ValueError("eval_every_s needs evaluate_fn, the function that scores the model")
     evaluate_at = next_evaluation()
     last_scores = {}  # the latest validation AP, shown in the progress line
+    net = distributed.wrap(model, torch.device(device))  # DDP on several processes, else model
     model.train()
-    while epoch < max_epochs and not out_of_time():
-        loader = make_loader(dataset, batch_size, shuffle=True, seed=seed * 100_003 + epoch)
+    while not finished():
+        epoch_seed = seed * 100_003 + epoch
+        loader = make_loader(SeededItems(dataset, epoch_seed), batch_size, shuffle=True,
+                             seed=epoch_seed)
+        if len(loader) == 0:
+            raise ValueError(f"[{stage}] no training images: nothing to train on")
         bar = tqdm(loader, desc=f"[{stage}] epoch {epoch + 1}", disable=not progress, leave=False)
         batches = iter(bar)
         for i in range(len(loader)):
@@ -157,18 +220,22 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
             t0 = time.perf_counter()
             images, targets = to_device(images, targets, device)
             done = max(spent / time_budget_s if time_budget_s else 0.0,
+                       step / max_steps if max_steps else 0.0,
                        (epoch + i / len(loader)) / epochs if epochs else 0.0)  # fraction of training
             factor = lr_schedule(step) if lr_schedule is not None else 1.0
             if lr_drop is not None and done >= lr_drop:
                 factor *= 0.1
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * factor
-            losses = model(images, targets)  # {"loss_cls": ..., "loss_box": ...}
+            losses = net(images, targets)  # {"loss_cls": ..., "loss_box": ...}
             loss = sum(losses.values())
-            if not math.isfinite(loss.item()):
-                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            # the global batch's losses: the mean over the processes (one process: its own)
+            values = dict(zip(losses, distributed.agree([v.item() for v in losses.values()], "mean")))
+            total = sum(values.values())
+            if not math.isfinite(total):  # every process sees the same numbers: all stop
+                detail = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                 raise NonFiniteLossError(
-                    f"[{stage}] the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"[{stage}] the loss became {total} at epoch {epoch + 1}, step {step + 1} "
                     f"({detail}); {kept()}. Try a lower learning rate (or --resume from the checkpoint).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -177,28 +244,27 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
                     [p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
             optimizer.step()
             synchronize(device)
-            spent += time.perf_counter() - t0
+            # the clock every process agrees on: the slowest one's (a budget stops all at once)
+            spent += distributed.agree([time.perf_counter() - t0])[0]
             step += 1
             record = {"epoch": epoch + 1, "step": step, "time_s": round(spent, 3),
-                      "lr": optimizer.param_groups[0]["lr"],
-                      "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+                      "lr": optimizer.param_groups[0]["lr"], "loss": total, **values}
             history.append(record)
-            if spent >= evaluate_at and not out_of_time():  # the last one: the caller's, at the end
+            if spent >= evaluate_at and not finished():  # the last one: the caller's, at the end
                 last_scores = validate(record)
                 evaluate_at = next_evaluation()
             bar.set_postfix(loss=f"{record['loss']:.3f}",
                             **{k.removeprefix("val_"): f"{v:.1f}" for k, v in last_scores.items()})
-            if out_of_time():
+            if out_of_time() or (max_steps is not None and step >= max_steps):
                 break
         bar.close()
         epoch += 1  # a part-epoch cut by the budget counts as done: a resumed run starts the next
         save()
-    stopped_by = "epochs" if epoch >= max_epochs else "time_budget"
-    if history:
+    if history and main:
         save_loss_figure(history, out_dir / LOSSES_FIGURE, title=f"{stage}: {step} steps, "
                          f"{spent:.0f} s of training")
     return TrainResult(epochs=epoch, steps=step, train_time_s=spent, history=history,
-                       stopped_by=stopped_by)
+                       stopped_by=stopped_by() or "epochs")
 
 
 def save_loss_figure(history: list[dict], path, title: str = "", final: tuple | None = None):
