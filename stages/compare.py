@@ -5,6 +5,13 @@
     python -m stages.compare --peers                          + torchvision's Faster / Mask R-CNN
     python -m stages.compare --from-scratch                   + Mask R-CNN from random weights
     python -m stages.compare --retrain                        train again even what could be reused
+    python -m stages.compare --steps 500                      500 optimizer steps per stage, not seconds
+
+Seconds or steps. The quick preset gives every stage the same seconds of training: a fair race on
+one machine, but a GPU takes many more steps in a second than a laptop. ``--steps N`` gives every
+stage N optimizer steps (R-CNN: N mini-batches of its CNN) instead: the same training on any
+machine, comparable across machines. The table's "steps" and "stopped by" columns say how many
+each stage took and which rule ended it ("time", "steps" or "epochs").
 
 What it shows is the story of the four papers in numbers, as in the Mask R-CNN paper's Table 1
 (AP, AP50, AP75, APs/m/l, mask AP) with the time columns of the Fast and Faster R-CNN papers beside
@@ -17,7 +24,7 @@ How it runs
 Each stage is its own command (``python -m stages.<stage>``) with a ``main(argv)`` that trains,
 evaluates and writes ``metrics.json`` (the shared ``Result`` record) and ``checkpoint.pt`` into its
 ``--out``. ``compare`` calls each stage's ``main`` in turn, in this process, with the same shared
-run flags (``RunConfig``'s: ``--data --val-data --preset --epochs --time-budget --eval-every`` ...)
+run flags (``RunConfig``'s: ``--data --val-data --preset --epochs --time-budget --steps`` ...)
 and ``--out <out>/<stage>``. Nothing here trains or evaluates a model itself: the table and
 the ratios are made by ``stages/evaluation/comparison.py``, the plot by
 ``stages/figures/comparison.py``.
@@ -59,7 +66,7 @@ from stages.figures.comparison import plot_comparison
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 from stages.rcnn.__main__ import main as rcnn_main
 from stages.torchvision.peers import run_peer
-from stages.training import io
+from stages.training import distributed, io
 from stages.training.cli import RunConfig, add_dataclass_args, command_parser
 from stages.training.engine import CHECKPOINT
 from stages.training.run import METRICS
@@ -289,8 +296,13 @@ def short_data(spec: str) -> str:
 
 
 def describe(args: argparse.Namespace) -> str:
-    budget = "the preset's" if args.time_budget is None else f"{args.time_budget:g} s"
-    epochs = "the preset's" if args.epochs is None else str(args.epochs)
+    steps = getattr(args, "steps", None)  # (absent from comparisons saved before --steps)
+    if steps is not None:  # a budget in steps replaces the preset's rule
+        budget = f"{steps} steps" + (f" or {args.time_budget:g} s" if args.time_budget else "")
+        epochs = "-" if args.epochs is None else str(args.epochs)
+    else:
+        budget = "the preset's" if args.time_budget is None else f"{args.time_budget:g} s"
+        epochs = "the preset's" if args.epochs is None else str(args.epochs)
     return (f"data {short_data(args.data)}, preset {args.preset}, epochs {epochs}, "
             f"time budget {budget} per stage, seed {args.seed}, device {args.device}")
 
@@ -305,6 +317,10 @@ def save_comparison(out: Path, rows: list[Row], ratios: list[str], args) -> list
 
 def main(argv: list[str] | None = None) -> list[Row]:
     args = build_parser().parse_args(argv)
+    if distributed.launched():  # every process would run every stage and write its records
+        raise SystemExit("error: python -m stages.compare runs in one process; start a stage "
+                         "command with torchrun instead (torchrun --nproc_per_node=N -m "
+                         "stages.faster_rcnn ...), or compare on one GPU with --device cuda")
     out = Path(args.out)
     check_writable(out)
     chosen = [e for e in STAGES if e.name in args.stages]  # the order of the generations

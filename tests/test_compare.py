@@ -63,10 +63,18 @@ def test_one_row_per_stage_in_every_table_file(first):
             assert math.isfinite(row[column]) and row[column] > 0, (row["stage"], column)
         assert row["mask AP"] is None  # neither stage predicts masks
         assert row["proposals ms"] + row["network ms"] == pytest.approx(row["test ms/img"])
+        # which rule stopped it: one epoch comes before 5 s on the tiny set (R-CNN's CNN: the
+        # 5 s, its fine-tuning epoch being longer), and how many steps that was
+        assert row["stopped by"] in ("epochs", "time") and row["steps"] >= 1, row
+    fast = document["rows"][1]  # 7 images in batches of 2: its epoch is 4 steps
+    assert (fast["steps"] == 4) if fast["stopped by"] == "epochs" else (fast["steps"] < 4)
     assert set(document["results"]) == {"rcnn", "fast_rcnn"}
+    for name, result in document["results"].items():
+        assert result["stopped_by"] in ("epochs", "time_budget") and result["steps"] >= 1, name
     csv_lines = (out / "comparison.csv").read_text().splitlines()
     assert len(csv_lines) == 3 and csv_lines[0].startswith("stage,proposals,pooling,box AP")
     markdown = (out / "comparison.md").read_text()
+    assert "| train s | steps | stopped by |" in markdown
     assert "| R-CNN | selective search |" in markdown and "| Fast R-CNN |" in markdown
     assert "R-CNN / Fast R-CNN: test ms per image" in markdown
     # each stage got the shared flags and its own folder, and recorded them

@@ -71,12 +71,13 @@ def test_a_bad_steps_value_is_one_line(tiny_synthetic, data_root, tmp_path):
 
 def test_rcnn_threads_the_device_through_every_part(monkeypatch, tiny_synthetic, data_root,
                                                     tmp_path):
-    """--device cuda on a CPU-only machine, with torch told a GPU exists: every part R-CNN runs
-    on the device is handed "cuda" (recorded, then run on the CPU so that the test can finish)."""
+    """--device cuda on a CPU-only machine, the device check told to take it: every part R-CNN
+    runs on the device is handed "cuda" (recorded, then run on the CPU so that the test can
+    finish)."""
     rcnn_main = importlib.import_module("stages.rcnn.__main__")
     seen = {}
     cpu = torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(run, "choose_device", torch.device)  # "cuda", unchecked
 
     def spy(name, function):
         def wrapper(*args, device, **kwargs):

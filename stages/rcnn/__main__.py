@@ -96,7 +96,7 @@ def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> d
 
 
 @run.one_line_errors
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, RCNNConfig, prog=f"python -m stages.{STAGE}",
                               skip=("eval_every",))
     args = parser.parse_args(argv)
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run.finish(model, ctx, variant=cfg.variant, trained=trained)
     parts = ", ".join(f"{k} {v:.1f}" for k, v in result.timing_ms.items())
     print(f"[rcnn] ms per image: {parts} (proposals computed live at test time)")
+    return result
 
 
 if __name__ == "__main__":
