@@ -128,13 +128,13 @@ def agree(values: list[float], op: str = "max") -> list[float]:
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The model in ``DistributedDataParallel`` when several processes train, else itself.
 
-    ``find_unused_parameters``: a step can leave a part without gradient (no positive RoI gives
-    the mask head nothing to learn); DDP must then not wait for it."""
+    DDP waits for a gradient of every trainable parameter in each step. Every loss of ours keeps
+    its head in the graph even when it has nothing to learn from (no positive RoI: the mask loss
+    is its logits' sum times 0), so no parameter goes without one."""
     if not active():
         return model
     return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True)
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def sampler(dataset, seed: int):
