@@ -16,7 +16,8 @@ plumbing, the measurements and the pictures.
     mask_rcnn/      stage 4, Mask R-CNN: pooling (RoIAlign), fpn, mask_head, model, ablation
     evaluation/     one evaluator: ap (by hand), coco (pycocotools), evaluator, result, tables,
                     recall (of proposals), comparison (the report of python -m stages.compare)
-    training/       engine (the loop), run (a stage command's life), cli, checkpoint, device, io
+    training/       engine (the loop), run (a stage command's life), cli, checkpoint, device,
+                    distributed (torchrun), io
     torchvision/    torchvision's fine-tuning path (finetune, weights), the peers, the adapter
     figures/        draw (matplotlib helpers), one module of lecture figures per stage, gallery
     compare         python -m stages.compare: every stage on the same data, one table, one plot

@@ -196,6 +196,14 @@ def read_record(out_dir: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def same_settings(saved, wanted: dict) -> bool:
+    """Whether a record's settings are ``wanted``. A flag added since the record was written
+    (``steps``, say) is missing from it; the run had it at its default, ``None``."""
+    if not isinstance(saved, dict):
+        return False
+    return {**{k: None for k in wanted if k not in saved}, **saved} == wanted
+
+
 def plan(out_dir: Path, settings: dict, retrain: bool) -> str:
     """"reuse", "resume" or "train" for the stage folder ``out_dir`` and the requested settings.
 
@@ -207,7 +215,7 @@ def plan(out_dir: Path, settings: dict, retrain: bool) -> str:
     train   anything else, or --retrain
     """
     record = read_record(out_dir)
-    if retrain or record is None or record.get("settings") != settings:
+    if retrain or record is None or not same_settings(record.get("settings"), settings):
         return "train"
     ckpt, metrics = out_dir / CHECKPOINT, out_dir / METRICS
     if not ckpt.exists():

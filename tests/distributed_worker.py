@@ -7,7 +7,7 @@ Runs ``python -m stages.<stage>`` with the remaining arguments (in one process, 
 torchrun's), and writes into RECORD_DIR, for the process of rank r:
 
 - ``rank<r>.pt``: the weights that process holds before and after training (its own model, not
-  a file the stage wrote), and the training's step count;
+  a file the stage wrote; R-CNN: its CNN after training), and the training's step count;
 - ``rank<r>.json``: every file the process wrote through ``stages.training.io`` (all of the
   project's outputs go through it: checkpoints, metrics, figures, losses).
 """
@@ -46,7 +46,17 @@ def main() -> None:
         return result
 
     io.atomic_write, engine.train = recording_write, recording_train
-    importlib.import_module(f"stages.{stage}.__main__").main(argv)
+    command = importlib.import_module(f"stages.{stage}.__main__")
+    if stage == "rcnn":  # R-CNN trains its CNN outside the engine
+        train_cnn = command.train_cnn
+
+        def recording_train_cnn(*args, **kwargs):
+            cnn, history, stopped_by = train_cnn(*args, **kwargs)
+            trained["weights"] = {k: v.detach().cpu().clone() for k, v in cnn.state_dict().items()}
+            trained["steps"] = len(history)
+            return cnn, history, stopped_by
+        command.train_cnn = recording_train_cnn
+    command.main(argv)
     record_dir.mkdir(parents=True, exist_ok=True)
     torch.save(trained, record_dir / f"rank{rank}.pt")
     (record_dir / f"rank{rank}.json").write_text(json.dumps(writes))

@@ -44,6 +44,26 @@ def test_steps_stop_every_stage_after_exactly_n(stage, tiny_synthetic, data_root
         assert [r["step"] for r in json.loads((out / "losses.json").read_text())] == [1, 2, 3, 4, 5]
 
 
+def test_rcnn_steps_are_shared_between_pre_training_and_fine_tuning(tiny_synthetic, data_root,
+                                                                    tmp_path):
+    from stages.rcnn.__main__ import main
+    out = tmp_path / "run"
+    main(stage_argv(tiny_synthetic, data_root, out) + STAGES["rcnn"]
+         + ["--pretrain-epochs", "50", "--steps", "4"])
+    history = json.loads((out / "train_log.json").read_text())["cnn_history"]
+    kinds = [h["step"] for h in history]
+    assert len(kinds) == 4 and kinds[-1] == "finetune"  # the planned share, one at least fine-tunes
+    assert "pretrain" in kinds
+
+
+def test_a_record_without_a_newer_flag_counts_as_its_default():
+    from stages.compare import same_settings
+    wanted = {"seed": 0, "steps": None}
+    assert same_settings({"seed": 0}, wanted)  # written before --steps existed
+    assert not same_settings({"seed": 0}, {"seed": 0, "steps": 5})
+    assert not same_settings({"seed": 1}, wanted) and not same_settings(None, wanted)
+
+
 def test_steps_count_across_a_resume(tiny_synthetic, tmp_path):
     from test_engine import ToyDetector
 

@@ -77,7 +77,8 @@ def learning_curve(out_dir: Path, result: Result) -> list:
 COLUMNS = ("stage", "proposals", "pooling",
            "box AP", "AP50", "AP75", "APs", "APm", "APl", "mask AP", "mask AP50", "mask AP75",
            "train s", "steps", "stopped by", "test ms/img", "proposals ms", "network ms", "params")
-TEXT_COLUMNS = 3  # the first three are words (left-aligned); the rest numbers (right-aligned)
+TEXT_COLUMNS = 3  # the first three are words (left-aligned); the rest right-aligned (numbers,
+#                   and "stopped by", a word in a column of numbers)
 # what ended each stage's training: its time budget ("--time-budget", the quick preset's rule),
 # "--steps N", or its epochs (the full preset's rule); steps compare machines, seconds one machine
 STOPPED_BY = {"time_budget": "time", "steps": "steps", "epochs": "epochs"}

@@ -40,6 +40,7 @@ from pathlib import Path
 from stages.evaluation.result import Result, ResultFileError
 from stages.evaluation.tables import format_rows
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # the stage command itself
+from stages.training import distributed
 from stages.training.run import METRICS
 
 DEFAULT = "align"
@@ -82,6 +83,9 @@ def run_variants(names, runs_dir, *, data: str = "synthetic", data_root: str = "
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}: choose from {list(VARIANTS)}")
+    if distributed.launched():  # every process would run every variant and write its records
+        raise SystemExit("error: the ablation runs its variants in one process; train one variant "
+                         "with torchrun -m stages.mask_rcnn and its flags instead")
     shared = ["--data", data, "--data-root", str(data_root), "--time-budget", str(budget)]
     shared += ["--epochs", str(epochs)] if epochs is not None else []
     results = {}

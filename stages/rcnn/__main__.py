@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None):
     history = state["history"] if state else []
     stopped_by = (state["extra"].get("stopped_by") if state else None)
     if "svm_bbox" in done:
-        model = model_from_checkpoint(state, cfg, make_proposer(cfg)).to(ctx.device)
-        print("[rcnn] the checkpoint is fully trained: evaluating it (nothing left to train)")
         if not distributed.is_main():
             return None  # rank 0 evaluates
+        model = model_from_checkpoint(state, cfg, make_proposer(cfg)).to(ctx.device)
+        print("[rcnn] the checkpoint is fully trained: evaluating it (nothing left to train)")
     else:
         # R-CNN reads its training images without the random flips of the shared pipeline
         train_set = ctx.train.subset(ctx.train.indices, val_transforms(ctx.run.long_side))
@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None):
             if budget is None and ctx.run.steps is None:  # --steps replaces the preset's budget
                 budget = TIME_BUDGET[ctx.run.preset]
             cnn, history, stopped_by = train_cnn(data, cfg, seed=ctx.run.seed, time_budget=budget,
-                                                 max_steps=ctx.run.steps, device=ctx.device)
+                                                 max_steps=ctx.run.steps, device=ctx.device,
+                                                 steps_replace_epochs=ctx.run.epochs is None)
             train_time += distributed.agree([time.perf_counter() - t0])[0]
             if distributed.is_main():
                 save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,

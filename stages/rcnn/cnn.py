@@ -160,25 +160,33 @@ def _step_lr(optimizer, base_lr: float, progress: float) -> None:
 
 def share(idx: Tensor) -> Tensor:
     """This process's part of a mini-batch drawn alike on every process: every N-th region
-    under ``torchrun`` (N processes; DDP averages their gradients), all of it for one process."""
+    under ``torchrun`` (N processes; DDP averages their gradients), all of it for one process.
+    (A share may be one region smaller than another; ``_train_step`` weighs them right.)"""
     return idx[distributed.rank()::distributed.world_size()]
 
 
-def _train_step(net, optimizer, regions, labels, flip) -> float:
-    """One SGD step on warped regions [B, 3, S, S] (those with ``flip`` [B] mirrored); returns
-    the mini-batch's loss (the mean over the processes under ``torchrun``)."""
+def _train_step(net, optimizer, regions, labels, flip, batch_size: int) -> float:
+    """One SGD step on this process's warped regions [b, 3, S, S] (those with ``flip`` [b]
+    mirrored) of a mini-batch of ``batch_size`` regions in all; returns the mini-batch's loss.
+
+    The loss is the mean over the *whole* mini-batch: under ``torchrun`` each of N processes sums
+    its share and scales by N / batch_size, and DistributedDataParallel's average of the N
+    gradients is then the gradient of that mean, whatever the shares' sizes."""
     flip = flip.to(regions.device)
     regions = torch.where(flip[:, None, None, None], regions.flip(-1), regions)
-    loss = F.cross_entropy(net(regions), labels.to(regions.device))  # (B, K+1) logits, (B,) labels
+    world = distributed.world_size()
+    loss = F.cross_entropy(net(regions), labels.to(regions.device),  # (b, K+1) logits, (b,) labels
+                           reduction="sum") * world / batch_size
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return distributed.agree([loss.item()], "mean")[0]
 
 
-def out_of_budget(progress: "Progress", step: int) -> bool:
-    """Whether training is done at ``step``, agreed by every process (the furthest along)."""
-    return distributed.agree([progress(step)])[0] >= 1
+def agreed_progress(progress: "Progress", step: int) -> float:
+    """How far training is at ``step`` (0..1), the same on every process: the furthest along
+    (each process reads its own clock; the learning-rate drop and the stop must not differ)."""
+    return distributed.agree([progress(step)])[0]
 
 
 def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, gt_boxes: Tensor,
@@ -190,7 +198,8 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
     images: normalised [3, H, W] each, on the CNN's device; image_index [G], gt_boxes [G, 4],
     gt_labels [G] in 1..K. A temporary K-way layer replaces ``cls_score`` and is discarded
     afterwards. Stops early at ``deadline`` (a ``time.perf_counter()`` value) or after
-    ``max_steps`` mini-batches. Returns the loss history.
+    ``max_steps`` mini-batches. Under ``torchrun`` each process warps its share of every
+    mini-batch, as in ``finetune``. Returns the loss history.
     """
     G = len(gt_boxes)
     if G == 0 or epochs <= 0:
@@ -210,7 +219,8 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
     cnn.train()
     try:
         for step in range(total):
-            if out_of_budget(progress, step):
+            done = agreed_progress(progress, step)
+            if done >= 1:
                 break  # out of time
             if step % steps_per_epoch == 0:
                 order = torch.randperm(G, generator=generator)  # a new epoch: reshuffle
@@ -220,8 +230,9 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
             mine = share(torch.arange(len(idx)))  # this process's regions of the batch
             regions = warp_from_images(images, image_index[idx][mine], boxes[mine], cnn.warp_size,
                                        context_pad)
-            _step_lr(optimizer, lr, progress(step))
-            loss = _train_step(net, optimizer, regions, gt_labels[idx][mine] - 1, flip[mine])  # 0..K-1
+            _step_lr(optimizer, lr, done)
+            loss = _train_step(net, optimizer, regions, gt_labels[idx][mine] - 1, flip[mine],
+                               len(idx))  # labels 0..K-1
             history.append({"step": "pretrain", "epoch": step // steps_per_epoch + 1, "loss": loss})
     finally:
         cnn.cls_score = kept_head
@@ -229,7 +240,7 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
 
 
 def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: Tensor,
-             labels: Tensor, *, epochs: float, lr: float, context_pad: float,
+             labels: Tensor, *, epochs: float | None, lr: float, context_pad: float,
              batch_positives: int = 32, batch_negatives: int = 96, seed: int = 0,
              deadline: float | None = None, optimizer: str = "sgd",
              max_steps: int | None = None) -> list[dict]:
@@ -238,8 +249,8 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
     The pool of regions: image_index [P], boxes [P, 4], labels [P] (0 = background, 1..K a
     positive, i.e. IoU >= 0.5 with a ground truth of that class, sec. 2.3). One epoch = as many
     mini-batches as it takes to draw every positive once on average. With no positives at all
-    (a data set without objects) the batches are all background. ``max_steps``: exactly that many
-    mini-batches (the epochs then do not stop it), unless ``deadline`` comes first.
+    (a data set without objects) the batches are all background. ``max_steps``: at most that many
+    mini-batches; with ``epochs=None``, exactly that many (unless ``deadline`` comes first).
 
     Under ``torchrun`` every process draws the same mini-batch (the same generator) and warps its
     share of it (``share``); DistributedDataParallel averages the gradients, so each process takes
@@ -252,9 +263,14 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
     n_neg = min(batch_negatives, len(negatives))
     if n_pos + n_neg == 0:
         return []
-    steps = max(1, math.ceil(epochs * max(len(positives), 1) / max(n_pos, 1)))
-    if max_steps is not None:
+    if epochs is None:  # a budget in steps alone
+        if max_steps is None:
+            raise ValueError("finetune needs epochs or max_steps")
         steps = max_steps
+    else:
+        steps = max(1, math.ceil(epochs * max(len(positives), 1) / max(n_pos, 1)))
+        if max_steps is not None:
+            steps = min(steps, max_steps)
     optimizer = _optimizer(cnn, lr, optimizer)
     net = distributed.wrap(cnn, cnn.cls_score.weight.device)  # DDP under torchrun
     generator = torch.Generator().manual_seed(seed)  # the same draws on every process
@@ -262,7 +278,8 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
     progress = Progress(steps, deadline)
     cnn.train()
     for step in range(steps):
-        if out_of_budget(progress, step):
+        done = agreed_progress(progress, step)
+        if done >= 1:
             break  # out of time
         idx = torch.cat([positives[torch.randint(len(positives), (n_pos,), generator=generator)],
                          negatives[torch.randint(len(negatives), (n_neg,), generator=generator)]])
@@ -270,8 +287,8 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
         mine = share(idx)  # this process's regions of the batch (all of it for one process)
         regions = warp_from_images(images, image_index[mine], boxes[mine], cnn.warp_size,
                                    context_pad)  # (128, 3, S, S)
-        _step_lr(optimizer, lr, progress(step))
-        loss = _train_step(net, optimizer, regions, labels[mine], share(flip))
+        _step_lr(optimizer, lr, done)
+        loss = _train_step(net, optimizer, regions, labels[mine], share(flip), len(idx))
         history.append({"step": "finetune", "epoch": (step + 1) * n_pos / max(len(positives), 1),
                         "loss": loss})
     return history

@@ -40,6 +40,7 @@ from stages.rcnn.proposers import compute_proposals, make_proposer
 from stages.ops import match_to_ground_truth
 from stages.rcnn.regions import crop_regions, normalize
 from stages.rcnn.svm import ClassSVMs, max_iou_per_class, train_svms
+from stages.training import distributed
 
 
 @dataclass
@@ -87,14 +88,15 @@ def _flat(pieces: list[Tensor], width: int | None = None) -> Tensor:
 
 
 def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: float | None = None,
-              log=print, max_steps: int | None = None,
+              log=print, max_steps: int | None = None, steps_replace_epochs: bool = True,
               device: torch.device | str = "cpu") -> tuple[RegionCNN, list[dict], str]:
     """Steps 1 and 2 of sec. 2.3: pre-training on gt crops, then (K+1)-way fine-tuning.
 
     ``time_budget`` (seconds) caps both together: pre-training may use its share of the planned
     mini-batches (plus 25 %), fine-tuning the rest; a cap for slow machines, not a target.
-    ``max_steps``: exactly that many mini-batches in all (``--steps``): pre-training's planned
-    ones (at most that many), fine-tuning the rest. The warps and the CNN run on ``device``.
+    ``max_steps``: that many mini-batches in all (``--steps``), shared as the planned work is
+    (pre-training its part, at least one left for fine-tuning); with ``steps_replace_epochs``
+    exactly that many, else the epochs may stop it sooner. The warps and the CNN run on ``device``.
     Under ``torchrun`` each process warps its share of every mini-batch (``cnn.finetune``).
     Returns the CNN (in eval mode, on ``device``), its loss history, and what stopped it:
     "steps", "time_budget" or "epochs"."""
@@ -121,19 +123,22 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
 
     batch = cfg.batch_positives + cfg.batch_negatives  # pre-training crops per mini-batch, too
     start = time.perf_counter()
+    pre_steps = cfg.pretrain_epochs * math.ceil(len(gt_boxes) / batch)
+    ft_steps = cfg.finetune_epochs * n_pos / cfg.batch_positives
+    share = pre_steps / max(pre_steps + ft_steps, 1)  # pre-training's part of the work
     finetune_deadline = pretrain_deadline = None
     if time_budget is not None:
-        pre_steps = cfg.pretrain_epochs * math.ceil(len(gt_boxes) / batch)
-        ft_steps = cfg.finetune_epochs * n_pos / cfg.batch_positives
-        share = pre_steps / max(pre_steps + ft_steps, 1)  # pre-training's part of the work
         pretrain_deadline = start + time_budget * min(1.0, 1.25 * share)  # with some slack
         finetune_deadline = start + time_budget
+    pretrain_cap = None
+    if max_steps is not None:  # pre-training's share of the steps, one at least left to fine-tune
+        pretrain_cap = min(round(max_steps * share), max_steps - 1)
 
     # 1. pre-training
     history = pretrain_on_crops(cnn, images, gt_index, gt_boxes, gt_labels,
                                 epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
                                 batch_size=batch, seed=seed, deadline=pretrain_deadline,
-                                max_steps=max_steps)
+                                max_steps=pretrain_cap)
     if cfg.pretrain_epochs == 0:
         log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
             "stages.rcnn.config.PRESETS)")
@@ -145,7 +150,8 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
 
     # 2. fine-tuning
     t0 = time.perf_counter()
-    ft = finetune(cnn, images, index, boxes, labels, epochs=cfg.finetune_epochs,
+    exact = max_steps is not None and steps_replace_epochs  # --steps alone: exactly N in all
+    ft = finetune(cnn, images, index, boxes, labels, epochs=None if exact else cfg.finetune_epochs,
                   lr=cfg.finetune_lr, context_pad=p, batch_positives=cfg.batch_positives,
                   batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline,
                   optimizer=cfg.finetune_optimizer,
@@ -157,9 +163,10 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
             f"{cfg.finetune_epochs:g} epochs) in {time.perf_counter() - t0:.1f} s, "
             f"loss {ft[0]['loss']:.3f} -> {ft[-1]['loss']:.3f}")
     stopped_by = "epochs"
+    elapsed = distributed.agree([time.perf_counter() - start])[0]  # the slowest process's clock
     if max_steps is not None and len(history) + len(ft) >= max_steps:
         stopped_by = "steps"
-    elif time_budget is not None and time.perf_counter() >= start + time_budget:
+    elif time_budget is not None and elapsed >= time_budget:
         stopped_by = "time_budget"
         log(f"[rcnn] the CNN's time budget ({time_budget:.0f} s) ran out before its planned epochs")
     cnn.eval()

@@ -21,7 +21,8 @@ torchvision's detection references and detectron2:
   image of that order, so the N processes' first batches together are one process's first batch;
 - each image draws its random numbers (its flip, its anchor and RoI samples) from a generator of
   its own, seeded by (seed, epoch, image): the draws do not depend on which process reads it;
-- rank 0 writes checkpoints, metrics and figures, and evaluates; the others wait (``barrier``);
+- rank 0 writes checkpoints, metrics and figures, and evaluates: during training the others wait
+  for it (``barrier``), after training they are done;
 - the clock is agreed: each step every process takes the largest time any of them spent, so a
   time budget stops them all after the same step.
 
@@ -35,9 +36,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+# How long a process waits at a collective for the others. Rank 0 alone works for long stretches
+# while the others wait at a barrier: selective search over a new training set, generating the
+# synthetic set, an evaluation (--eval-every). NCCL's default, 10 minutes, would abort them.
+TIMEOUT = timedelta(hours=4)
 
 
 def launched() -> bool:
@@ -73,7 +81,7 @@ def setup(device: torch.device) -> torch.device:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     _print_on_main_only()
     print(f"[distributed] {world_size()} processes ({dist.get_backend()}), "
           f"this one rank {rank()} on {device}", force=True)
@@ -140,8 +148,8 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def sampler(dataset, seed: int):
     """Process r's share of the order ``torch.randperm(len(dataset))`` drawn from a generator
     seeded with ``seed`` (``engine.make_loader`` passes one seed per epoch): every N-th index of
-    it, starting at r; the whole order for one process. The order, as padded by the sampler to a
-    multiple of N (repeating its first images), is the same for any number of processes."""
+    it, starting at r; the whole order for one process. The order is the same for any number of
+    processes; for N of them it is padded to a multiple of N by repeating its first images."""
     return torch.utils.data.distributed.DistributedSampler(
         dataset, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed, drop_last=False)
 

@@ -45,6 +45,10 @@ class NonFiniteLossError(RuntimeError):
     """Training produced NaN or inf; the message says where, and which checkpoint is kept."""
 
 
+class TrainingSetupError(ValueError):
+    """Training cannot start as asked (no images; a batch that does not split among processes)."""
+
+
 @dataclass
 class TrainResult:
     epochs: int  # epochs completed (a budget can stop one part-way)
@@ -79,20 +83,21 @@ class SeededItems(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        seed = (self.seed * 1_000_003 + i) % 2**62
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        seed = (self.seed * 1_000_003 + i) % 2**61
+        with torch.random.fork_rng(devices=[]):  # the CPU generator, restored on leaving
+            torch.default_generator.manual_seed(2 * seed)  # the flip (2s and 2s + 1: two streams)
             image, target = self.dataset[i]
-        return image, {**target, GENERATOR: torch.Generator().manual_seed(seed + 1)}
+        return image, {**target, GENERATOR: torch.Generator().manual_seed(2 * seed + 1)}
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, seed: int):
     """A main-process loader (``num_workers=0``) whose shuffling depends only on ``seed``: the
     order is ``torch.randperm(len(dataset))`` drawn from a generator seeded with ``seed``.
 
-    Under ``torchrun`` (N processes) this process's share: the same order, every N-th image of
-    it (``distributed.sampler``), ``batch_size / N`` images per mini-batch. The N shares of a
-    step are then together the mini-batch of one process."""
+    Under ``torchrun`` (N processes), with ``shuffle``, this process's share: the same order,
+    every N-th image of it (``distributed.sampler``), ``batch_size / N`` images per mini-batch.
+    The N shares of a step are then together the mini-batch of one process. (Training always
+    shuffles; without ``shuffle`` every process reads every image.)"""
     sampler = distributed.sampler(dataset, seed) if shuffle else None
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size // distributed.world_size(),
                                        sampler=sampler, collate_fn=collate, num_workers=0)
@@ -128,7 +133,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
         raise ValueError("give epochs, time_budget_s or max_steps: training needs a stopping rule")
     world = distributed.world_size()
     if batch_size % world:
-        raise ValueError(f"--images-per-batch {batch_size} does not split among {world} processes: "
+        raise TrainingSetupError(f"--images-per-batch {batch_size} does not split among {world} processes: "
                          f"give a multiple of {world} (it is the global mini-batch)")
     main = distributed.is_main()  # the process that writes, prints and evaluates
     progress = progress and main
@@ -208,7 +213,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
         loader = make_loader(SeededItems(dataset, epoch_seed), batch_size, shuffle=True,
                              seed=epoch_seed)
         if len(loader) == 0:
-            raise ValueError(f"[{stage}] no training images: nothing to train on")
+            raise TrainingSetupError(f"[{stage}] no training images: nothing to train on")
         bar = tqdm(loader, desc=f"[{stage}] epoch {epoch + 1}", disable=not progress, leave=False)
         batches = iter(bar)
         for i in range(len(loader)):

@@ -46,7 +46,8 @@ PREDICTIONS = "predictions.png"
 
 
 # what a user's input or a diverging run raises: each message names the file or the step
-USER_ERRORS = (DatasetError, BackboneError, CheckpointError, engine.NonFiniteLossError)
+USER_ERRORS = (DatasetError, BackboneError, CheckpointError, engine.NonFiniteLossError,
+               engine.TrainingSetupError)
 
 
 def one_line_errors(main):
@@ -218,15 +219,12 @@ def train_or_restore(model, ctx: Context, cfg, config: dict) -> Trained:
                        (state.get("extra") or {}).get("stopped_by"))
     epochs, seconds, steps = budget(ctx.run, cfg.full_epochs, cfg.quick_time_budget)
     t0 = time.perf_counter()
-    try:
-        result = train_with_recipe(model, cfg, ctx.train, out_dir=ctx.out_dir, stage=stage,
-                                   config=config, epochs=epochs, time_budget_s=seconds,
-                                   max_steps=steps, device=ctx.device,
-                                   seed=ctx.run.seed, resume=ctx.run.resume,
-                                   eval_every_s=ctx.run.eval_every, val_dataset=ctx.val,
-                                   progress=ctx.run.progress)
-    except ValueError as e:  # a batch that does not split among the processes, no images
-        raise SystemExit(f"error: {e}") from None
+    result = train_with_recipe(model, cfg, ctx.train, out_dir=ctx.out_dir, stage=stage,
+                               config=config, epochs=epochs, time_budget_s=seconds,
+                               max_steps=steps, device=ctx.device,
+                               seed=ctx.run.seed, resume=ctx.run.resume,
+                               eval_every_s=ctx.run.eval_every, val_dataset=ctx.val,
+                               progress=ctx.run.progress)
     last = result.history[-1] if result.history else {}
     print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
           f"{result.stopped_by}) in {result.train_time_s:.0f} s (wall {time.perf_counter() - t0:.0f} s); "
