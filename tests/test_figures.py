@@ -50,7 +50,7 @@ def trained_runs(tmp_path_factory, data_args):
     mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn"), "--fpn", "--input-scale", "1"])
     rows = [Row(compare.STAGES[2], faster, "trained"), Row(compare.STAGES[3], mask, "trained")]
     settings = argparse.Namespace(data=data_args[1], val_data=None, data_root=data_args[3],
-                                  preset="quick", epochs=1, time_budget=2.0, eval_every=None,
+                                  preset="quick", epochs=1, time_budget=2.0, steps=None, eval_every=None,
                                   seed=0, device="cpu", long_side=None, progress=False)
     compare.save_comparison(runs, rows, generation_ratios(rows), settings)
     return runs
