@@ -118,8 +118,8 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     second). ``lr_schedule(step) -> factor`` scales every parameter group's initial learning rate
     at each step (e.g. a warm-up). ``lr_drop``: once this fraction of the training is done (of
     the epochs, the steps or the time budget, whichever is furthest along), the learning rate is
-    divided by 10, the papers' step schedule (Fast and Faster R-CNN
-    drop it 10x after 3/4 of their iterations: ``lr_drop=0.75``). ``clip_grad_norm``: the
+    divided by 10, the papers' step schedule (Fast and Faster R-CNN drop it 10x after 3/4 of their
+    iterations: ``lr_drop=0.75``). ``clip_grad_norm``: the
     gradients of all parameters are scaled down together when their norm exceeds it (detectron2's
     ``CLIP_GRADIENTS``): one bad batch then moves the weights a bounded step, instead of blowing
     them up (a loss of 1e29, then NaN).
@@ -133,8 +133,8 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
         raise ValueError("give epochs, time_budget_s or max_steps: training needs a stopping rule")
     world = distributed.world_size()
     if batch_size % world:
-        raise TrainingSetupError(f"--images-per-batch {batch_size} does not split among {world} processes: "
-                         f"give a multiple of {world} (it is the global mini-batch)")
+        raise TrainingSetupError(f"--images-per-batch {batch_size} does not split among {world} "
+                                 f"processes: give a multiple of {world} (it is the global batch)")
     main = distributed.is_main()  # the process that writes, prints and evaluates
     progress = progress and main
     out_dir = Path(out_dir)
