@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None):
 
     train_time = state["train_time_s"] if state else 0.0
     history = state["history"] if state else []
-    stopped_by = (state["extra"].get("stopped_by") if state else None)
+    stopped_by = state["extra"].get("stopped_by") if state else None
     if "svm_bbox" in done:
         if not distributed.is_main():
             return None  # rank 0 evaluates

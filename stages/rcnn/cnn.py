@@ -158,11 +158,12 @@ def _step_lr(optimizer, base_lr: float, progress: float) -> None:
         g["lr"] = base_lr * (0.1 if progress >= 0.75 else 1.0)
 
 
-def share(idx: Tensor) -> Tensor:
-    """This process's part of a mini-batch drawn alike on every process: every N-th region
-    under ``torchrun`` (N processes; DDP averages their gradients), all of it for one process.
+def share() -> slice:
+    """This process's part of a mini-batch drawn alike on every process, as positions in it:
+    every N-th region under ``torchrun`` (N processes; DDP averages their gradients), all of it
+    for one process. ``x[share()]`` of anything laid out as the batch, [B, ...] -> [b, ...].
     (A share may be one region smaller than another; ``_train_step`` weighs them right.)"""
-    return idx[distributed.rank()::distributed.world_size()]
+    return slice(distributed.rank(), None, distributed.world_size())
 
 
 def _train_step(net, optimizer, regions, labels, flip, batch_size: int) -> float:
@@ -227,11 +228,11 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
             idx = order[(step % steps_per_epoch) * batch_size:][:batch_size]  # (B,)
             boxes = jitter_boxes(gt_boxes[idx], jitter, generator)
             flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
-            mine = share(torch.arange(len(idx)))  # this process's regions of the batch
-            regions = warp_from_images(images, image_index[idx][mine], boxes[mine], cnn.warp_size,
-                                       context_pad)
+            mine = share()  # this process's positions in the batch (all of them for one process)
+            regions = warp_from_images(images, image_index[idx[mine]], boxes[mine], cnn.warp_size,
+                                       context_pad)  # (b, 3, S, S)
             _step_lr(optimizer, lr, done)
-            loss = _train_step(net, optimizer, regions, gt_labels[idx][mine] - 1, flip[mine],
+            loss = _train_step(net, optimizer, regions, gt_labels[idx[mine]] - 1, flip[mine],
                                len(idx))  # labels 0..K-1
             history.append({"step": "pretrain", "epoch": step // steps_per_epoch + 1, "loss": loss})
     finally:
@@ -284,11 +285,11 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
         idx = torch.cat([positives[torch.randint(len(positives), (n_pos,), generator=generator)],
                          negatives[torch.randint(len(negatives), (n_neg,), generator=generator)]])
         flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
-        mine = share(idx)  # this process's regions of the batch (all of it for one process)
+        mine = idx[share()]  # this process's regions of the batch (all of them for one process)
         regions = warp_from_images(images, image_index[mine], boxes[mine], cnn.warp_size,
-                                   context_pad)  # (128, 3, S, S)
+                                   context_pad)  # (b, 3, S, S), b = B = 128 on one process
         _step_lr(optimizer, lr, done)
-        loss = _train_step(net, optimizer, regions, labels[mine], share(flip), len(idx))
+        loss = _train_step(net, optimizer, regions, labels[mine], flip[share()], len(idx))
         history.append({"step": "finetune", "epoch": (step + 1) * n_pos / max(len(positives), 1),
                         "loss": loss})
     return history

@@ -156,7 +156,8 @@ def validation_scorer(dataset, device="cpu"):
 
 def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict | None = None,
                       epochs: int | None = None, time_budget_s: float | None = None,
-                      max_steps: int | None = None, device="cpu", seed: int = 0, resume: bool = False,
+                      max_steps: int | None = None, device="cpu", seed: int = 0,
+                      resume: bool = False,
                       eval_every_s: float | None = None, val_dataset=None,
                       progress: bool = True) -> engine.TrainResult:
     """``engine.train`` with a stage config's recipe, as the commands and the notebooks train:
@@ -168,7 +169,8 @@ def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict 
     warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
     return engine.train(model, build_optimizer(model, cfg), dataset, out_dir=out_dir, stage=stage,
                         config=config or {}, epochs=epochs, time_budget_s=time_budget_s,
-                        max_steps=max_steps, batch_size=cfg.images_per_batch, device=device, seed=seed, resume=resume,
+                        max_steps=max_steps, batch_size=cfg.images_per_batch, device=device,
+                        seed=seed, resume=resume,
                         lr_schedule=warmup, lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
                         eval_every_s=eval_every_s if scorer else None, evaluate_fn=scorer,
                         progress=progress)
