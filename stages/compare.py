@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the row 'Mask R-CNN from random weights' beside the ImageNet-"
                              "pretrained one: what pre-training buys (R-CNN sec. 2.3)")
     add_dataclass_args(parser, RunConfig, "passed to every stage",
-                       skip=("out", "resume", "eval_only"), defaults={"eval_every": EVAL_EVERY})
+                       skip=("out", "resume", "eval_only"), defaults={"eval_every": EVAL_EVERY},
+                       from_data=("long_side",))
     return parser
 
 

@@ -382,3 +382,34 @@ def test_cached_proposals_are_charged_at_their_recorded_time():
     assert ev["ms_per_image"] >= 11.0 - 1.0 + 20.0 - 1e-6
     assert ev["ms_network"] == pytest.approx(ev["ms_per_image"] - 20.0)
     assert "cache_read" not in ev["timing_ms"]
+
+
+@pytest.mark.parametrize("stage", ["faster_rcnn", "mask_rcnn"])
+def test_detections_json_read_by_pycocotools_gives_metrics_json(trained_runs, stage):
+    """What a run leaves for other tools: ``detections.json`` (COCO results) scored by pycocotools
+    itself against ``ground_truth.json``, as any user would, gives the APs of ``metrics.json``."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    folder = trained_runs / stage
+    metrics = json.loads((folder / "metrics.json").read_text())
+    detections = json.loads((folder / "detections.json").read_text())
+    truth = json.loads((folder / "ground_truth.json").read_text())
+    assert {im["id"] for im in truth["images"]} >= {d["image_id"] for d in detections}
+    assert all(im["file_name"].endswith(".png") for im in truth["images"])
+    kinds = [("bbox", "box")] + ([("segm", "mask")] if stage == "mask_rcnn" else [])
+    for iou_type, key in kinds:
+        if not detections:  # loadRes([]) fails; nothing found must have scored 0
+            assert metrics[key]["AP"] == 0.0
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(folder / "ground_truth.json"))
+            ev = COCOeval(gt, gt.loadRes(str(folder / "detections.json")), iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        for name, value in zip(("AP", "AP50", "AP75"), ev.stats[:3]):
+            assert metrics[key][name] == pytest.approx(100 * value, abs=1e-6), (iou_type, name)

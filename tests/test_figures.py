@@ -5,18 +5,12 @@ crash."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 from matplotlib.image import imread
 
-from stages import compare
-from stages.evaluation.comparison import Row, generation_ratios
 from stages.figures import gallery as figures
 from stages.figures.common import spread
-from stages.faster_rcnn.__main__ import main as faster_rcnn_main
-from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 
 NEEDS_RUN = {spec.name for spec in figures.FIGURES if spec.needs}
 
@@ -29,31 +23,6 @@ def assert_picture(path):
     assert H >= 500 and W >= 900, (path.name, H, W)  # ~150 dpi on a 6+ inch-wide figure
     assert pixels[..., :3].std() > 0.05, path.name  # not a single colour
     assert len({tuple(p) for p in pixels[::7, ::7, :3].reshape(-1, 3).round(2)}) > 50, path.name
-
-
-@pytest.fixture(scope="module")
-def data_args(tiny_synthetic, data_root) -> list[str]:
-    """The tiny synthetic set read as any COCO data (the every-5th-image split gives 7 + 1)."""
-    return ["--data", f"coco:{tiny_synthetic / 'train.json'}:{tiny_synthetic / 'images'}",
-            "--data-root", str(data_root)]
-
-
-@pytest.fixture(scope="module")
-def trained_runs(tmp_path_factory, data_args):
-    """A runs folder as the stage commands write it: faster_rcnn/, mask_rcnn/ (a step or two of
-    training each) and comparison.json beside them (the comparison of those two results), as
-    ``python -m stages.compare`` writes them."""
-    runs = tmp_path_factory.mktemp("runs")
-    flags = data_args + ["--epochs", "1", "--time-budget", "2", "--no-progress", "--device", "cpu"]
-    faster = faster_rcnn_main(flags + ["--out", str(runs / "faster_rcnn")])
-    # with the pyramid (not the default), so that the FPN figure reads a trained one
-    mask = mask_rcnn_main(flags + ["--out", str(runs / "mask_rcnn"), "--fpn", "--input-scale", "1"])
-    rows = [Row(compare.STAGES[2], faster, "trained"), Row(compare.STAGES[3], mask, "trained")]
-    settings = argparse.Namespace(data=data_args[1], val_data=None, data_root=data_args[3],
-                                  preset="quick", epochs=1, time_budget=2.0, steps=None, eval_every=None,
-                                  seed=0, device="cpu", long_side=None, progress=False)
-    compare.save_comparison(runs, rows, generation_ratios(rows), settings)
-    return runs
 
 
 def test_spread_keeps_the_ends_and_spaces_the_rest_evenly():

@@ -100,6 +100,20 @@ class DetectionDataset(torch.utils.data.Dataset):
     def load(self, record: int):
         raise NotImplementedError
 
+    def record_file(self, record: int) -> str:
+        """The image file of ``record``, relative to the source's image folder."""
+        return str(record)
+
+    def record_boxes(self, record: int):
+        """``(H, W, boxes [N, 4])`` of ``record`` as stored, before any transform; sources that
+        can answer from their annotations alone do so without decoding the image."""
+        image, target = self.load(record)
+        return int(image.shape[-2]), int(image.shape[-1]), target["boxes"].numpy()
+
+    def file_name(self, i: int) -> str:
+        """The image file of item ``i`` (as its source names it): results files carry it."""
+        return self.record_file(self.indices[i])
+
     def subset(self, indices: list[int], transforms: Callable | None = None, **attrs):
         """A view of the same source with other record ``indices``, ``transforms`` (and attributes)."""
         view = copy.copy(self)
@@ -203,6 +217,25 @@ class CocoDataset(DetectionDataset):
     def image_path(self, record: int) -> Path:
         return self.image_dir / self.images[record]["file_name"]
 
+    def record_file(self, record: int) -> str:
+        return str(self.images[record]["file_name"])
+
+    def record_boxes(self, record: int):
+        info, anns = self.images[record], self.annotations_per_image[record]
+        if "height" in info and "width" in info:
+            H, W = int(info["height"]), int(info["width"])
+        else:  # read the size from the file's header, not its pixels
+            path = self.image_path(record)
+            try:
+                with Image.open(path) as im:
+                    W, H = im.size
+            except (OSError, UnidentifiedImageError) as e:
+                raise DatasetError(f"{path}: cannot read the image ({e})") from None
+        anns = [a for a in anns if self.keep_crowd or not a.get("iscrowd", 0)]
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)],
+                         np.float32).reshape(-1, 4)
+        return H, W, boxes
+
     def load(self, record: int):
         info, anns = self.images[record], self.annotations_per_image[record]
         if not self.keep_crowd:
@@ -275,22 +308,37 @@ class PennFudanDataset(DetectionDataset):
     def num_records(self) -> int:
         return len(self.image_files)
 
-    def load(self, record: int):
+    def record_file(self, record: int) -> str:
+        return self.image_files[record].name
+
+    def record_boxes(self, record: int):
+        """From the mask file alone (its size is the image's)."""
+        ids_map = self._ids_map(record)
+        ids = np.unique(ids_map)
+        masks = ids_map[None] == ids[ids != 0][:, None, None]  # (N, H, W)
+        return ids_map.shape[0], ids_map.shape[1], boxes_from_masks(masks)
+
+    def _ids_map(self, record: int) -> np.ndarray:
+        """The mask PNG of ``record``: (H, W) instance ids, 0 = background."""
         path = self.image_files[record]
         mask_path = self.root / "PedMasks" / f"{path.stem}_mask.png"
-        image = read_image(path)
         if not mask_path.is_file():
             raise DatasetError(f"{mask_path}: mask file not found for image {path.name}")
         try:
             with Image.open(mask_path) as im:
-                ids_map = np.asarray(im)  # (H, W) instance ids, 0 = background
+                ids_map = np.asarray(im)
         except (UnidentifiedImageError, OSError) as e:
             raise DatasetError(f"{mask_path}: cannot read the mask ({e})") from None
+        return ids_map[..., 0] if ids_map.ndim == 3 else ids_map
+
+    def load(self, record: int):
+        path = self.image_files[record]
+        mask_path = self.root / "PedMasks" / f"{path.stem}_mask.png"
+        image = read_image(path)
+        ids_map = self._ids_map(record)  # (H, W) instance ids, 0 = background
         if ids_map.shape[:2] != image.shape[:2]:
             raise DatasetError(f"{mask_path}: mask is {ids_map.shape[1]}x{ids_map.shape[0]}, "
                                f"image {path.name} is {image.shape[1]}x{image.shape[0]}")
-        if ids_map.ndim == 3:
-            ids_map = ids_map[..., 0]
         ids = np.unique(ids_map)
         ids = ids[ids != 0]
         masks = (ids_map[None] == ids[:, None, None]).astype(np.uint8)  # (N, H, W)

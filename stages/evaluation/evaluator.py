@@ -48,6 +48,10 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
         timing_ms    {part name: mean ms per image} from the outputs' "timing" dicts (absent = 0)
         n_images     how many images were evaluated
         notes        explain_missing of box (and mask) metrics
+        detections   the COCO results (one dict per detection: image_id, category_id, bbox xywh,
+                     score, segmentation RLE for masks, file_name): what ``detections.json`` holds
+        ground_truth the COCO ground truth they were scored against (images, annotations,
+                     categories), in the same pixel frame (after any ``--long-side`` resize)
 
     ``warmup`` untimed calls on the first image come first: the first call of a model pays one-off
     costs (memory allocation, kernel selection, caches) that would otherwise be charged to
@@ -66,8 +70,10 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
     with torch.no_grad(), tqdm(total=n, desc="evaluate", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-            for image, target in items:
+            for i, (image, target) in enumerate(items, start):
                 entry, anns = gt_entries(tuple(image.shape[-2:]), target, len(gt_annotations) + 1)
+                if hasattr(dataset, "file_name"):  # so that a reader finds the photo again
+                    entry["file_name"] = dataset.file_name(i)
                 gt_images.append(entry)
                 gt_annotations.extend(anns)
             images = [image.to(device) for image, _ in items]
@@ -76,8 +82,12 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
             outputs = model(images)
             synchronize(device)
             seconds += time.perf_counter() - t0
-            for (_, target), output in zip(items, outputs):
-                detections.extend(detections_to_coco(output, image_id_of(target)))
+            for i, ((_, target), output) in enumerate(zip(items, outputs), start):
+                found = detections_to_coco(output, image_id_of(target))
+                if hasattr(dataset, "file_name"):
+                    for d in found:
+                        d["file_name"] = dataset.file_name(i)
+                detections.extend(found)
                 any_masks |= output.get("masks") is not None
                 timing = output.get("timing") or {}
                 for part, s in timing.items():
@@ -98,4 +108,4 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
                                     if s not in explain_missing(box)]
     return {"box": box, "mask": mask, "ms_per_image": ms_per_image, "ms_proposals": ms_proposals,
             "ms_network": ms_per_image - ms_proposals, "timing_ms": timing_ms, "n_images": n,
-            "notes": notes}
+            "notes": notes, "detections": detections, "ground_truth": coco_gt.dataset}

@@ -12,7 +12,6 @@ import torch
 
 from stages.training import distributed, run
 from stages.backbone import backbone_suffix
-from stages.training.cli import dataclass_from_args
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
 from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
@@ -25,11 +24,10 @@ def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, FastRCNNConfig, SelectiveSearchConfig,
                               prog=f"python -m stages.{STAGE}")
     args = parser.parse_args(argv)
-    cfg = dataclass_from_args(FastRCNNConfig, args)
     ctx = run.prepare(args, STAGE)
-
-    cache = ProposalCache(Path(ctx.run.data_root) / CACHE_DIR,
-                          dataclass_from_args(SelectiveSearchConfig, args))
+    cfg = run.stage_config(FastRCNNConfig, args, ctx)  # the image scale: from the data
+    ss = run.stage_config(SelectiveSearchConfig, args, ctx)  # the method: from the data
+    cache = ProposalCache(Path(ctx.run.data_root) / CACHE_DIR, ss)
     for name, dataset in (("train", ctx.train), ("val", ctx.val)):
         with distributed.main_first():  # under torchrun rank 0 computes, the others read
             n, seconds = fill_cache(cache, dataset, ctx.run.progress, f"selective search ({name})")
@@ -38,7 +36,7 @@ def main(argv: list[str] | None = None):
 
     torch.manual_seed(ctx.run.seed)  # the same initial weights whatever the cache held
     model = build_fast_rcnn(cfg, ctx.num_classes, cache).to(ctx.device)
-    config = {**vars(args)}
+    config = run.saved_config(args, ctx, cfg, ss)
     trained = run.train_or_restore(model, ctx, cfg, config)
     variant = (f"proposals=selective_search pool={cfg.pool} kernel={cfg.pool_kernel}"
                + backbone_suffix(cfg))

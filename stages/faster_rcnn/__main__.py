@@ -11,7 +11,6 @@ import torch
 
 from stages.training import run
 from stages.backbone import backbone_suffix
-from stages.training.cli import dataclass_from_args
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.faster_rcnn.model import build_faster_rcnn
 
@@ -22,12 +21,12 @@ STAGE = "faster_rcnn"
 def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, FasterRCNNConfig, prog=f"python -m stages.{STAGE}")
     args = parser.parse_args(argv)
-    cfg = dataclass_from_args(FasterRCNNConfig, args)
     ctx = run.prepare(args, STAGE)
+    cfg = run.stage_config(FasterRCNNConfig, args, ctx)  # anchors and scale: from the data
 
     torch.manual_seed(ctx.run.seed)
     model = build_faster_rcnn(cfg, ctx.num_classes).to(ctx.device)
-    config = {**vars(args)}
+    config = run.saved_config(args, ctx, cfg)
     trained = run.train_or_restore(model, ctx, cfg, config)
     variant = f"proposals=rpn pool={cfg.pool} kernel={cfg.pool_kernel}" + backbone_suffix(cfg)
     return run.finish(model, ctx, variant=variant, trained=trained)

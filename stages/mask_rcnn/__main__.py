@@ -51,13 +51,14 @@ def main(argv: list[str] | None = None):
     parser = run.build_parser(__doc__, MaskRCNNConfig, ModelChoice, prog=f"python -m stages.{STAGE}",
                               skip=SKIP)
     args = parser.parse_args(argv)
-    cfg, choice = dataclass_from_args(MaskRCNNConfig, args), dataclass_from_args(ModelChoice, args)
+    choice = dataclass_from_args(ModelChoice, args)
     stage = STAGE if choice.model == "ours" else f"{STAGE}_{choice.model}"
     ctx = run.prepare(args, stage)
+    cfg = run.stage_config(MaskRCNNConfig, args, ctx)  # anchors and scale: from the data
 
     torch.manual_seed(ctx.run.seed)
     model = build_model(cfg, choice, ctx.num_classes, ctx.run.long_side).to(ctx.device)
-    config = {**vars(args)}
+    config = run.saved_config(args, ctx, cfg, choice)
     trained = run.train_or_restore(model, ctx, cfg, config)
     if choice.model == "ours":
         variant = (f"proposals=rpn{'+fpn' if cfg.fpn else ''} pool={cfg.pool} "

@@ -38,7 +38,6 @@ from matplotlib.figure import Figure
 
 from stages.training import distributed, engine, io, run
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stages.training.cli import dataclass_from_args
 from stages.training.engine import CHECKPOINT
 from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
 from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None):
                               skip=("eval_every",))
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
-    cfg = resolve(dataclass_from_args(RCNNConfig, args), ctx.run.preset, ctx.run.epochs)
+    cfg = resolve(run.stage_config(RCNNConfig, args, ctx), ctx.run.preset, ctx.run.epochs)
     ckpt_path = ctx.out_dir / CHECKPOINT
     cache_root = Path(ctx.run.data_root) / CACHE_DIR
 
@@ -147,7 +146,8 @@ def main(argv: list[str] | None = None):
             train_time += distributed.agree([time.perf_counter() - t0])[0]
             if distributed.is_main():
                 save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
-                                config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
+                                config=run.saved_config(argparse.Namespace(), ctx, cfg),
+                                model=cnn, train_time_s=train_time,
                                 history=history, extra={"steps_done": ["cnn"],
                                                         "stopped_by": stopped_by})
         if not distributed.is_main():
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None):
         train_time += time.perf_counter() - t0
         model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).to(ctx.device).eval()
         save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
-                        config=dataclasses.asdict(cfg), model=cnn, train_time_s=train_time,
+                        config=run.saved_config(argparse.Namespace(), ctx, cfg),
+                        model=cnn, train_time_s=train_time,
                         history=history, extra={"steps_done": ["cnn", "svm_bbox"],
                                                 "stopped_by": stopped_by,
                                                 **model.extra_tensors()})

@@ -56,7 +56,6 @@ import torch
 
 from stages.training import run
 from stages.backbone import BackboneConfig, backbone_from_config, backbone_suffix
-from stages.training.cli import dataclass_from_args
 from stages.evaluation import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.torchvision.adapter import TorchvisionDetector
@@ -138,16 +137,16 @@ def build_parser():
 @run.one_line_errors
 def main(argv: list[str] | None = None) -> Result:
     args = build_parser().parse_args(argv)
-    cfg = dataclass_from_args(PeerConfig, args)
     stage = stage_name(args.kind)
     ctx = run.prepare(args, stage)
+    cfg = run.stage_config(PeerConfig, args, ctx)  # the image scale: from the data, as ours
     # torchvision rescales every image to this long side: the data's own (128 for the synthetic
     # set, --long-side when given) times input_scale, so that it sees them as our stages do
     image_size = round((ctx.run.long_side or max(ctx.val[0][0].shape[-2:])) * cfg.input_scale)
 
     torch.manual_seed(ctx.run.seed)
     model = build_peer(args.kind, cfg, ctx.num_classes, image_size).to(ctx.device)
-    config = {**vars(args), "image_size": int(image_size)}
+    config = {**run.saved_config(args, ctx, cfg), "image_size": int(image_size)}
     trained = run.train_or_restore(model, ctx, cfg, config)
     return run.finish(model, ctx, variant=describe(args.kind, cfg), trained=trained)
 

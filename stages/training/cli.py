@@ -75,7 +75,8 @@ class RunConfig:
     out: str | None = None  # output folder; none: runs/<stage>
     resume: bool = False  # continue from <out>/checkpoint.pt
     eval_only: bool = False  # evaluate <out>/checkpoint.pt without training
-    long_side: int | None = None  # resize images so the longer side has this many pixels
+    long_side: int | None = None  # resize images so the longer side has this many pixels; 0:
+    #                               keep them as they are
     progress: bool = True  # progress bars
 
 
@@ -205,11 +206,27 @@ def _show(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+AUTO = "auto"  # the value of a data-dependent flag that asks for the choice from the data
+
+
+def _or_auto(typ: type):
+    """argparse's ``type`` for a flag that takes a value of ``typ`` or the word "auto"."""
+    def convert(text: str):
+        return AUTO if text == AUTO else typ(text)
+    convert.__name__ = typ.__name__  # argparse names the type in its error message
+    return convert
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None = None,
-                       skip: tuple = (), defaults: dict | None = None) -> None:
+                       skip: tuple = (), defaults: dict | None = None,
+                       from_data: tuple = ()) -> None:
     """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its comment
     as the help, its default printed once. ``skip``: fields this command does not read;
-    ``defaults``: {field: value} where this command's default differs from the field's."""
+    ``defaults``: {field: value} where this command's default differs from the field's;
+    ``from_data``: fields whose default the data decides (``stages.data.box_statistics``): their
+    flag also takes "auto" (unless its values are a fixed list of choices) and defaults to None,
+    which the command replaces: the field's value on the built-in synthetic set, the choice from
+    the training boxes on the user's data."""
     target = parser.add_argument_group(group) if group else parser
     helps, choices = field_help(cls), field_choices(cls)
     for f in dataclasses.fields(cls):
@@ -220,6 +237,16 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None =
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = (defaults or {}).get(f.name, default)
         text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        if f.name in from_data:
+            how = "chosen for photos" if f.name in choices else "auto, chosen from the training boxes,"
+            shown = "no resize" if default is None else _show(default)
+            text += (f" (default: {how} on coco: and pennfudan: data; {shown} on the built-in "
+                     f"synthetic set)")
+            target.add_argument(flag, dest=f.name, default=None, help=text.strip(),
+                                type=typ if f.name in choices else _or_auto(typ),
+                                choices=choices.get(f.name), nargs="+" if is_tuple else None,
+                                metavar=None if f.name in choices else "N|auto")
+            continue
         if typ is bool and not is_tuple:  # argparse adds "(default: ...)" to these itself
             target.add_argument(flag, dest=f.name, default=default, help=text,
                                 action=argparse.BooleanOptionalAction)

@@ -9,8 +9,10 @@ A stage's ``main()`` reads top to bottom with these helpers (no framework, no ca
     trained = run.train_or_restore(model, ctx, cfg, config)    # train, or --eval-only
     run.finish(model, ctx, variant="pool=roi", trained=trained)  # evaluate, save, print a row
 
-``finish`` writes ``metrics.json`` (the result record ``compare`` and the notebooks read) and
-``predictions.png`` into the output folder and prints the table row.
+``finish`` writes ``metrics.json`` (the result record ``compare`` and the notebooks read),
+``detections.json`` (the validation detections in COCO results format, what pycocotools, TIDE and
+FiftyOne read), ``ground_truth.json`` (the COCO ground truth they were scored against, in the same
+pixel frame) and ``predictions.png`` into the output folder and prints the table row.
 
 Under ``torchrun`` (``stages.training.distributed``) ``prepare`` joins the processes and gives each
 its device, rank 0 makes the data and the folder first, every process trains, and ``finish``
@@ -28,21 +30,31 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stages.training import distributed, engine
 from stages.backbone import BackboneError
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.training.cli import RunConfig, add_dataclass_args, command_parser, dataclass_from_args
-from stages.data.sources import DatasetError, load_dataset
+from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_parser,
+                                 dataclass_from_args)
+from stages.data import box_statistics
+from stages.data.box_statistics import BoxStats, gather
+from stages.data.sources import DatasetError, load_dataset, parse_spec
 from stages.training.device import choose_device, count_parameters, seed_everything
 from stages.figures.draw import draw_detections, figure_grid
 from stages.evaluation import Result, evaluate, format_table
+from stages.training import io
 from stages.training.io import save_figure
 from stages.data.transforms import train_transforms, val_transforms
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.png"
+# COCO results format, a list of {image_id, category_id, bbox [x, y, w, h], score[, segmentation
+# RLE], file_name}; with ground_truth.json, pycocotools' COCO(gt).loadRes(detections) gives back
+# metrics.json's APs. Both are in the pixels the evaluation saw (after --long-side).
+DETECTIONS = "detections.json"
+GROUND_TRUTH = "ground_truth.json"
 
 
 # what a user's input or a diverging run raises: each message names the file or the step
@@ -67,15 +79,27 @@ def one_line_errors(main):
     return wrapper
 
 
+# The settings whose default the data decides (``stages.data.box_statistics``): on the built-in
+# synthetic set the config's measured value, on the user's data (coco:, pennfudan:) a choice from
+# the training boxes, printed. Each also takes "auto" (or, for the selective-search method, a
+# name) on the command line.
+FROM_DATA = ("long_side", "input_scale", "anchor_sizes", "anchor_ratios", "fpn_anchor_sizes",
+             "ss_method", "method")
+# Selective search on photos: OpenCV's implementation of the paper's fast mode (the package our
+# notebook reads finds too few pedestrians: benchmarks/bench_proposals.py)
+PHOTO_SS_METHOD = "opencv_fast"
+
+
 def build_parser(description: str | None, *config_classes, prog: str,
                  skip: tuple = ()) -> argparse.ArgumentParser:
     """The command ``prog`` ("python -m stages.fast_rcnn"): its docstring as the description, the
     shared flags (``RunConfig``), then one flag per field of each stage config class, but not the
-    fields in ``skip`` (inherited ones the stage does not read)."""
+    fields in ``skip`` (inherited ones the stage does not read). The fields of ``FROM_DATA``
+    default to None: ``prepare`` and ``stage_config`` fill them in from the data."""
     parser = command_parser(prog, description)
-    add_dataclass_args(parser, RunConfig, "run (every stage)", skip=skip)
+    add_dataclass_args(parser, RunConfig, "run (every stage)", skip=skip, from_data=FROM_DATA)
     for cls in config_classes:
-        add_dataclass_args(parser, cls, cls.__name__, skip=skip)
+        add_dataclass_args(parser, cls, cls.__name__, skip=skip, from_data=FROM_DATA)
     return parser
 
 
@@ -87,6 +111,18 @@ class Context:
     out_dir: Path
     train: object  # the training dataset (with flips)
     val: object  # the validation dataset
+    box_stats: BoxStats | None = None  # the training boxes at the chosen image size (on demand)
+
+    @property
+    def from_data(self) -> bool:
+        """Whether the data-dependent defaults (``FROM_DATA``) are chosen from the data: on the
+        user's data, not on the built-in synthetic set (whose values were measured)."""
+        return parse_spec(self.run.data)[0] != "synthetic"
+
+    def stats(self) -> BoxStats:
+        if self.box_stats is None:
+            self.box_stats = gather(self.train).resized(self.run.long_side)
+        return self.box_stats
 
     @property
     def num_classes(self) -> int:
@@ -116,17 +152,106 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
         run = dataclasses.replace(run, progress=False)  # one progress bar: rank 0's
     try:
         with distributed.main_first():  # rank 0 generates the synthetic set; the others read it
-            train, val = load_dataset(run.data, run.data_root, train_transforms(run.long_side),
-                                      val_transforms(run.long_side), val_spec=run.val_data)
+            train, val = load_dataset(run.data, run.data_root, val_spec=run.val_data)
+        run, stats = choose_long_side(run, train, stage)
     except DatasetError as e:  # the user's data: one clear line, no traceback
         raise SystemExit(f"error: {e}") from None
+    train.transforms = train_transforms(run.long_side)  # the resize (if any), then random flips
+    val.transforms = val_transforms(run.long_side)
     out_dir = Path(run.out or Path("runs") / stage)
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
     data = run.data + (f" (val {run.val_data})" if run.val_data else "")
     print(f"[{stage}] data {data}: {len(train)} train / {len(val)} val images, "
           f"classes {train.class_names[1:]}; device {device}; output {out_dir}")
-    return Context(run, stage, device, out_dir, train, val)
+    return Context(run, stage, device, out_dir, train, val, stats)
+
+
+def choose_long_side(run: RunConfig, train, stage: str) -> tuple[RunConfig, BoxStats | None]:
+    """``--long-side``: as given; else none on the synthetic set; else, on the user's data, large
+    photos resized (``box_statistics.choose_long_side``), which is printed. Returns the run
+    config with the number (0: images as they are) and the boxes' statistics where they were
+    read."""
+    on_photos = parse_spec(run.data)[0] != "synthetic"
+    if run.long_side not in (None, AUTO) or (run.long_side is None and not on_photos):
+        return dataclasses.replace(run, long_side=run.long_side or None), None
+    stats = gather(train)
+    long_side = box_statistics.choose_long_side(stats)
+    median = float(np.median(stats.long_sides)) if len(stats.long_sides) else 0
+    why = (f"resized to {long_side} px on the long side" if long_side else "kept as they are")
+    print(f"[{stage}] --long-side auto: the training images (median long side {median:.0f} px) "
+          f"are {why}; objects then measure {stats.resized(long_side).median_size():.0f} px "
+          f"(median sqrt(area))")
+    return dataclasses.replace(run, long_side=long_side), stats.resized(long_side)
+
+
+def stage_config(cls, args: argparse.Namespace, ctx: Context):
+    """The stage config ``cls`` from the command line, the ``FROM_DATA`` fields filled in: a
+    value given is kept; "auto" is chosen from the training boxes (``stages.data.box_statistics``);
+    none given means "auto" on the user's data and the field's measured default on the built-in
+    synthetic set. What was chosen from the data is printed in one line, with why."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    chosen = []
+    for name in FROM_DATA:
+        if name not in values or name == "long_side":
+            continue
+        value = values[name]
+        if name in ("ss_method", "method"):  # a choice of method, not a number from the boxes
+            if value is None:
+                value = PHOTO_SS_METHOD if ctx.from_data else "package"
+                if ctx.from_data:
+                    chosen.append(f"selective search {value} (on photos)")
+            values[name] = value
+            continue
+        auto = value == AUTO or (isinstance(value, tuple) and AUTO in value)
+        if isinstance(value, tuple) and auto and len(value) > 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} {' '.join(map(str, value))}: "
+                             f"give numbers or the word auto alone")
+        if value is None and not ctx.from_data:
+            values[name] = defaults[name]
+            continue
+        if value is not None and not auto:
+            continue
+        stats = ctx.stats()
+        if stats.n_boxes == 0:
+            values[name] = defaults[name]
+            chosen.append(f"{name} {_show_value(defaults[name])} (no training box to measure)")
+            continue
+        values[name] = CHOOSERS[name](stats)
+        chosen.append(f"{name.replace('_', ' ')} {_show_value(values[name])}")
+    if chosen:
+        stats = ctx.stats()
+        q10, q50, q90 = stats.size_quantiles() if stats.n_boxes else (0, 0, 0)
+        r10, r50, r90 = stats.ratio_quantiles() if stats.n_boxes else (0, 0, 0)
+        print(f"[{ctx.stage}] from the data: {'; '.join(chosen)}. Why: the {stats.n_boxes} "
+              f"training boxes measure {q10:.0f} / {q50:.0f} / {q90:.0f} px (sqrt(area), 10 / 50 "
+              f"/ 90 %) and are {r10:.1f} / {r50:.1f} / {r90:.1f} times as tall as wide; anchors "
+              f"follow those quantiles, and images are enlarged only while the median object is "
+              f"under {box_statistics.TARGET_OBJECT:.0f} px")
+    return cls(**values)
+
+
+CHOOSERS = {"input_scale": box_statistics.choose_input_scale,
+            "anchor_sizes": box_statistics.choose_anchor_sizes,
+            "anchor_ratios": box_statistics.choose_anchor_ratios,
+            "fpn_anchor_sizes": box_statistics.choose_fpn_anchor_sizes}
+
+
+def _show_value(value) -> str:
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}" \
+        if isinstance(value, float) else str(value)
+
+
+def saved_config(args: argparse.Namespace, ctx: Context, *configs) -> dict:
+    """What a checkpoint keeps as its ``config``: the command line, with the values chosen from
+    the data (``stage_config``, ``--long-side``) in place of "auto", so that a run is rebuilt
+    (``--eval-only``, ``stages.predict``) exactly as it was trained."""
+    config = {**vars(args), "long_side": ctx.run.long_side}
+    for c in configs:
+        config.update(dataclasses.asdict(c))
+    return config
 
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -275,8 +400,10 @@ def finish(model, ctx: Context, *, variant: str, trained: Trained,
                                     n_train=len(ctx.train), device=device, seed=ctx.run.seed,
                                     steps=trained.steps, stopped_by=trained.stopped_by)
     result.save(ctx.out_dir / METRICS)
+    io.write_json(ctx.out_dir / DETECTIONS, ev["detections"], indent=None)
+    io.write_json(ctx.out_dir / GROUND_TRUTH, ev["ground_truth"], indent=None)
     save_predictions(model, ctx.val, ctx.out_dir / PREDICTIONS, ctx.device)
-    wrote = [ctx.out_dir / METRICS, ctx.out_dir / PREDICTIONS]
+    wrote = [ctx.out_dir / name for name in (METRICS, DETECTIONS, GROUND_TRUTH, PREDICTIONS)]
     history = read_history(ctx.out_dir)
     if history:  # the losses, and validation AP against time ending in this evaluation
         final = (train_time_s, result.box["AP"], result.mask["AP"] if result.mask else None)
