@@ -7,9 +7,9 @@ replaced for our classes, the fine-tuning tutorial's path; ``--weights coco`` do
 COCO weights (online only), ``--weights PATH`` reads a local file, ``--weights none`` (default)
 trains from scratch. Same data, training loop and evaluator as every stage.
 
-    python -m stages.mask_rcnn --data pennfudan:../shared/datasets/PennFudanPed --long-side 256 \\
-        --anchor-ratios 1 2 3 --anchor-sizes 32 64 128 --input-scale 1
-        # pedestrians: tall, larger anchors (ratio = height / width); 256-px images, not enlarged
+    python -m stages.mask_rcnn --data pennfudan:../shared/datasets/PennFudanPed
+        # pedestrians: the long side (256 px), the scale (1) and tall anchors (48 80 120 px,
+        # height / width 1.9 2.7 3.5) are chosen from the training boxes and printed
 """
 
 from __future__ import annotations
