@@ -41,8 +41,8 @@ from stages.training.checkpoint import CheckpointError, load_checkpoint, save_ch
 from stages.training.engine import CHECKPOINT
 from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
 from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint
-from stages.rcnn.proposers import (compute_proposals, format_proposal_report, make_proposer,
-                                   plot_recall, proposal_report)
+from stages.rcnn.proposers import (OTHER_METHOD_IMAGES, compare_methods, format_proposal_report,
+                                   make_proposer, plot_recall)
 from stages.rcnn.train import (fit_bbox_regressors, fit_svms, prepare_training_data,
                                region_features, train_cnn)
 from stages.data.transforms import val_transforms
@@ -75,17 +75,15 @@ def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None, names) 
 
 
 def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> dict:
-    """The first lesson: both proposal methods on the first validation images, printed and drawn."""
+    """The first lesson: every proposal method on the first validation images, printed and drawn
+    (the selective searches this run does not use on fewer images: ``compare_methods``)."""
     n = min(REPORT_IMAGES, len(val))
     items = [val[i] for i in range(n)]
     images, gt = [im for im, _ in items], [t["boxes"] for _, t in items]
-    methods = {}
-    for method in ("sliding_window", "selective_search"):
-        boxes, seconds, _ = compute_proposals(images, dataclasses.replace(cfg, proposals=method),
-                                              cache_root, cfg.workers)
-        methods[method] = (boxes, seconds)
-    report = proposal_report(gt, methods)
-    print(f"[rcnn] proposal report, {n} validation images (recall with all proposals):")
+    report = compare_methods(images, gt, cfg, cache_root, cfg.workers)
+    print(f"[rcnn] proposal report, the first {n} validation images (recall with all proposals; "
+          f"the selective searches this run does not use on the first "
+          f"{min(OTHER_METHOD_IMAGES, n)}, to save time):")
     print(format_proposal_report(report))
     fig = Figure(figsize=(6, 4))
     plot_recall(fig.add_subplot(1, 1, 1), report)

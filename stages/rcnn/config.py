@@ -29,11 +29,23 @@ class RCNNConfig(BackboneConfig):
     # -- proposals (sec. 2.1) ---------------------------------------------------------------------
     proposals: Literal["selective_search", "sliding_window"] = "selective_search"  # selective_search | sliding_window (sec. 2.1)
     # selective search (stages.selective_search.SelectiveSearchConfig): the paper's "fast mode" gives
-    # ~2000 boxes on a 500 x 375 VOC image; scale 100 gives ~120 on our 128 x 128 images
+    # ~2000 boxes on a 500 x 375 VOC image; the package at scale 100 gives ~110 on our 128 x 128
+    # images. ss_scale, ss_sigma and ss_min_size are the package's; OpenCV's modes have their own
     ss_scale: float = 100.0  # Felzenszwalb scale: larger -> bigger initial regions, fewer boxes
     ss_sigma: float = 0.8  # Gaussian smoothing before the segmentation
     ss_min_size: int = 10  # initial regions smaller than this (pixels) are merged
     ss_min_box: float = 4.0  # proposals narrower or shorter than this (pixels) are dropped
+    ss_method: Literal["package", "opencv_fast", "opencv_quality"] | None = None  # package: the
+    #   pure-Python selective search (one hierarchy) | opencv_fast / opencv_quality: OpenCV's,
+    #   the paper's diversified modes. None: the data decides: the package on the built-in
+    #   synthetic set (recall 0.95 at IoU 0.5 with ~110 boxes), opencv_fast on photos (Penn-Fudan
+    #   at 256 px: 0.87 with ~715 boxes, where the package finds 0.52;
+    #   benchmarks/bench_proposals.py)
+    ss_max_boxes: int | None = None  # keep the first this many selective-search boxes (OpenCV's
+    #                                  ranking: large regions first); none: all. Penn-Fudan at 256
+    #                                  px: opencv_quality's first 750 find 0.94 at IoU 0.5 (all
+    #                                  2433 boxes: 0.95), opencv_fast's first 500 0.85 (all 715:
+    #                                  0.87)
     # sliding windows (stages.rcnn.sliding_windows.SlidingWindowConfig), the exhaustive baseline:
     # 5 sizes x 3 ratios at half a window's stride = 1080 windows per 128 x 128 image, recall 0.98
     # at IoU 0.5 but 0.20 at 0.7 (a quarter stride: 4084 windows, 1.00 / 0.77, 4x the CNN's time)
@@ -107,8 +119,11 @@ class RCNNConfig(BackboneConfig):
         return self.context_pad * self.warp_size / 227
 
     def selective_search(self) -> SelectiveSearchConfig:
-        return SelectiveSearchConfig(scale=self.ss_scale, sigma=self.ss_sigma,
-                                     min_size=self.ss_min_size, min_box=self.ss_min_box)
+        # ss_method None ("the data decides") is the package here: the command line replaces it
+        # with the data's choice before the config is built (stages.training.run.stage_config)
+        return SelectiveSearchConfig(method=self.ss_method or "package", scale=self.ss_scale,
+                                     sigma=self.ss_sigma, min_size=self.ss_min_size,
+                                     min_box=self.ss_min_box, max_boxes=self.ss_max_boxes)
 
     def sliding_window(self) -> SlidingWindowConfig:
         return SlidingWindowConfig(sizes=tuple(self.sw_sizes), ratios=tuple(self.sw_ratios),
@@ -116,9 +131,9 @@ class RCNNConfig(BackboneConfig):
 
     # the fields that shape the trained weights; the others only choose what runs at test time
     # (so ``--eval-only --no-bbox-reg`` evaluates the same trained model without regression)
-    TEST_TIME = ("proposals", "ss_scale", "ss_sigma", "ss_min_size", "ss_min_box", "sw_sizes",
-                 "sw_ratios", "sw_stride", "classifier", "bbox_reg", "nms_iou",
-                 "detections_per_image", "feature_batch", "workers")
+    TEST_TIME = ("proposals", "ss_scale", "ss_sigma", "ss_min_size", "ss_min_box", "ss_method",
+                 "ss_max_boxes", "sw_sizes", "sw_ratios", "sw_stride", "classifier", "bbox_reg",
+                 "nms_iou", "detections_per_image", "feature_batch", "workers")
 
     @property
     def variant(self) -> str:

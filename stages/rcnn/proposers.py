@@ -9,13 +9,20 @@ R-CNN). Here:
                                   selective search through the cache, on several processes
     proposal_report(...)          the first lesson of the stage: recall of the ground truth at IoU
                                   0.5 and 0.7 against the number of proposals per image, and the
-                                  milliseconds per image, for both methods
+                                  milliseconds per image, for each method
+    report_methods(cfg)           the methods the report compares: sliding windows and the three
+                                  selective searches (the package, OpenCV fast, OpenCV quality)
+    compare_methods(...)          their proposals for a few images, the run's own on all of them
+                                  and the others, which cost more, on the first few (the cache
+                                  keeps them for the next run)
     format_proposal_report, plot_recall   the report printed, and drawn for the notebook
 
 Why selective search (sec. 2.1)? Sliding windows must try every size, shape and position, so
 they need thousands of windows per image to cover the objects, and they rarely fit one tightly
 (low recall at IoU 0.7). Selective search proposes the boxes of *image regions*, which follow
-object boundaries: a hundred of them cover most objects, at a cost of ~0.1-0.3 s per image.
+object boundaries: a hundred of them cover most of our synthetic shapes, at a cost of ~0.1 s per
+image. Photos need the paper's diversified search (OpenCV's modes): hundreds to thousands of boxes
+and 0.2-0.8 s per 256-px photo (``stages.selective_search``).
 
 Where the time goes: at test time the model runs its proposer on every image (live, not from the
 cache), so the evaluator's wall clock and the "proposals" time agree. Training images are read
@@ -25,6 +32,7 @@ less wall time but reports the same proposal cost.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -122,35 +130,74 @@ def compute_proposals(images: list[Tensor], cfg: RCNNConfig, cache_root=None, wo
 # ------------------------------------------------------------------------------------------------
 
 TOP_N = (10, 25, 50, 100, 200, 500, 1000, 2000, 5000)
+SS_METHODS = ("package", "opencv_fast", "opencv_quality")  # SelectiveSearchConfig.method
+OTHER_METHOD_IMAGES = 20  # the selective searches a run does not use, on this many images only:
+#                           OpenCV's quality mode takes ~1 s per 256-px photo
+
+
+def report_methods(cfg: RCNNConfig) -> dict[str, RCNNConfig]:
+    """The report's rows, ``{name: the config that proposes them}``: sliding windows, then
+    selective search by each method. The run's own method keeps its settings (``ss_max_boxes``
+    among them) and its name says "(this run)"; the others give all their boxes."""
+    own = cfg.ss_method or "package"
+    rows = {"sliding_window": dataclasses.replace(cfg, proposals="sliding_window")}
+    for method in SS_METHODS:
+        mine = cfg.proposals == "selective_search" and method == own
+        name = f"selective_search {method}" + (" (this run)" if mine else "")
+        rows[name] = dataclasses.replace(cfg, proposals="selective_search", ss_method=method,
+                                         ss_max_boxes=cfg.ss_max_boxes if method == own else None)
+    return rows
+
+
+def compare_methods(images: list[Tensor], gt_boxes: list[Tensor], cfg: RCNNConfig, cache_root=None,
+                    workers: int = 1, other_images: int = OTHER_METHOD_IMAGES) -> dict:
+    """``proposal_report`` of every row of ``report_methods(cfg)`` on ``images``: sliding windows
+    and the run's own proposals on all of them, the other selective searches on the first
+    ``other_images`` only (each row's ``"images"`` says how many), through the cache."""
+    methods = {}
+    for name, row_cfg in report_methods(cfg).items():
+        cheap = (row_cfg.proposals == "sliding_window"
+                 or row_cfg.selective_search() == cfg.selective_search())  # the run's own
+        subset = images if cheap else images[:other_images]
+        boxes, seconds, _ = compute_proposals(subset, row_cfg, cache_root, workers)
+        methods[name] = (boxes, seconds)
+    return proposal_report(gt_boxes, methods)
 
 
 def proposal_report(gt_boxes: list[Tensor], methods: dict, top_n: tuple = TOP_N) -> dict:
     """Recall of ``gt_boxes`` (one [N_i, 4] per image) for each method.
 
-    methods: ``{name: (boxes per image, seconds per image)}``. Returns ``{name: {"recall":
-    {0.5: {n: r}, 0.7: {n: r}}, "mean_proposals": float, "ms_per_image": float}}``. Each method's
-    proposals are taken in their own order (selective search: its hierarchy, small to large;
-    sliding windows: size by size), as R-CNN uses them (all of them).
+    methods: ``{name: (boxes per image, seconds per image)}``; a method with fewer images than
+    ``gt_boxes`` is scored on the first ones. Returns ``{name: {"recall": {0.5: {n: r}, 0.7:
+    {n: r}}, "recall_all": {0.5: r, 0.7: r}, "mean_proposals": float, "ms_per_image": float,
+    "images": int}}``. Each method's proposals are taken in their own order (the package: its
+    hierarchy, small to large; OpenCV: its ranking, large first; sliding windows: size by size),
+    as R-CNN uses them (all of them, or the first ``ss_max_boxes``).
     """
     report = {}
     for name, (boxes, seconds) in methods.items():
-        recall = proposal_recall(boxes, gt_boxes, top_n=top_n)
+        gt = gt_boxes[:len(boxes)]
+        recall = proposal_recall(boxes, gt, top_n=top_n)
         all_n = max((len(b) for b in boxes), default=0)
-        full = proposal_recall(boxes, gt_boxes, top_n=(max(all_n, 1),))  # every proposal
+        full = proposal_recall(boxes, gt, top_n=(max(all_n, 1),))  # every proposal
         report[name] = {"recall": {t: recall[t] for t in (0.5, 0.7)},
                         "recall_all": {t: full[t][max(all_n, 1)] for t in (0.5, 0.7)},
                         "mean_proposals": recall["mean_proposals"],
-                        "ms_per_image": 1000 * float(np.mean(seconds)) if seconds else 0.0}
+                        "ms_per_image": 1000 * float(np.mean(seconds)) if seconds else 0.0,
+                        "images": len(boxes)}
     return report
 
 
 def format_proposal_report(report: dict) -> str:
-    """One row per method: proposals per image, recall at 0.5 / 0.7 with all of them, ms/img."""
-    lines = [f"{'method':<18} {'proposals/img':>13} {'recall@0.5':>10} {'recall@0.7':>10} "
-             f"{'ms/img':>8}"]
+    """One row per method: images scored, proposals per image, recall at 0.5 / 0.7 with all of
+    them, ms per image."""
+    width = max([18, *(len(name) for name in report)])
+    lines = [f"{'method':<{width}} {'images':>6} {'proposals/img':>13} {'recall@0.5':>10} "
+             f"{'recall@0.7':>10} {'ms/img':>8}"]
     for name, r in report.items():
-        lines.append(f"{name:<18} {r['mean_proposals']:>13.0f} {r['recall_all'][0.5]:>10.3f} "
-                     f"{r['recall_all'][0.7]:>10.3f} {r['ms_per_image']:>8.1f}")
+        lines.append(f"{name:<{width}} {r['images']:>6} {r['mean_proposals']:>13.0f} "
+                     f"{r['recall_all'][0.5]:>10.3f} {r['recall_all'][0.7]:>10.3f} "
+                     f"{r['ms_per_image']:>8.1f}")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_pa
 from stages.data import box_statistics
 from stages.data.box_statistics import BoxStats, gather
 from stages.data.sources import DatasetError, load_dataset, parse_spec
+from stages.selective_search import OpenCVContribMissing
 from stages.training.device import choose_device, count_parameters, seed_everything
 from stages.figures.draw import draw_detections, figure_grid
 from stages.evaluation import Result, evaluate, format_table
@@ -59,7 +60,7 @@ GROUND_TRUTH = "ground_truth.json"
 
 # what a user's input or a diverging run raises: each message names the file or the step
 USER_ERRORS = (DatasetError, BackboneError, CheckpointError, engine.NonFiniteLossError,
-               engine.TrainingSetupError)
+               engine.TrainingSetupError, OpenCVContribMissing)
 
 
 def one_line_errors(main):
