@@ -21,6 +21,7 @@ plumbing, the measurements and the pictures.
     torchvision/    torchvision's fine-tuning path (finetune, weights), the peers, the adapter
     figures/        draw (matplotlib helpers), one module of lecture figures per stage, gallery
     compare         python -m stages.compare: every stage on the same data, one table, one plot
+    predict         python -m stages.predict: every trained stage on your own photos, side by side
 
 ``python -m stages`` lists the stages and the commands that run them.
 """

@@ -19,6 +19,7 @@ def main() -> None:
     print("\nShared tools:")
     tools = [("stages.data.synthetic", "generate the built-in shapes dataset and save a preview grid"),
              ("stages.compare", "all stages on the same data: one table, one plot (README's main job)"),
+             ("stages.predict", "every trained stage on your own photos, side by side"),
              ("stages.torchvision.peers", "torchvision's Faster / Mask R-CNN on our backbone (benchmark peers)"),
              ("stages.figures.gallery", "every lecture figure as PNG into one folder")]
     for module, what in tools:

@@ -41,7 +41,7 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
     for path in report.written:
         assert_picture(path)
     assert set(report.skipped) == NEEDS_RUN == {"rpn", "masks", "mask_path", "precision_recall",
-                                                "comparison"}
+                                                "comparison", "real_photos"}
     printed = capsys.readouterr().out
     for name, command in (("rpn", "python -m stages.faster_rcnn"),
                           ("masks", "python -m stages.mask_rcnn"),
@@ -50,20 +50,27 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
                           ("comparison", "python -m stages.compare")):
         assert f"skipped {name}:" in printed and command in report.skipped[name]
         assert f"--out {tmp_path / 'no_runs'}" in report.skipped[name]  # the folder it looked in
+    # the real-photo figure names the flags it needs, and how to train runs on photos
+    assert "--photo PHOTO --photo-runs runs/pennfudan" in report.skipped["real_photos"]
+    assert "python -m stages.compare --data pennfudan:DIR" in report.skipped["real_photos"]
     # the two figures that use a run if present say what they drew instead
     assert "hard_negatives: no trained run" in printed and "fpn: no trained run" in printed
-    assert "5 skipped" in printed
+    assert "6 skipped" in printed
 
 
-def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, data_args, capsys):
+def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, data_args,
+                                                       tiny_synthetic, capsys):
     out = tmp_path / "figures"
+    photo = tiny_synthetic / "images" / "train_000004.png"  # the real-photo figure's "photo"
     report = figures.main(["--out", str(out), "--runs", str(trained_runs), *data_args,
+                           "--photo", str(photo), "--photo-runs", str(trained_runs),
                            "--only", *sorted(NEEDS_RUN), "fpn"])
     assert report.failed == {} and report.skipped == {}
     assert [p.name for p in report.written] == ["07_rpn_objectness_and_proposals.png",
                                                "09_fpn_levels.png", "10_predicted_masks.png",
                                                "11_mask_path.png", "12_precision_recall.png",
-                                               "13_comparison.png"]  # lecture order
+                                               "13_comparison.png",
+                                               "14_real_photos.png"]  # lecture order
     for path in report.written:
         assert_picture(path)
     printed = capsys.readouterr().out
@@ -77,6 +84,9 @@ def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, d
     assert report.sources["13_comparison.png"] == [f"{trained_runs / 'comparison.json'} (2 rows)"]
     assert report.sources["11_mask_path.png"] == report.sources["10_predicted_masks.png"]
     assert f"from {trained_runs / 'comparison.json'} (2 rows)" in printed
+    assert [source.split(" (")[0] for source in report.sources["14_real_photos.png"]] == [
+        str(trained_runs / "faster_rcnn" / "checkpoint.pt"),
+        str(trained_runs / "mask_rcnn" / "checkpoint.pt")]  # every run it drew, in stage order
 
 
 def test_unusable_runs_are_skipped_with_the_reason(tmp_path, trained_runs, data_args):

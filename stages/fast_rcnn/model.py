@@ -67,7 +67,8 @@ class FastRCNN(nn.Module):
     """``model(images, targets)`` -> losses (train); ``model(images)`` -> detections (eval).
 
     Detections carry ``timing``: seconds per image of the ``backbone``, the ``proposals`` and the
-    ``heads`` (the box head, with its NMS; stage 4 adds the mask branch there)."""
+    ``heads`` (the box head, with its NMS; stage 4 adds the mask branch there); and
+    ``num_proposals``, how many proposals the head scored for the image (an int)."""
 
     def __init__(self, backbone: nn.Module, proposer, head: FastRCNNHead, cfg: FastRCNNConfig):
         super().__init__()
@@ -96,7 +97,9 @@ class FastRCNN(nn.Module):
         detections = self.predict(features, proposals, sizes)
         t3 = self._clock(features)
         n = len(images)
-        for d, timing in zip(detections, proposal_timing or [{"proposals": (t2 - t1) / n}] * n):
+        for d, p, timing in zip(detections, proposals,
+                                proposal_timing or [{"proposals": (t2 - t1) / n}] * n):
+            d["num_proposals"] = len(p)  # the RoIs the head scored for this image
             d["timing"] = {"backbone": (t1 - t0) / n, **timing, "heads": (t3 - t2) / n}
         return detections
 

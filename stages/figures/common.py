@@ -1,6 +1,7 @@
 """What every lecture figure draws from, and how it looks on a slide.
 
-    Inputs          one validation image of ``--data``, its selective-search proposals, the runs
+    Inputs          one validation image of ``--data``, its selective-search proposals, the runs;
+                    a photo (``--photo``) and the runs trained on photos (``--photo-runs``)
     Skip            a figure that cannot be made here (the message names the command that fixes it)
     trained_model   ``<runs>/<stage>/checkpoint.pt`` rebuilt into the stage's model, in eval mode
     DPI, FONTS, CAPTION, GREEN, RED, ORANGE    a projector's sizes and the figures' three colours
@@ -14,7 +15,6 @@ Boxes are (x1, y1, x2, y2) in image pixels throughout; a feature map's cell (i, 
 
 from __future__ import annotations
 
-import dataclasses
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,9 +28,9 @@ from stages.data.sources import DatasetError, load_dataset
 from stages.data.transforms import val_transforms
 from stages.figures.draw import to_numpy_image
 from stages.selective_search import CACHE_DIR, ProposalCache
-from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.training.cli import dataclass_from_dict
+from stages.training.checkpoint import CheckpointError, load_checkpoint
 from stages.training.engine import CHECKPOINT
+from stages.training.load import rebuild
 
 if TYPE_CHECKING:  # the stage packages are imported by the figures that use them, not here
     from stages.faster_rcnn.config import FasterRCNNConfig
@@ -41,6 +41,7 @@ DPI = 150
 FONTS = {"font.size": 14, "axes.titlesize": 15, "axes.labelsize": 14, "legend.fontsize": 12,
          "figure.titlesize": 19, "xtick.labelsize": 12, "ytick.labelsize": 12}
 CAPTION = 12  # the captions drawn on boxes
+PHOTO_RUNS = "runs/pennfudan"  # the real-photo figure's runs: <PHOTO_RUNS>/<stage>, Penn-Fudan's
 GREEN, RED, ORANGE = "#2ca02c", "#d62728", "#ff7f0e"
 
 
@@ -55,12 +56,17 @@ class Skip(Exception):
 class Inputs:
     """One validation image of ``--data`` (and the first few, for the masks), its selective-search
     proposals, and the checkpoints under ``--runs``. Each is loaded on first use and kept, so
-    selective search runs once for all the figures."""
+    selective search runs once for all the figures. And, for the real-photo figure, ``--photo``
+    and the runs trained on such photos, ``--photo-runs``."""
 
     def __init__(self, data: str = "synthetic", data_root: str | Path = "data",
-                 runs: str | Path = "runs", image_index: int = 0):
+                 runs: str | Path = "runs", image_index: int = 0, photo: str | Path | None = None,
+                 photo_runs: str | Path = PHOTO_RUNS):
         self.data, self.data_root, self.runs = data, Path(data_root), Path(runs)
         self.image_index = image_index
+        # the real-photo figure: one photo, and runs trained on photos of its kind
+        self.photo = Path(photo) if photo is not None else None
+        self.photo_runs = Path(photo_runs)
         self.used: list[str] = []  # the runs the figure being made read ("which run it came from")
 
     @cached_property
@@ -141,27 +147,13 @@ def trained_model(src: Inputs, run: str, stages: tuple[str, ...]
                   ) -> tuple[nn.Module, FasterRCNNConfig | MaskRCNNConfig]:
     """``(model, cfg)``: the checkpoint of ``<runs>/<run>`` (``Inputs.checkpoint``: ``Skip`` when
     it is missing, damaged or of a stage not in ``stages``), rebuilt by the stage's own model
-    builder from the config it saved, its weights restored, in eval mode. ``run`` is
-    ``faster_rcnn`` or ``mask_rcnn``; R-CNN's run is rebuilt by ``rcnn.model_from_checkpoint``
-    (its SVMs and regressors are not ``nn.Module`` state)."""
+    builder from the config it saved, its weights restored, in eval mode
+    (``stages.training.load.rebuild``, which ``python -m stages.predict`` loads its runs with)."""
     state = src.checkpoint(run, stages)
-    K = len(src.class_names) - 1  # object classes, background not counted
-    if run == "faster_rcnn":
-        from stages.faster_rcnn.config import FasterRCNNConfig
-        from stages.faster_rcnn.model import build_faster_rcnn
-        cfg = dataclass_from_dict(FasterRCNNConfig, state["config"])
-        model = build_faster_rcnn(cfg, K)
-    elif run == "mask_rcnn":
-        from stages.mask_rcnn.__main__ import build_model  # ours, or torchvision's behind it
-        from stages.mask_rcnn.config import MaskRCNNConfig, ModelChoice
-        cfg = dataclass_from_dict(MaskRCNNConfig, state["config"])
-        # weights (torchvision's path only) "none": the checkpoint replaces them, nothing to fetch
-        choice = dataclasses.replace(dataclass_from_dict(ModelChoice, state["config"]), weights="none")
-        model = build_model(cfg, choice, K, state["config"].get("long_side"))
-    else:
-        raise ValueError(f"trained_model: no model builder for run {run!r}")
-    restore(state, model, restore_rng=False)
-    return model.eval(), cfg
+    try:
+        return rebuild(state, src.data_root)
+    except CheckpointError as e:  # weights that do not fit, an unfinished R-CNN
+        raise Skip(str(e)) from None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -58,11 +58,15 @@ def _as_numpy(x):
 
 def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
                     class_names=None, score_threshold: float = 0.0, title: str | None = None,
-                    mask_alpha: float = 0.45, linewidth: float = 1.5, fontsize: float = 7):
+                    mask_alpha: float = 0.45, linewidth: float = 1.5, fontsize: float = 7,
+                    instance_colours: bool = False):
     """Draw an image with its boxes, ``name score`` captions and translucent masks on ``ax``.
 
     Detections scoring below ``score_threshold`` are not drawn. Ground truth is drawn the same way
-    with ``scores=None``.
+    with ``scores=None``. Colours: by class (``class_colour``), so a class looks the same in every
+    picture; ``instance_colours=True``: one colour per detection (box, caption and mask), so that
+    two touching objects of one class do not merge into one blob (``PALETTE[i % 10]`` for the
+    i-th detection drawn, which is the i-th best when they come sorted by score).
     """
     img = to_numpy_image(image)
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
@@ -71,20 +75,26 @@ def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
     labels = np.ones(n, int) if labels is None else _as_numpy(labels)
     scores = _as_numpy(scores)
     keep = np.ones(n, bool) if scores is None else scores >= score_threshold
+    drawn = np.flatnonzero(keep) if n else np.arange(0 if masks is None else len(masks))
+
+    def colour_of(i: int) -> str:
+        if instance_colours:
+            rank = int(np.searchsorted(drawn, i))  # i's place among the detections drawn
+            return PALETTE[rank % len(PALETTE)]
+        return class_colour(labels[i] if n else 1)
 
     masks = _as_numpy(masks)
     if masks is not None and len(masks):
         if masks.ndim == 4:  # (N, 1, H, W) -> (N, H, W)
             masks = masks[:, 0]
-        overlay = np.zeros((*masks.shape[1:], 4))
-        for i in np.flatnonzero(keep[: len(masks)]) if n else range(len(masks)):
-            colour = np.array(_hex_to_rgb(class_colour(labels[i] if n else 1)))
-            overlay[masks[i] >= 0.5] = [*colour, mask_alpha]
+        overlay = np.zeros((*masks.shape[1:], 4), np.float32)  # (H, W, RGBA)
+        for i in drawn[drawn < len(masks)]:
+            overlay[masks[i] >= 0.5] = [*_hex_to_rgb(colour_of(i)), mask_alpha]
         ax.imshow(overlay)
 
     for i in np.flatnonzero(keep):
         x1, y1, x2, y2 = boxes[i]
-        colour = class_colour(labels[i])
+        colour = colour_of(i)
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                linewidth=linewidth))
         name = class_names[labels[i]] if class_names is not None else str(int(labels[i]))

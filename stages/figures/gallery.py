@@ -22,6 +22,7 @@ Each figure shows one idea of one paper, and is made by one function of its stag
     mask_path       11_mask_path                            mask branch (Mask 3, Fig. 4) mask_rcnn
     precision_recall 12_precision_recall                    AP = area under PR (COCO)   mask_rcnn
     comparison      13_comparison                           all four generations        compare
+    real_photos     14_real_photos                          every stage on a photo      photo runs
 
 What a figure needs. The figures of geometry (proposals, warps, pooling bins, anchors) draw one
 validation image of ``--data`` (``--image`` picks which) and always render. The figures of what a
@@ -29,7 +30,12 @@ network *learned* read a trained run under ``--runs`` (default ``runs/``, each s
 output folder): ``<runs>/faster_rcnn/checkpoint.pt``, ``<runs>/mask_rcnn/checkpoint.pt``,
 ``<runs>/comparison.json`` (``python -m stages.compare`` writes all of them there, so after the
 README's main command every figure renders); without it the figure is skipped with a line that
-names the command to run. Each "wrote" line names the run (checkpoint, steps, seconds) it drew. Two figures use a run when there is one and say in their title when there is not:
+names the command to run. The real-photo figure draws ``python -m stages.predict``'s figure for one
+photo, ``--photo`` (in the gallery a Penn-Fudan validation photo), from the runs trained on such
+photos under ``--photo-runs`` (default ``runs/pennfudan``, where ``python -m stages.compare --data
+pennfudan:DIR --out runs/pennfudan`` writes them). Each "wrote" line names the run (checkpoint,
+steps, seconds) it drew. Two figures use a run when there is one and say in their title when there
+is not:
 hard negatives (the trained SVMs' scores from ``<runs>/rcnn``; without them, the negatives nearest
 to an object, which is where hard negatives come from) and FPN levels (a trained pyramid from
 ``<runs>/mask_rcnn``; without it an untrained one, whose maps still show each level's resolution).
@@ -56,7 +62,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from PIL import Image
 
-from stages.figures.common import DPI, FONTS, Inputs, Skip
+from stages.figures.common import DPI, FONTS, PHOTO_RUNS, Inputs, Skip
 from stages.figures.fast_rcnn import fig_roi_pool, fig_spp
 from stages.figures.evaluation import fig_precision_recall
 from stages.figures.faster_rcnn import fig_anchors, fig_rpn
@@ -64,6 +70,7 @@ from stages.figures.mask_rcnn import fig_fpn, fig_mask_path, fig_masks, fig_roi_
 from stages.figures.rcnn import fig_hard_negatives, fig_proposals, fig_warped_regions
 from stages.training import io
 from stages.training.cli import command_parser
+from stages.training.engine import CHECKPOINT
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,6 +100,34 @@ def fig_comparison(src: Inputs) -> Figure | Path:
         return png_path
     raise Skip(f"no comparison in {folder}: run `{src.command('stages.compare', folder)}` "
                f"(trains and evaluates all four stages)")
+
+
+def fig_real_photos(src: Inputs) -> Figure:
+    """``python -m stages.predict``'s figure for ``--photo``: every stage trained under
+    ``--photo-runs``, one panel each, on the photo, with its proposals and times."""
+    from stages.predict import figure_for, predict
+    from stages.training.checkpoint import CheckpointError
+    from stages.training.load import STAGES
+
+    runs = src.photo_runs
+    train = (f"python -m stages.compare --data pennfudan:DIR --out {runs} (all four stages on "
+             f"Penn-Fudan's photos; or one: python -m stages.mask_rcnn --data pennfudan:DIR "
+             f"--out {runs / 'mask_rcnn'})")
+    if src.photo is None:
+        raise Skip(f"no --photo: run `python -m stages.figures --only real_photos --photo PHOTO "
+                   f"--photo-runs {runs}` with a photo (the gallery's: a Penn-Fudan validation "
+                   f"photo, PennFudanPed/PNGImages/FudanPed00065.png) and runs trained on such "
+                   f"photos: {train}")
+    if not any((runs / stage / CHECKPOINT).is_file() for stage in STAGES):
+        raise Skip(f"no trained run under {runs}: run {train}")
+    try:
+        results = predict([src.photo], runs, device="cpu", data_root=src.data_root, verbose=False)
+    except CheckpointError as e:
+        raise Skip(str(e)) from None
+    if not results:
+        raise Skip(f"{src.photo}: cannot read the photo (the line above says why)")
+    src.used.extend(stage.source for stage in results[0].stages)
+    return figure_for(results[0])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,6 +176,9 @@ FIGURES = (
     FigureSpec("comparison", "13_comparison.png", fig_comparison,
                "all four stages: AP against test time, where the time goes", needs="compare",
                fonts={}),
+    FigureSpec("real_photos", "14_real_photos.png", fig_real_photos,
+               "every trained stage on a photo: detections, proposals, ms (stages.predict)",
+               needs="photo runs"),
 )
 BY_NAME = {spec.name: spec for spec in FIGURES}
 
@@ -170,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which validation image to draw (default: 0)")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=list(BY_NAME),
                         help=f"render only these figures: {', '.join(BY_NAME)} (see --list)")
+    parser.add_argument("--photo", default=None,
+                        help="the photo of the real-photo figure (the gallery's: a Penn-Fudan "
+                             "validation photo); none: that figure is skipped")
+    parser.add_argument("--photo-runs", default=PHOTO_RUNS,
+                        help=f"the runs trained on such photos, <photo-runs>/<stage>/checkpoint.pt "
+                             f"(default: {PHOTO_RUNS})")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     parser.add_argument("--dpi", type=int, default=DPI,
                         help=f"resolution of the PNG files (default: {DPI})")
@@ -212,8 +256,8 @@ def main(argv: list[str] | None = None) -> Report:
         print(format_list())
         return Report()
     chosen = [spec for spec in FIGURES if not args.only or spec.name in args.only]  # lecture order
-    src = Inputs(args.data, args.data_root, args.runs, args.image)
-    if any(spec.name != "comparison" for spec in chosen):
+    src = Inputs(args.data, args.data_root, args.runs, args.image, args.photo, args.photo_runs)
+    if any(spec.name not in ("comparison", "real_photos") for spec in chosen):
         _ = src.val  # load the data now: a bad --data fails here, once, with one line
     out = Path(args.out)
     report = Report()

@@ -63,7 +63,9 @@ class ModelChoice:
     whose own two settings follow."""
     # --- model: ours, or torchvision's maskrcnn_resnet50_fpn fine-tuning path ---
     model: Literal["ours", "torchvision"] = "ours"  # ours | torchvision
-    weights: str = "none"  # torchvision path only: none | coco | PATH to a local state_dict
+    weights: str = "none"  # torchvision path only: coco | PATH to a local state_dict (COCO's
+    #                        maskrcnn_resnet50_fpn, the tutorial) | none (torchvision's MaskRCNN
+    #                        on our ImageNet backbone: no COCO weights)
     image_size: int = 128  # torchvision path only: its transform resizes images to this side
     #                        (its min_size = max_size; our images: 128 px; --long-side overrides it)
 

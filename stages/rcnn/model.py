@@ -16,7 +16,8 @@ prediction figures draw at. With ``--classifier softmax`` the score is the fine-
 softmax probability of the class (Appendix B's comparison).
 
 ``model(images)`` in ``eval()`` mode is the shared model call (``stages.evaluation.evaluate``): one dict per
-image with ``boxes`` [D, 4], ``labels`` [D], ``scores`` [D] and ``timing`` (seconds per part).
+image with ``boxes`` [D, 4], ``labels`` [D], ``scores`` [D], ``num_proposals`` (R, the regions
+scored) and ``timing`` (seconds per part).
 R-CNN does not train end to end: it trains in separate steps (``stages.rcnn.train``), so the
 call in ``train()`` mode raises an error that says so.
 
@@ -127,7 +128,7 @@ class RCNN(nn.Module):
         synchronize(image.device)
         t3 = time.perf_counter()
 
-        out = {"boxes": boxes, "labels": labels, "scores": cand_scores[keep],
+        out = {"boxes": boxes, "labels": labels, "scores": cand_scores[keep], "num_proposals": R,
                "timing": {"proposals": t1 - t0, "cnn": t2 - t1, "svm_bbox": t3 - t2}}
         if return_steps:
             out["steps"] = {"proposals": proposals, "regions": regions, "scores": scores,

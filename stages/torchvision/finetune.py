@@ -1,13 +1,24 @@
-"""The torchvision fine-tuning tutorial's path: Mask R-CNN ResNet-50-FPN with new predictors.
+"""The torchvision fine-tuning tutorial's path: a Mask R-CNN with new predictors for our classes.
 
 "TorchVision Object Detection Finetuning Tutorial", as ``python -m stages.mask_rcnn --model
-torchvision`` runs it:
+torchvision`` and notebook 04 run it:
 
-    1. build torchvision's ``maskrcnn_resnet50_fpn``, with COCO weights (``--weights coco``), a
-       local file (``--weights PATH``) or none (``stages.torchvision.weights``);
-    2. replace what no longer fits our data (``_fit_heads``): the box predictor
-       (``FastRCNNPredictor``) and the mask predictor (``MaskRCNNPredictor``) for our K + 1
-       classes, and the RPN's two 1x1 output layers when the anchors per location change.
+    1. build a Mask R-CNN that has learnt something: torchvision's ``maskrcnn_resnet50_fpn`` with
+       its COCO weights (``get_instance_segmentation_model``; ``--weights coco`` downloads them,
+       ``--weights PATH`` reads a local copy, ``stages.torchvision.weights``);
+    2. replace the two layers whose size is the number of classes (``replace_predictors``, the
+       tutorial's lines): the box predictor (``FastRCNNPredictor``) and the mask predictor
+       (``MaskRCNNPredictor``), for our K + 1 classes; and the RPN's two 1x1 output layers when the
+       anchors per location change;
+    3. fine-tune it on our data (our training loop and evaluator, as every stage).
+
+Without the COCO file (it is a download) step 1 has nothing to start from, and a ResNet-50-FPN
+from random weights learns next to nothing in minutes on a CPU (Penn-Fudan at 256 px, 150 s on 2
+CPU cores: 30 steps, box AP 0.5, mask AP 0.0). ``get_backbone_instance_segmentation_model`` then
+starts from what we do have, our ImageNet-pretrained EfficientNet-Lite0 inside torchvision's
+``MaskRCNN`` (the stage-4 peer, ``peer_models``), and runs the same ``replace_predictors``; the
+same 150 s give it 146 steps and box / mask AP 40.7 / 33.5 (notebook 04, section 8).
+``build_finetune_model`` picks one of the two and says which.
 
 The result is a plain torchvision ``MaskRCNN``; ``stages.torchvision.adapter.TorchvisionDetector``
 puts it behind our model contract. Classes: ``num_classes`` is OUR K (background excluded);
@@ -25,7 +36,27 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
 from stages.torchvision.anchors import ASPECT_RATIOS, FPN_ANCHOR_SIZES, make_anchor_generator
+from stages.torchvision.peer_models import build_peer_mask_rcnn
 from stages.torchvision.weights import download_coco_model, load_local_model
+
+
+def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
+    """The tutorial's step: new box and mask predictors for K = ``num_classes`` object classes.
+
+    The box predictor (``FastRCNNPredictor``: class scores [R, K + 1] and class-specific boxes
+    [R, 4 (K + 1)]) and the mask predictor (``MaskRCNNPredictor``: a 2x deconvolution and
+    K + 1 masks of 28 x 28 per RoI) are the only layers whose size is the number of classes;
+    everything before them (backbone, FPN, RPN, box and mask heads) keeps its weights. The new
+    layers start from torchvision's initialisation. Returns ``model``, changed in place.
+    """
+    # the box predictor: its input is the box head's feature (TwoMLPHead: 1024)
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes + 1)
+    # the mask predictor: its input is the mask head's last conv (MaskRCNNHeads: 256 channels)
+    in_features_mask = model.roi_heads.mask_predictor.conv5_mask.in_channels
+    hidden_layer = 256  # the deconvolution's width, the tutorial's value
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(in_features_mask, hidden_layer, num_classes + 1)
+    return model
 
 
 def get_instance_segmentation_model(num_classes: int, weights: str = "none", *,
@@ -46,8 +77,9 @@ def get_instance_segmentation_model(num_classes: int, weights: str = "none", *,
                 ``TorchvisionDetector`` state_dict, or an ``engine.train`` checkpoint.pt).
                 Problems raise ``WeightsFileError`` naming the file.
         After loading, any part whose shape must change is replaced by a freshly initialised one:
-        the box and mask predictors when the loaded class count is not K + 1 (COCO's 91 always,
-        unless K = 90), the RPN's two 1x1 output layers when A differs (its 3x3 conv is kept).
+        the box and mask predictors (``replace_predictors``) when the loaded class count is not
+        K + 1 (COCO's 91 always, unless K = 90), the RPN's two 1x1 output layers when A differs
+        (its 3x3 conv is kept). A model of ours with K classes therefore loads back whole.
     min_size, max_size: torchvision's resize rule (package docstring); 128 / 128 keeps our 128-px
         images as they are. torchvision's defaults (800 / 1333, what the COCO weights were trained
         at) suit Penn-Fudan better, at ~40x the compute of 128 px.
@@ -66,12 +98,66 @@ def get_instance_segmentation_model(num_classes: int, weights: str = "none", *,
         model = download_coco_model(trainable_backbone_layers, progress, **kwargs)
     else:
         model = load_local_model(Path(weights), trainable_backbone_layers, **kwargs)
-    _fit_heads(model, num_classes, make_anchor_generator(anchor_sizes, aspect_ratios, n_levels=5))
+    _fit_anchors(model, make_anchor_generator(anchor_sizes, aspect_ratios, n_levels=5))
+    if model.roi_heads.box_predictor.cls_score.out_features != num_classes + 1:
+        replace_predictors(model, num_classes)
     return model
 
 
-def _fit_heads(model: MaskRCNN, num_classes: int, anchor_generator: AnchorGenerator) -> None:
-    """Set the anchors, and replace the layers whose shape no longer fits (the tutorial's step)."""
+def get_backbone_instance_segmentation_model(num_classes: int, *, image_size: int = 128,
+                                             aspect_ratios=ASPECT_RATIOS, body: nn.Module | None = None,
+                                             rpn_post_nms_top_n_train: int = 300,
+                                             rpn_post_nms_top_n_test: int = 300,
+                                             box_batch_size_per_image: int = 64,
+                                             **kwargs) -> MaskRCNN:
+    """No COCO weights: torchvision's ``MaskRCNN`` on our ImageNet-pretrained backbone, then the
+    tutorial's ``replace_predictors``.
+
+    The network is the stage-4 peer (``build_peer_mask_rcnn``): ``body`` (None: EfficientNet-Lite0
+    with its ImageNet weights, ``stages.backbone``; it ships with the project, nothing is
+    downloaded) up to C5 -> torchvision's FPN (64 channels) -> P2..P6, torchvision's RPN, RoIAlign,
+    box head (2 fc of 1024) and mask head (4 convs of 256), i.e. ``maskrcnn_resnet50_fpn``'s
+    design on a smaller backbone. What it has learnt is ImageNet's, in the backbone only: its
+    FPN, RPN and heads start from random weights. Its predictors are built for K + 1 classes
+    already; ``replace_predictors`` swaps them for new ones of the same shape (a no-op in effect),
+    so that the tutorial's lines are the ones that run with or without the COCO file.
+
+    image_size: torchvision's min_size = max_size: images whose long side is this keep their
+        size (package docstring, "resizing"); 256 for Penn-Fudan read with ``long_side=256``.
+    aspect_ratios: h / w; ``PEDESTRIAN_ASPECT_RATIOS`` for Penn-Fudan. Sizes: ``FPN_ANCHOR_SIZES``.
+    rpn_post_nms_top_n_train / _test, box_batch_size_per_image: the peers' values, scaled to our
+        small images (``stages.torchvision.peers`` says why; torchvision 2000 / 1000 / 512).
+    kwargs: any other ``MaskRCNN`` argument.
+    """
+    model = build_peer_mask_rcnn(num_classes, body=body, fpn=True, aspect_ratios=aspect_ratios,
+                                 min_size=image_size, max_size=image_size,
+                                 rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+                                 rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+                                 box_batch_size_per_image=box_batch_size_per_image, **kwargs)
+    return replace_predictors(model, num_classes)
+
+
+def build_finetune_model(num_classes: int, coco_weights: str | None, *, image_size: int = 128,
+                         aspect_ratios=ASPECT_RATIOS) -> tuple[MaskRCNN, str]:
+    """The model to fine-tune, and one line that says which it is.
+
+    coco_weights: a local copy of torchvision's COCO file (``maskrcnn_resnet50_fpn_coco-*.pth``):
+        the tutorial exactly, ``get_instance_segmentation_model(num_classes, coco_weights)``.
+        None: ``get_backbone_instance_segmentation_model``. Both end in ``replace_predictors``.
+    image_size: the images' long side (torchvision's min_size = max_size: they keep their size).
+    """
+    if coco_weights:
+        model = get_instance_segmentation_model(num_classes, coco_weights, min_size=image_size,
+                                                max_size=image_size, aspect_ratios=aspect_ratios)
+        return model, f"COCO-pretrained ResNet-50-FPN from {coco_weights}"
+    model = get_backbone_instance_segmentation_model(num_classes, image_size=image_size,
+                                                     aspect_ratios=aspect_ratios)
+    return model, ("torchvision MaskRCNN on our ImageNet EfficientNet-Lite0 backbone, "
+                   "no COCO weights available")
+
+
+def _fit_anchors(model: MaskRCNN, anchor_generator: AnchorGenerator) -> None:
+    """Set the anchors; replace the RPN's two 1x1 output layers when A, anchors per location, changes."""
     model.rpn.anchor_generator = anchor_generator
     A = anchor_generator.num_anchors_per_location()[0]
     head = model.rpn.head
@@ -81,10 +167,3 @@ def _fit_heads(model: MaskRCNN, num_classes: int, anchor_generator: AnchorGenera
         for layer in (head.cls_logits, head.bbox_pred):  # RPNHead's own initialisation
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
-    roi_heads = model.roi_heads
-    if roi_heads.box_predictor.cls_score.out_features != num_classes + 1:
-        in_features = roi_heads.box_predictor.cls_score.in_features  # 1024, TwoMLPHead's width
-        roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes + 1)
-        in_features_mask = roi_heads.mask_predictor.conv5_mask.in_channels  # 256
-        hidden_layer = 256
-        roi_heads.mask_predictor = MaskRCNNPredictor(in_features_mask, hidden_layer, num_classes + 1)
