@@ -294,7 +294,7 @@ def panel_title(r: StageResult) -> str:
 
 
 def figure_for(result: PhotoResult, photo: np.ndarray | None = None) -> Figure:
-    """One panel per stage, side by side, on the photo (read again from ``result.path`` unless
+    """One panel per stage (four: 2 x 2), on the photo (read again from ``result.path`` unless
     given): boxes, ``name score`` captions and masks, one colour per detection. The photo is drawn
     at most ``DISPLAY_SIDE`` px on its longer side (a panel is about that wide on a slide)."""
     photo = read_photo(result.path) if photo is None else photo
@@ -303,10 +303,13 @@ def figure_for(result: PhotoResult, photo: np.ndarray | None = None) -> Figure:
     w, h = max(1, round(W * s)), max(1, round(H * s))
     shown = np.asarray(Image.fromarray(photo).resize((w, h), Image.BILINEAR)) if s < 1 else photo
     n = max(1, len(result.stages))
-    panel = 6.0 if n <= 3 else 5.0  # inches: four panels make a 20-inch figure
+    # four panels as 2 x 2: about a 16:9 slide's shape (1 x 4 would be a sliver across it)
+    rows, cols = (2, 2) if n == 4 else (1, n)
+    panel = 6.0  # inches per panel
     with matplotlib.rc_context(FONTS):  # sizes for a slide: text is sized when it is made
-        fig = Figure(figsize=(panel * n, panel * min(H / W, 1.5) + 2.0), layout="compressed")
-        axes = fig.subplots(1, n, squeeze=False)[0]
+        fig = Figure(figsize=(panel * cols, rows * (panel * min(H / W, 1.5) + 1.6) + 0.8),
+                     layout="compressed")
+        axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
         for ax, r in zip(axes, result.stages):
             to_shown = torch.tensor([w / W, h / H, w / W, h / H])
             masks = r.masks_at((h, w)) if r.masks is not None else None

@@ -1,9 +1,11 @@
 """torchvision's detection models in this repo's contract: the tutorial's fine-tuning path and the
 peers of our stages, all assembled from torchvision parts.
 
-    finetune.py     get_instance_segmentation_model: torchvision's Mask R-CNN ResNet-50-FPN,
-                    fine-tuned the way the "TorchVision Object Detection Finetuning Tutorial" does
-                    it: build, load weights, replace the two predictors for our K classes
+    finetune.py     the "TorchVision Object Detection Finetuning Tutorial": replace_predictors (its
+                    lines: the two predictors for our K classes) on get_instance_segmentation_model
+                    (ResNet-50-FPN with COCO weights) or, without them,
+                    get_backbone_instance_segmentation_model (MaskRCNN on our ImageNet backbone);
+                    build_finetune_model picks one and says which
     weights.py      its weights: torchvision's COCO download (WeightsUnavailableError offline), or
                     a local file (read_state_dict; WeightsFileError names a bad one)
     anchors.py      make_anchor_generator and the anchor sizes / ratios for 128-px images
