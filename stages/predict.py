@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages.data.datasets import DatasetError
+from stages.data.datasets import DatasetError, to_rgb8
 from stages.data.transforms import Resize
 from stages.evaluation.coco import mask_to_rle, xyxy_to_xywh
 from stages.figures.common import CAPTION, DPI, FONTS
@@ -60,6 +60,7 @@ from stages.training.cli import command_parser
 from stages.training.device import DEVICES, choose_device, synchronize
 from stages.training.engine import CHECKPOINT
 from stages.training.load import STAGES, LoadedRun, command_for, load_run
+from stages.training.run import USER_ERRORS
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DETECTIONS = "detections.json"
@@ -88,23 +89,10 @@ def read_photo(path: str | Path) -> np.ndarray:
         raise DatasetError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
-            return _to_rgb8(ImageOps.exif_transpose(im))
+            return to_rgb8(ImageOps.exif_transpose(im))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError,
             Image.DecompressionBombError) as e:
         raise DatasetError(f"{path}: cannot read the image ({e})") from None
-
-
-def _to_rgb8(im: Image.Image) -> np.ndarray:
-    """A PIL image of any mode -> RGB uint8 (H, W, 3) (``read_photo``'s rules)."""
-    if im.mode == "F" or im.mode.startswith("I"):  # I;16, I;16B, I (32-bit int), F (float)
-        grey = np.asarray(im, dtype=np.float64)  # (H, W), the values as stored
-        lo, hi = float(np.nanmin(grey)), float(np.nanmax(grey))
-        grey = (grey - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(grey)
-        grey = np.nan_to_num(grey).round().astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        return np.asarray(im.convert("RGBA"))[..., :3].copy()  # (H, W, 4) -> (H, W, 3)
-    return np.array(im.convert("RGB"))  # a copy: writable, as torch.from_numpy wants
 
 
 def list_images(paths) -> list[Path]:
@@ -124,10 +112,18 @@ def list_images(paths) -> list[Path]:
     return files
 
 
+# A run trained on images as they were (no --long-side: the synthetic set's 128 px, say) would get
+# a phone's 4000 x 3000 photo at full size, minutes of selective search and gigabytes of feature
+# maps: larger photos are read at this long side (the Mask R-CNN paper's scale), said in the title.
+MAX_LONG_SIDE = 800
+
+
 def model_input(photo: np.ndarray, long_side: int | None) -> torch.Tensor:
     """The photo as a run sees it: float [3, h, w] in [0, 1], resized by the same ``Resize`` the
-    run trained with (the longer side to ``long_side``; None: as it is)."""
+    run trained with (the longer side to ``long_side``; None: as it is, up to ``MAX_LONG_SIDE``)."""
     image = torch.from_numpy(photo).permute(2, 0, 1).float() / 255  # (H, W, 3) -> (3, H, W)
+    if not long_side and max(photo.shape[:2]) > MAX_LONG_SIDE:
+        long_side = MAX_LONG_SIDE
     if long_side:
         H, W = image.shape[-2:]
         nothing = {"boxes": torch.zeros(0, 4), "masks": torch.zeros(0, H, W, dtype=torch.uint8)}
@@ -461,10 +457,15 @@ def main(argv: list[str] | None = None) -> list[PhotoResult]:
     except RuntimeError as e:  # --device cuda without a GPU
         raise SystemExit(f"error: {e}") from None
     try:
-        return predict(args.images, args.runs, args.stages, args.score_thresh, str(device),
-                       args.out, args.data_root, dpi=args.dpi)
+        results = predict(args.images, args.runs, args.stages, args.score_thresh, str(device),
+                          args.out, args.data_root, dpi=args.dpi)
     except (CheckpointError, DatasetError) as e:  # a run to train (a line each), no image at all
         raise SystemExit("\n".join(f"error: {line}" for line in str(e).splitlines())) from None
+    except (*USER_ERRORS, ValueError) as e:  # a run that cannot be rebuilt here, one line
+        raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
+    if not results:  # every image skipped (each named above): nothing was done
+        raise SystemExit("error: none of the images could be read (see the lines above)")
+    return results
 
 
 if __name__ == "__main__":

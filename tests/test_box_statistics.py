@@ -91,3 +91,24 @@ def test_stage_config_keeps_the_synthetic_values_and_chooses_on_the_users_data(c
     with pytest.raises(SystemExit, match="the word auto alone"):
         run.stage_config(FasterRCNNConfig, _args(anchor_sizes=["auto", 32]),
                          _context("synthetic", data))
+
+
+def test_eval_only_keeps_what_the_checkpoint_trained_with(data_args, tmp_path, capsys):
+    """A run trained with hand-picked anchors and size is evaluated with them, not with a fresh
+    choice from the data (which would build a model other than the one trained)."""
+    import torch
+
+    from stages.faster_rcnn.__main__ import main as faster_rcnn_main
+
+    out = tmp_path / "run"
+    flags = data_args + ["--steps", "1", "--no-progress", "--device", "cpu", "--out", str(out)]
+    faster_rcnn_main(flags + ["--anchor-sizes", "8", "16", "24", "--long-side", "96"])
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert tuple(saved["anchor_sizes"]) == (8, 16, 24) and saved["long_side"] == 96
+    capsys.readouterr()
+    faster_rcnn_main(flags + ["--eval-only"])
+    printed = capsys.readouterr().out
+    assert "--long-side 96: the checkpoint's" in printed
+    line = next(l for l in printed.splitlines() if "from the checkpoint:" in l)
+    assert "anchor sizes 8 16 24" in line
+    assert "from the data" not in printed

@@ -401,10 +401,8 @@ def test_detections_json_read_by_pycocotools_gives_metrics_json(trained_runs, st
     assert {im["id"] for im in truth["images"]} >= {d["image_id"] for d in detections}
     assert all(im["file_name"].endswith(".png") for im in truth["images"])
     kinds = [("bbox", "box")] + ([("segm", "mask")] if stage == "mask_rcnn" else [])
+    assert detections, "the tiny run found nothing: nothing to check"
     for iou_type, key in kinds:
-        if not detections:  # loadRes([]) fails; nothing found must have scored 0
-            assert metrics[key]["AP"] == 0.0
-            continue
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(str(folder / "ground_truth.json"))
             ev = COCOeval(gt, gt.loadRes(str(folder / "detections.json")), iou_type)

@@ -44,14 +44,33 @@ class DatasetError(ValueError):
 
 
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); a ``DatasetError`` naming the file if it is missing or unreadable."""
+    """RGB uint8 (H, W, 3) (``to_rgb8``: 16-bit images too); a ``DatasetError`` naming the file if
+    it is missing or unreadable. The pixels as stored: a camera's EXIF orientation is not applied
+    here (annotations refer to the stored pixels), where ``stages.predict.read_photo`` applies it to
+    a user's photo, to show it upright."""
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return to_rgb8(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DatasetError(f"{path}: cannot read the image ({e})") from None
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> RGB uint8 (H, W, 3). Grey and palette images become three
+    equal channels; an alpha channel is dropped; 16- and 32-bit grey (PNG mode I;16, TIFF I and F)
+    are stretched from their darkest to their brightest value onto 0..255, where
+    ``convert("RGB")`` would clip every value above 255 to white."""
+    if im.mode == "F" or im.mode.startswith("I"):  # I;16, I;16B, I (32-bit int), F (float)
+        grey = np.asarray(im, dtype=np.float64)  # (H, W), the values as stored
+        lo, hi = float(np.nanmin(grey)), float(np.nanmax(grey))
+        grey = (grey - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(grey)
+        grey = np.nan_to_num(grey).round().astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        return np.asarray(im.convert("RGBA"))[..., :3].copy()  # (H, W, 4) -> (H, W, 3)
+    return np.array(im.convert("RGB"))  # a copy: writable, as torch.from_numpy wants
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:

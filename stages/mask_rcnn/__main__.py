@@ -15,10 +15,11 @@ evaluator as every stage.
 
 from __future__ import annotations
 
+import dataclasses
 
 import torch
 
-from stages.training import run
+from stages.training import engine, run
 from stages.backbone import backbone_suffix
 from stages.training.cli import dataclass_from_args
 from stages.mask_rcnn.config import MaskRCNNConfig, ModelChoice
@@ -30,35 +31,31 @@ SKIP = ("spp_levels",)
 
 
 def build_model(cfg: MaskRCNNConfig, choice: ModelChoice, num_classes: int, long_side: int | None,
-                restore: bool = False):
+                restore: str | None = None):
     """Ours, or torchvision's fine-tuning path behind the same model contract.
 
     torchvision's path: with COCO weights (``--weights coco`` or a local file) the tutorial's
     ``maskrcnn_resnet50_fpn``; without (``--weights none``) torchvision's ``MaskRCNN`` on our
     ImageNet backbone: a ResNet-50 from random weights learns next to nothing in minutes (box AP
-    0.5 after 153 s on Penn-Fudan). Both end in the tutorial's ``replace_predictors``.
-    ``restore``: the architecture only, for a checkpoint's weights (nothing is read or fetched)."""
+    0.5 after 153 s on Penn-Fudan). Both end in the tutorial's ``replace_predictors``. Its images
+    keep their size: ``long_side``, else ``choice.image_size`` (torchvision would resize to 800).
+    ``restore``: the path of a checkpoint of this run, whose weights the model is about to take:
+    the COCO path is then built from that file (its frozen batch norm as it trained), with nothing
+    downloaded."""
     if choice.model == "ours":
         return build_mask_rcnn(cfg, num_classes)
     if choice.model == "torchvision":
         from stages.torchvision.adapter import TorchvisionDetector
-        from stages.torchvision.finetune import build_finetune_model, get_instance_segmentation_model
+        from stages.torchvision.finetune import build_finetune_model
         from stages.torchvision.weights import WeightsFileError, WeightsUnavailableError
-        size = long_side or choice.image_size  # keep our images' size: torchvision would resize to 800
-        ratios = tuple(cfg.anchor_ratios)
+        size = long_side or choice.image_size
+        weights = None if choice.weights == "none" else restore or choice.weights
         try:
-            if choice.weights == "none":
-                model, what = build_finetune_model(num_classes, None, image_size=size,
-                                                   aspect_ratios=ratios)
-            elif restore:  # the tutorial's ResNet-50-FPN, its weights from the checkpoint
-                model = get_instance_segmentation_model(num_classes, "none", min_size=size,
-                                                        max_size=size, aspect_ratios=ratios)
-            else:
-                model, what = build_finetune_model(num_classes, choice.weights, image_size=size,
-                                                   aspect_ratios=ratios)
+            model, what = build_finetune_model(num_classes, weights, image_size=size,
+                                               aspect_ratios=tuple(cfg.anchor_ratios))
         except (WeightsUnavailableError, WeightsFileError) as e:
             raise SystemExit(f"error: {e}") from None
-        if not restore:
+        if restore is None:
             print(f"[mask_rcnn] --model torchvision: {what}")
         return TorchvisionDetector(model)
     raise SystemExit(f"error: --model {choice.model!r}: expected 'ours' or 'torchvision'")
@@ -74,8 +71,12 @@ def main(argv: list[str] | None = None):
     ctx = run.prepare(args, stage)
     cfg = run.stage_config(MaskRCNNConfig, args, ctx)  # anchors and scale: from the data
 
+    if choice.model == "torchvision" and not ctx.run.long_side:  # the images' own size, saved
+        choice = dataclasses.replace(choice, image_size=int(max(ctx.val[0][0].shape[-2:])))
     torch.manual_seed(ctx.run.seed)
-    model = build_model(cfg, choice, ctx.num_classes, ctx.run.long_side).to(ctx.device)
+    checkpoint = ctx.out_dir / engine.CHECKPOINT
+    restore = str(checkpoint) if ctx.run.eval_only and checkpoint.is_file() else None
+    model = build_model(cfg, choice, ctx.num_classes, ctx.run.long_side, restore).to(ctx.device)
     config = run.saved_config(args, ctx, cfg, choice)
     trained = run.train_or_restore(model, ctx, cfg, config)
     if choice.model == "ours":

@@ -4,6 +4,7 @@
     run.py         a stage command's life: parse, prepare, train or resume, evaluate, save
     cli.py         flags built from the config dataclasses (help = the field's comment)
     checkpoint.py  save / load / resume, refused for another stage's run
+    load.py        a trained run rebuilt from its folder (stages.predict, the figures)
     device.py      --device auto|cpu|cuda, and synchronize before a clock is read
     distributed.py torchrun: DistributedDataParallel, each process's share, rank 0 writes
     io.py          atomic writes: nothing a user made is lost

@@ -11,7 +11,8 @@ values chosen from the data included), and its weights are restored:
                                                                       cache <data_root>/proposals
     faster_rcnn            faster_rcnn.model.build_faster_rcnn        the RPN
     mask_rcnn              mask_rcnn.model.build_mask_rcnn            the RPN (on each FPN level)
-    mask_rcnn_torchvision  mask_rcnn.__main__.build_model (torchvision's maskrcnn_resnet50_fpn)
+    mask_rcnn_torchvision  mask_rcnn.__main__.build_model (torchvision's MaskRCNN: on our backbone,
+                           or maskrcnn_resnet50_fpn when it was fine-tuned from COCO weights)
 
     load_run(folder)    -> LoadedRun(stage, model, cfg, class_names, long_side, title, ...)
     rebuild(state)      -> (model, cfg): a checkpoint already read by ``checkpoint.load_checkpoint``
@@ -131,9 +132,9 @@ def rebuild(state: dict, data_root: str | Path = "data") -> tuple[nn.Module, obj
         from stages.mask_rcnn.__main__ import build_model  # ours, or torchvision's behind it
         from stages.mask_rcnn.config import MaskRCNNConfig, ModelChoice
         cfg = dataclass_from_dict(MaskRCNNConfig, config)
-        # torchvision's path: the architecture it trained (restore: nothing read or fetched)
+        # torchvision's path: the model it trained, built from this checkpoint (nothing fetched)
         choice = dataclass_from_dict(ModelChoice, config)
-        model = build_model(cfg, choice, K, config.get("long_side"), restore=True)
+        model = build_model(cfg, choice, K, config.get("long_side"), restore=state["path"])
     else:
         raise CheckpointError(f"{state['path']}: no model builder for stage '{stage}'")
     try:

@@ -113,6 +113,7 @@ class Context:
     train: object  # the training dataset (with flips)
     val: object  # the validation dataset
     box_stats: BoxStats | None = None  # the training boxes at the chosen image size (on demand)
+    saved_config: dict | None = None  # --eval-only / --resume: the checkpoint's (trained_config)
 
     @property
     def from_data(self) -> bool:
@@ -144,6 +145,9 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
         raise SystemExit(f"--preset {run.preset!r}: expected 'quick' or 'full'")
     if run.steps is not None and run.steps < 1:
         raise SystemExit(f"error: --steps {run.steps}: give at least 1 optimizer step")
+    if isinstance(run.long_side, int) and run.long_side < 0:
+        raise SystemExit(f"error: --long-side {run.long_side}: give a number of pixels, 0 (keep "
+                         f"the images as they are) or auto")
     seed_everything(run.seed)
     try:
         device = distributed.setup(choose_device(run.device))
@@ -151,21 +155,42 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
         raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
     if not distributed.is_main():
         run = dataclasses.replace(run, progress=False)  # one progress bar: rank 0's
+    out_dir = Path(run.out or Path("runs") / stage)
+    saved = trained_config(run, out_dir)
     try:
         with distributed.main_first():  # rank 0 generates the synthetic set; the others read it
             train, val = load_dataset(run.data, run.data_root, val_spec=run.val_data)
-        run, stats = choose_long_side(run, train, stage)
+        if run.long_side is None and saved is not None and "long_side" in saved:
+            run, stats = dataclasses.replace(run, long_side=saved["long_side"]), None
+            print(f"[{stage}] --long-side {run.long_side or 0}: the checkpoint's")
+        else:
+            run, stats = choose_long_side(run, train, stage)
     except DatasetError as e:  # the user's data: one clear line, no traceback
         raise SystemExit(f"error: {e}") from None
     train.transforms = train_transforms(run.long_side)  # the resize (if any), then random flips
     val.transforms = val_transforms(run.long_side)
-    out_dir = Path(run.out or Path("runs") / stage)
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
     data = run.data + (f" (val {run.val_data})" if run.val_data else "")
     print(f"[{stage}] data {data}: {len(train)} train / {len(val)} val images, "
           f"classes {train.class_names[1:]}; device {device}; output {out_dir}")
-    return Context(run, stage, device, out_dir, train, val, stats)
+    return Context(run, stage, device, out_dir, train, val, stats, saved)
+
+
+def trained_config(run: RunConfig, out_dir: Path) -> dict | None:
+    """With ``--eval-only`` or ``--resume``: the config saved in ``<out_dir>/checkpoint.pt``, whose
+    values chosen from the data (``FROM_DATA``) the run keeps unless a flag says otherwise, so that
+    the model evaluated or resumed is the one that was trained. None otherwise, or when there is no
+    readable checkpoint (loading it later says what is wrong)."""
+    path = out_dir / engine.CHECKPOINT
+    if not (run.eval_only or run.resume) or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (any unreadable file: load_checkpoint reports it in one line)
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def choose_long_side(run: RunConfig, train, stage: str) -> tuple[RunConfig, BoxStats | None]:
@@ -194,11 +219,16 @@ def stage_config(cls, args: argparse.Namespace, ctx: Context):
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    chosen = []
+    chosen, from_checkpoint = [], []
     for name in FROM_DATA:
         if name not in values or name == "long_side":
             continue
         value = values[name]
+        if value is None and ctx.saved_config and ctx.saved_config.get(name) is not None:
+            saved = ctx.saved_config[name]  # --eval-only / --resume: what the run trained with
+            values[name] = tuple(saved) if isinstance(saved, list) else saved
+            from_checkpoint.append(f"{name.replace('_', ' ')} {_show_value(values[name])}")
+            continue
         if name in ("ss_method", "method"):  # a choice of method, not a number from the boxes
             if value is None:
                 value = PHOTO_SS_METHOD if ctx.from_data else "package"
@@ -223,14 +253,22 @@ def stage_config(cls, args: argparse.Namespace, ctx: Context):
         values[name] = CHOOSERS[name](stats)
         chosen.append(f"{name.replace('_', ' ')} {_show_value(values[name])}")
     if chosen:
-        stats = ctx.stats()
-        q10, q50, q90 = stats.size_quantiles() if stats.n_boxes else (0, 0, 0)
-        r10, r50, r90 = stats.ratio_quantiles() if stats.n_boxes else (0, 0, 0)
-        print(f"[{ctx.stage}] from the data: {'; '.join(chosen)}. Why: the {stats.n_boxes} "
-              f"training boxes measure {q10:.0f} / {q50:.0f} / {q90:.0f} px (sqrt(area), 10 / 50 "
-              f"/ 90 %) and are {r10:.1f} / {r50:.1f} / {r90:.1f} times as tall as wide; anchors "
-              f"follow those quantiles, and images are enlarged only while the median object is "
-              f"under {box_statistics.TARGET_OBJECT:.0f} px")
+        why = ""
+        if any(not c.startswith("selective search") for c in chosen):  # numbers from the boxes
+            stats = ctx.stats()
+            q10, q50, q90 = stats.size_quantiles() if stats.n_boxes else (0, 0, 0)
+            r10, r50, r90 = stats.ratio_quantiles() if stats.n_boxes else (0, 0, 0)
+            why = (f". Why: the {stats.n_boxes} training boxes measure {q10:.0f} / {q50:.0f} / "
+                   f"{q90:.0f} px (sqrt(area), 10 / 50 / 90 %) and are {r10:.1f} / {r50:.1f} / "
+                   f"{r90:.1f} times as tall as wide; anchors follow those quantiles, and images "
+                   f"are enlarged only while the median object is under "
+                   f"{box_statistics.TARGET_OBJECT:.0f} px")
+        else:
+            why = (": OpenCV's fast mode finds 0.87 of Penn-Fudan's pedestrians at IoU 0.5, the "
+                   "package 0.52 (benchmarks/bench_proposals.py)")
+        print(f"[{ctx.stage}] from the data: {'; '.join(chosen)}{why}")
+    if from_checkpoint:
+        print(f"[{ctx.stage}] from the checkpoint: {'; '.join(from_checkpoint)}")
     return cls(**values)
 
 
