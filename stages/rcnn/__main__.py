@@ -85,9 +85,8 @@ def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> d
           f"the selective searches this run does not use on the first "
           f"{min(OTHER_METHOD_IMAGES, n)}, to save time):")
     print(format_proposal_report(report))
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(7, 5.5), layout="constrained")  # constrained: room for the legend below
     plot_recall(fig.add_subplot(1, 1, 1), report)
-    fig.tight_layout()
     io.save_figure(fig, out_dir / PROPOSALS_FIGURE)
     return report
 

@@ -202,20 +202,28 @@ def format_proposal_report(report: dict) -> str:
 
 
 def plot_recall(ax, report: dict) -> None:
-    """Recall against proposals per image (log x), one line per method and IoU threshold; each
-    line ends at the mean number of proposals with the recall of all of them."""
+    """Recall against proposals per image (log x), one colour per method, solid at IoU 0.5 and
+    dashed at 0.7; each line ends at the mean number of proposals with the recall of all of them.
+    The legend sits below the axes, where it hides no line."""
+    from matplotlib.lines import Line2D
+
     styles = {0.5: "-", 0.7: "--"}
+    handles = []
     for i, (name, r) in enumerate(report.items()):
         colour = f"C{i}"
         for t, style in styles.items():
             ns = sorted(n for n in r["recall"][t] if n < r["mean_proposals"])
             xs = ns + [r["mean_proposals"]]
             ys = [r["recall"][t][n] for n in ns] + [r["recall_all"][t]]
-            ax.plot(xs, ys, style, marker="o", ms=3, color=colour,
-                    label=f"{name}, IoU {t} ({r['ms_per_image']:.0f} ms/img)")
+            ax.plot(xs, ys, style, marker="o", ms=3, color=colour)
+        handles.append(Line2D([], [], color=colour, marker="o", ms=3,
+                              label=f"{name} ({r['ms_per_image']:.0f} ms/img)"))
+    handles += [Line2D([], [], color="0.3", linestyle=style, label=f"IoU {t}")
+                for t, style in styles.items()]
     ax.set_xscale("log")
     ax.set_xlabel("proposals per image (first n)")
     ax.set_ylabel("recall of ground truth")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
+              frameon=False)
