@@ -301,7 +301,7 @@ def figure_for(result: PhotoResult, photo: np.ndarray | None = None) -> Figure:
     n = max(1, len(result.stages))
     # four panels as 2 x 2: about a 16:9 slide's shape (1 x 4 would be a sliver across it)
     rows, cols = (2, 2) if n == 4 else (1, n)
-    panel = 6.0  # inches per panel
+    panel = 5.0 if n == 4 else 6.0  # inches per panel: a 2 x 2 grid 10 inches wide
     with matplotlib.rc_context(FONTS):  # sizes for a slide: text is sized when it is made
         fig = Figure(figsize=(panel * cols, rows * (panel * min(H / W, 1.5) + 1.6) + 0.8),
                      layout="compressed")

@@ -320,7 +320,8 @@ def test_evaluate_with_a_fake_model(batch_size):
     model.train()
     ev = evaluate(model, data, batch_size=batch_size, warmup=0)
     assert set(ev) == {"box", "mask", "ms_per_image", "ms_proposals", "ms_network", "timing_ms",
-                       "n_images", "notes"}
+                       "n_images", "notes", "detections", "ground_truth"}
+    assert len(ev["ground_truth"]["images"]) == 3  # what the detections were scored against
     assert ev["n_images"] == 3 and model.calls == 3
     assert ev["box"]["AP"] == pytest.approx(100.0)
     assert ev["mask"]["AP"] == pytest.approx(100.0) and ev["mask"]["AP75"] == pytest.approx(100.0)

@@ -86,9 +86,12 @@ def one_line_errors(main):
 # name) on the command line.
 FROM_DATA = ("long_side", "input_scale", "anchor_sizes", "anchor_ratios", "fpn_anchor_sizes",
              "ss_method", "method")
-# Selective search on photos: OpenCV's implementation of the paper's fast mode (the package our
-# notebook reads finds too few pedestrians: benchmarks/bench_proposals.py)
+# Selective search's method follows the image size: the package (the readable version the notebook
+# walks through) was tuned on 128-px images, where it finds 0.951 of the shapes with 112 boxes
+# (OpenCV's fast mode 0.938 with 139); on photos of 256 px it finds 0.523 of Penn-Fudan's
+# pedestrians, OpenCV's fast mode 0.872 (benchmarks/bench_proposals.py, report.md section 13).
 PHOTO_SS_METHOD = "opencv_fast"
+PACKAGE_MAX_SIDE = 160  # px, the median long side (after --long-side) up to which the package runs
 
 
 def build_parser(description: str | None, *config_classes, prog: str,
@@ -120,6 +123,13 @@ class Context:
         """Whether the data-dependent defaults (``FROM_DATA``) are chosen from the data: on the
         user's data, not on the built-in synthetic set (whose values were measured)."""
         return parse_spec(self.run.data)[0] != "synthetic"
+
+    def image_side(self) -> float:
+        """The training images' median long side as the model reads them (after --long-side)."""
+        sides = self.stats().long_sides
+        median = float(np.median(sides)) if len(sides) else 0.0
+        return float(self.run.long_side) if self.run.long_side and median > self.run.long_side \
+            else median
 
     def stats(self) -> BoxStats:
         if self.box_stats is None:
@@ -231,9 +241,10 @@ def stage_config(cls, args: argparse.Namespace, ctx: Context):
             continue
         if name in ("ss_method", "method"):  # a choice of method, not a number from the boxes
             if value is None:
-                value = PHOTO_SS_METHOD if ctx.from_data else "package"
+                side = ctx.image_side() if ctx.from_data else 0
+                value = PHOTO_SS_METHOD if side > PACKAGE_MAX_SIDE else "package"
                 if ctx.from_data:
-                    chosen.append(f"selective search {value} (on photos)")
+                    chosen.append(f"selective search {value} (images of {side:.0f} px)")
             values[name] = value
             continue
         auto = value == AUTO or (isinstance(value, tuple) and AUTO in value)
@@ -264,8 +275,9 @@ def stage_config(cls, args: argparse.Namespace, ctx: Context):
                    f"are enlarged only while the median object is under "
                    f"{box_statistics.TARGET_OBJECT:.0f} px")
         else:
-            why = (": OpenCV's fast mode finds 0.87 of Penn-Fudan's pedestrians at IoU 0.5, the "
-                   "package 0.52 (benchmarks/bench_proposals.py)")
+            why = (": the package was tuned on 128-px images; on 256-px photos OpenCV's fast mode "
+                   "finds 0.87 of Penn-Fudan's pedestrians at IoU 0.5, the package 0.52 "
+                   "(benchmarks/bench_proposals.py)")
         print(f"[{ctx.stage}] from the data: {'; '.join(chosen)}{why}")
     if from_checkpoint:
         print(f"[{ctx.stage}] from the checkpoint: {'; '.join(from_checkpoint)}")
