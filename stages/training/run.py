@@ -116,20 +116,19 @@ class Context:
     train: object  # the training dataset (with flips)
     val: object  # the validation dataset
     box_stats: BoxStats | None = None  # the training boxes at the chosen image size (on demand)
-    saved_config: dict | None = None  # --eval-only / --resume: the checkpoint's (trained_config)
+    saved_config: dict | None = None  # --eval-only / --resume: the checkpoint's (checkpoint_config)
 
     @property
     def from_data(self) -> bool:
-        """Whether the data-dependent defaults (``FROM_DATA``) are chosen from the data: on the
-        user's data, not on the built-in synthetic set (whose values were measured)."""
-        return parse_spec(self.run.data)[0] != "synthetic"
+        return on_users_data(self.run.data)
 
     def image_side(self) -> float:
-        """The training images' median long side as the model reads them (after --long-side)."""
+        """The training images' long side as the model reads them: ``--long-side`` (``Resize``
+        brings every image to it), else their median."""
+        if self.run.long_side:
+            return float(self.run.long_side)
         sides = self.stats().long_sides
-        median = float(np.median(sides)) if len(sides) else 0.0
-        return float(self.run.long_side) if self.run.long_side and median > self.run.long_side \
-            else median
+        return float(np.median(sides)) if len(sides) else 0.0
 
     def stats(self) -> BoxStats:
         if self.box_stats is None:
@@ -143,6 +142,12 @@ class Context:
     @property
     def class_names(self) -> list[str]:
         return self.train.class_names
+
+
+def on_users_data(spec: str) -> bool:
+    """Whether the ``FROM_DATA`` defaults are chosen from the data: on the user's data (coco:,
+    pennfudan:), not on the built-in synthetic set, whose values were measured."""
+    return parse_spec(spec)[0] != "synthetic"
 
 
 def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
@@ -166,7 +171,7 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     if not distributed.is_main():
         run = dataclasses.replace(run, progress=False)  # one progress bar: rank 0's
     out_dir = Path(run.out or Path("runs") / stage)
-    saved = trained_config(run, out_dir)
+    saved = checkpoint_config(run, out_dir)
     try:
         with distributed.main_first():  # rank 0 generates the synthetic set; the others read it
             train, val = load_dataset(run.data, run.data_root, val_spec=run.val_data)
@@ -187,19 +192,18 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     return Context(run, stage, device, out_dir, train, val, stats, saved)
 
 
-def trained_config(run: RunConfig, out_dir: Path) -> dict | None:
+def checkpoint_config(run: RunConfig, out_dir: Path) -> dict | None:
     """With ``--eval-only`` or ``--resume``: the config saved in ``<out_dir>/checkpoint.pt``, whose
     values chosen from the data (``FROM_DATA``) the run keeps unless a flag says otherwise, so that
     the model evaluated or resumed is the one that was trained. None otherwise, or when there is no
-    readable checkpoint (loading it later says what is wrong)."""
+    usable checkpoint (loading it for its weights, later, says what is wrong in one line)."""
     path = out_dir / engine.CHECKPOINT
     if not (run.eval_only or run.resume) or not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 (any unreadable file: load_checkpoint reports it in one line)
+        config = load_checkpoint(path)["config"]
+    except CheckpointError:
         return None
-    config = state.get("config") if isinstance(state, dict) else None
     return config if isinstance(config, dict) else None
 
 
@@ -208,17 +212,16 @@ def choose_long_side(run: RunConfig, train, stage: str) -> tuple[RunConfig, BoxS
     photos resized (``box_statistics.choose_long_side``), which is printed. Returns the run
     config with the number (0: images as they are) and the boxes' statistics where they were
     read."""
-    on_photos = parse_spec(run.data)[0] != "synthetic"
-    if run.long_side not in (None, AUTO) or (run.long_side is None and not on_photos):
+    if run.long_side not in (None, AUTO) or (run.long_side is None and not on_users_data(run.data)):
         return dataclasses.replace(run, long_side=run.long_side or None), None
     stats = gather(train)
     long_side = box_statistics.choose_long_side(stats)
     median = float(np.median(stats.long_sides)) if len(stats.long_sides) else 0
+    resized = stats.resized(long_side)
     why = (f"resized to {long_side} px on the long side" if long_side else "kept as they are")
     print(f"[{stage}] --long-side auto: the training images (median long side {median:.0f} px) "
-          f"are {why}; objects then measure {stats.resized(long_side).median_size():.0f} px "
-          f"(median sqrt(area))")
-    return dataclasses.replace(run, long_side=long_side), stats.resized(long_side)
+          f"are {why}; objects then measure {resized.median_size():.0f} px (median sqrt(area))")
+    return dataclasses.replace(run, long_side=long_side), resized
 
 
 def stage_config(cls, args: argparse.Namespace, ctx: Context):
@@ -264,7 +267,6 @@ def stage_config(cls, args: argparse.Namespace, ctx: Context):
         values[name] = CHOOSERS[name](stats)
         chosen.append(f"{name.replace('_', ' ')} {_show_value(values[name])}")
     if chosen:
-        why = ""
         if any(not c.startswith("selective search") for c in chosen):  # numbers from the boxes
             stats = ctx.stats()
             q10, q50, q90 = stats.size_quantiles() if stats.n_boxes else (0, 0, 0)
@@ -291,8 +293,10 @@ CHOOSERS = {"input_scale": box_statistics.choose_input_scale,
 
 
 def _show_value(value) -> str:
-    return " ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}" \
-        if isinstance(value, float) else str(value)
+    """A chosen value as a flag takes it: "48 80 120" for a tuple, "1.5" for a float."""
+    if isinstance(value, tuple):
+        return " ".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def saved_config(args: argparse.Namespace, ctx: Context, *configs) -> dict:
