@@ -33,7 +33,9 @@ Reuse. After a stage finishes, ``<out>/<stage>/compare_settings.json`` records t
 run with. A later ``compare`` with the same settings reads that stage's ``metrics.json`` instead of
 training again ("reused"); a run that was interrupted (the record says "running" and a checkpoint
 was written since it started) goes on with the stage's own ``--resume`` ("resumed").
-``--retrain`` ignores both.
+``--retrain`` ignores both. A stage folder that holds a run compare cannot reuse or resume (other
+settings, or a stage run there by hand) is never overwritten: it is moved aside to
+``<stage>.previous-<date>T<time>`` first, and compare says so; only ``--retrain`` replaces it.
 
 Writes into --out (default runs, the folder the stage commands, notebooks and figures use too):
 ``<stage>/`` (each stage's own outputs),
@@ -253,8 +255,17 @@ def run_entry(entry: Entry, args: argparse.Namespace, out: Path) -> tuple[Result
         print(f"[compare] {entry.name}: reused {out_dir / METRICS} (trained with the same "
               f"settings; --retrain trains it again)")
         return result, "reused"
+    if action == "train" and (out_dir / CHECKPOINT).exists():
+        if not args.retrain:  # a run compare did not make with these settings: keep it
+            aside = out_dir.with_name(f"{out_dir.name}.previous-"
+                                      f"{datetime.now().strftime('%Y-%m-%dT%H%M%S')}")
+            out_dir.rename(aside)
+            print(f"[compare] {entry.name}: {out_dir} held a run with other settings (or one run "
+                  f"by hand); moved it to {aside} (--retrain replaces instead)")
+    replace = action == "train" and (out_dir / CHECKPOINT).exists()  # --retrain
     argv = (stage_argv(args, out_dir, entry) + list(entry.extra_argv)
-            + (["--resume"] if action == "resume" else []))
+            + (["--resume"] if action == "resume" else [])
+            + (["--overwrite"] if replace else []))
     if action == "resume":
         print(f"[compare] {entry.name}: an unfinished run with the same settings left "
               f"{out_dir / CHECKPOINT}: resuming it")

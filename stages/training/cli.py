@@ -9,7 +9,9 @@ A field's ``--help`` text is its comment in the class, written once (``field_hel
 on the field's line and the indented comment lines that continue it, or, for a field without one,
 the comment block just above it. A field typed ``Literal["roi", "spp"]`` lists and enforces those
 choices, on the command line (argparse ``choices``) and when the config is built in Python
-(``check_choices``).
+(``check_choices``). A number is checked the same way against its field's range (``RANGES``:
+``--lr`` > 0, ``--fg-iou`` in [0, 1], ...; NaN and infinity are never a value): a value outside it
+ends the command in one line naming the flag and the range, before any data is read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import math
 import textwrap
 import tokenize
 import types
@@ -72,12 +75,21 @@ class RunConfig:
     seed: int = 0  # seeds Python, NumPy and torch: the same flags give the same run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when there is one (under
     #                                                  torchrun: each process its own, LOCAL_RANK)
-    out: str | None = None  # output folder; none: runs/<stage>
-    resume: bool = False  # continue from <out>/checkpoint.pt
+    out: str | None = None  # output folder; none: runs/<stage>. A folder that holds a trained
+    #                         run (checkpoint.pt) is never replaced unasked: give --resume,
+    #                         --eval-only or --overwrite
+    resume: bool = False  # continue from <out>/checkpoint.pt (an error if there is none)
+    overwrite: bool = False  # replace the run in <out>: its checkpoint and results are deleted
     eval_only: bool = False  # evaluate <out>/checkpoint.pt without training
+    checkpoint_every: float = 60.0  # seconds of training between checkpoints (also at the end
+    #                                 of every epoch, and on Ctrl-C or SIGTERM): a kill loses at
+    #                                 most this much
     long_side: int | None = None  # resize images so the longer side has this many pixels; 0:
     #                               keep them as they are
     progress: bool = True  # progress bars
+
+    def __post_init__(self):  # a value outside a field's range or choices: one clear line
+        check_choices(self)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -175,13 +187,118 @@ def field_choices(cls) -> dict[str, tuple]:
 
 def check_choices(config) -> None:
     """Raise ``ValueError`` naming the flag and the allowed values when a ``Literal`` field of the
-    dataclass instance ``config`` holds another value (a config built in Python or from a saved
-    dict; the command line has refused such values already)."""
+    dataclass instance ``config`` holds another value, or a number lies outside its ``RANGES``
+    (a config built in Python or from a saved dict; the command line has refused such values
+    already)."""
     for name, allowed in field_choices(type(config)).items():
         value = getattr(config, name)
         if value is not None and value not in allowed:
             raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected one of "
                              f"{', '.join(map(str, allowed))}")
+    for f in dataclasses.fields(config):
+        why = out_of_range(f.name, getattr(config, f.name))
+        if why:
+            raise ValueError(f"--{f.name.replace('_', '-')} {_show(getattr(config, f.name))}: {why}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``lo`` .. ``hi``, each end included unless ``*_open``."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        return (math.isfinite(value)
+                and (self.lo < value if self.lo_open else self.lo <= value)
+                and (value < self.hi if self.hi_open else value <= self.hi))
+
+    def __str__(self) -> str:  # "> 0", ">= 1", "in [0, 1)", "a finite number"
+        if math.isinf(self.lo) and math.isinf(self.hi):
+            return "a finite number"
+        if math.isinf(self.hi):
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return (f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                f"{')' if self.hi_open else ']'}")
+
+
+POSITIVE = Range(0, lo_open=True)  # a learning rate, a size, a ratio, seconds
+NON_NEGATIVE = Range(0)  # a weight that 0 switches off, a count that may be none
+AT_LEAST_1 = Range(1)  # a count of images, RoIs, steps, epochs
+FRACTION = Range(0, 1)  # an IoU threshold, a probability, a share of the training
+BELOW_1 = Range(0, 1, hi_open=True)  # momentum, dropout: 1 would never forget / keep nothing
+ANY = Range()  # an SVM score threshold: any finite number
+
+# The range of every number a command reads, by field name (the same name means the same thing
+# in every stage). A field not named here may take any finite value; tests/test_cli.py checks that
+# every numeric field of every stage config is named, so a new field is given its range.
+RANGES = {
+    # run (every stage)
+    "epochs": AT_LEAST_1, "time_budget": POSITIVE, "steps": AT_LEAST_1, "eval_every": NON_NEGATIVE,
+    "seed": NON_NEGATIVE, "long_side": NON_NEGATIVE, "checkpoint_every": POSITIVE,
+    # the backbone and the training recipe
+    "backbone_channels": AT_LEAST_1, "freeze_at": Range(0, 5), "lr": POSITIVE,
+    "pretrain_lr": POSITIVE, "finetune_lr": POSITIVE, "momentum": BELOW_1,
+    "weight_decay": NON_NEGATIVE, "warmup_steps": AT_LEAST_1, "clip_grad_norm": NON_NEGATIVE,
+    "lr_drop": FRACTION, "quick_time_budget": POSITIVE, "full_epochs": AT_LEAST_1,
+    "images_per_batch": AT_LEAST_1, "flip": FRACTION, "dropout": BELOW_1,
+    # RoIs, heads and losses
+    "pool_size": AT_LEAST_1, "input_scale": POSITIVE, "spp_levels": AT_LEAST_1,
+    "fc_dim": AT_LEAST_1, "representation_size": AT_LEAST_1, "rois_per_image": AT_LEAST_1,
+    "fg_fraction": FRACTION, "fg_iou": FRACTION, "bg_iou_lo": FRACTION, "bg_iou_hi": FRACTION,
+    "loss_lambda": NON_NEGATIVE, "box_weights": POSITIVE, "align_sampling_ratio": NON_NEGATIVE,
+    "mask_pool_size": AT_LEAST_1, "mask_convs": NON_NEGATIVE, "mask_channels": AT_LEAST_1,
+    "mask_size": AT_LEAST_1, "fpn_channels": AT_LEAST_1, "fpn_canonical_size": POSITIVE,
+    "image_size": AT_LEAST_1,
+    # the RPN and its anchors
+    "anchor_sizes": POSITIVE, "anchor_ratios": POSITIVE, "fpn_anchor_sizes": POSITIVE,
+    "rpn_pos_iou": FRACTION, "rpn_neg_iou": FRACTION, "rpn_batch": AT_LEAST_1,
+    "rpn_pos_fraction": FRACTION, "rpn_lambda": NON_NEGATIVE, "rpn_beta": POSITIVE,
+    "rpn_pre_nms_train": AT_LEAST_1, "rpn_post_nms_train": AT_LEAST_1,
+    "rpn_pre_nms_test": AT_LEAST_1, "rpn_post_nms_test": AT_LEAST_1, "rpn_nms": FRACTION,
+    "rpn_min_size": NON_NEGATIVE,
+    # detections
+    "score_thresh": FRACTION, "nms_thresh": FRACTION, "nms_iou": FRACTION,
+    "detections_per_image": AT_LEAST_1,
+    # R-CNN: proposals, warps, SVMs, box regression
+    "ss_scale": POSITIVE, "ss_sigma": NON_NEGATIVE, "ss_min_size": NON_NEGATIVE,
+    "ss_min_box": NON_NEGATIVE, "ss_max_boxes": AT_LEAST_1, "scale": POSITIVE,
+    "sigma": NON_NEGATIVE, "min_size": NON_NEGATIVE, "min_box": NON_NEGATIVE,
+    "max_boxes": AT_LEAST_1, "sw_sizes": POSITIVE, "sw_ratios": POSITIVE, "sw_stride": POSITIVE,
+    "sizes": POSITIVE, "ratios": POSITIVE, "stride": POSITIVE, "warp_size": AT_LEAST_1,
+    "context_pad": NON_NEGATIVE, "pretrain_epochs": NON_NEGATIVE,
+    "finetune_epochs": NON_NEGATIVE, "batch_positives": AT_LEAST_1,
+    "batch_negatives": NON_NEGATIVE, "svm_neg_iou": FRACTION, "svm_pos_weight": POSITIVE,
+    "svm_bias_mult": POSITIVE, "feature_norm": POSITIVE, "hard_negative_rounds": NON_NEGATIVE,
+    "hard_threshold": ANY, "evict_threshold": ANY, "initial_negatives": AT_LEAST_1,
+    "bbox_iou": FRACTION, "bbox_lambda": NON_NEGATIVE, "feature_batch": AT_LEAST_1,
+    "workers": AT_LEAST_1,
+}
+
+
+def out_of_range(name: str, value) -> str | None:
+    """Why ``value`` (a number, or a tuple of numbers) cannot be the field ``name``'s, as
+    "expected ... > 0", or None when it can. Booleans and text are not numbers here."""
+    allowed = RANGES.get(name, ANY)
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in allowed:
+            return f"expected {allowed}" if allowed == ANY else f"expected a number {allowed}"
+    return None
+
+
+def _checked(name: str, typ: type):
+    """argparse's ``type`` for the field ``name``: ``typ(text)``, refused when outside its range
+    (argparse then prints "argument --lr: nan: expected a number > 0" in one line)."""
+    def convert(text: str):
+        value = typ(text)
+        why = out_of_range(name, value)
+        if why:
+            raise argparse.ArgumentTypeError(f"{text}: {why}")
+        return value
+    convert.__name__ = typ.__name__  # argparse names the type in its error message
+    return convert
 
 
 def _field_type(cls, f: dataclasses.Field) -> tuple[type, bool]:
@@ -209,11 +326,11 @@ def _show(value) -> str:
 AUTO = "auto"  # the value of a data-dependent flag that asks for the choice from the data
 
 
-def _or_auto(typ: type):
-    """argparse's ``type`` for a flag that takes a value of ``typ`` or the word "auto"."""
+def _or_auto(convert_value):
+    """argparse's ``type`` for a flag that takes what ``convert_value`` reads, or the word "auto"."""
     def convert(text: str):
-        return AUTO if text == AUTO else typ(text)
-    convert.__name__ = typ.__name__  # argparse names the type in its error message
+        return AUTO if text == AUTO else convert_value(text)
+    convert.__name__ = convert_value.__name__  # argparse names the type in its error message
     return convert
 
 
@@ -243,7 +360,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None =
             text += (f" (default: {how} on coco: and pennfudan: data; {shown} on the built-in "
                      f"synthetic set)")
             target.add_argument(flag, dest=f.name, default=None, help=text.strip(),
-                                type=typ if f.name in choices else _or_auto(typ),
+                                type=typ if f.name in choices else _or_auto(_checked(f.name, typ)),
                                 choices=choices.get(f.name), nargs="+" if is_tuple else None,
                                 metavar=None if f.name in choices else "N|auto")
             continue
@@ -254,7 +371,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None =
         if default is not None:
             text += f" (default: {_show(default)})"
         metavar = None if f.name in choices else ("N" if typ in (int, float) else "VALUE")
-        target.add_argument(flag, dest=f.name, type=typ, default=default, help=text.strip(),
+        target.add_argument(flag, dest=f.name, type=_checked(f.name, typ), default=default,
+                            help=text.strip(),
                             choices=choices.get(f.name), metavar=metavar,
                             nargs="+" if is_tuple else None)
 

@@ -7,11 +7,18 @@
             stop with a clear error if loss is NaN or inf (the last good checkpoint stays)
             optimizer.zero_grad(); loss.backward(); clip the gradients' norm; optimizer.step()
             every ``eval_every_s`` seconds of training: score the validation set (clock paused)
+            every ``checkpoint_every_s`` seconds, and on Ctrl-C or SIGTERM: write checkpoint.pt
         write checkpoint.pt and losses.json into the output folder (atomically)
     draw losses.png: each loss term against the step, validation AP against training seconds
 
-``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, RNG and the
-training time already spent (a time budget, and a budget in steps, count across resumes).
+``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, the mini-batch
+reached within it, RNG and the training time already spent (a time budget, and a budget in steps,
+count across resumes). A run resumed from the middle of an epoch reads the rest of that epoch's
+mini-batches, in the same order: it takes the steps the uninterrupted run would have taken.
+
+Interrupting (``interrupt_requests``): Ctrl-C or SIGTERM lets the step in progress finish, writes
+the checkpoint, and raises ``TrainingInterrupted``, whose one-line message says where the checkpoint
+is and that ``--resume`` continues. A second Ctrl-C stops at once (Python's own KeyboardInterrupt).
 
 Started by ``torchrun --nproc_per_node=N`` the same loop trains on N processes with
 DistributedDataParallel (``stages.training.distributed`` says how): ``batch_size`` is the global
@@ -22,7 +29,10 @@ later steps, and this loop for the CNN.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +57,42 @@ class NonFiniteLossError(RuntimeError):
 
 class TrainingSetupError(ValueError):
     """Training cannot start as asked (no images; a batch that does not split among processes)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM stopped training; the checkpoint was written at the step reached.
+    ``signal_number``: which signal (the command exits with 128 + it, as a shell expects)."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+@contextlib.contextmanager
+def interrupt_requests():
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM do not stop the program mid-step: they
+    are recorded in the yielded list (its one element, the signal number, 0 while none came),
+    for the loop to finish its step, save, and stop. The first signal puts Python's handlers
+    back, so a second Ctrl-C interrupts at once. Signals can only be caught in the main thread;
+    elsewhere the block runs with the handlers as they are."""
+    requested = [0]
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        requested[0] = signum
+        for sig, h in previous.items():  # a second Ctrl-C: stop now
+            signal.signal(sig, h)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield requested
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 @dataclass
@@ -90,16 +136,21 @@ class SeededItems(torch.utils.data.Dataset):
         return image, {**target, GENERATOR: torch.Generator().manual_seed(2 * seed + 1)}
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool, seed: int):
+def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, skip: int = 0):
     """A main-process loader (``num_workers=0``) whose shuffling depends only on ``seed``: the
     order is ``torch.randperm(len(dataset))`` drawn from a generator seeded with ``seed``.
 
     Under ``torchrun`` (N processes), with ``shuffle``, this process's share: the same order,
     every N-th image of it (``distributed.sampler``), ``batch_size / N`` images per mini-batch.
     The N shares of a step are then together the mini-batch of one process. (Training always
-    shuffles; without ``shuffle`` every process reads every image.)"""
+    shuffles; without ``shuffle`` every process reads every image.) ``skip``: leave out the first
+    ``skip`` mini-batches of that order (a run resumed in the middle of an epoch)."""
+    per_process = batch_size // distributed.world_size()
     sampler = distributed.sampler(dataset, seed) if shuffle else None
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size // distributed.world_size(),
+    if skip:
+        order = list(sampler) if sampler is not None else list(range(len(dataset)))
+        sampler = order[skip * per_process:]  # a list of indices is a sampler too
+    return torch.utils.data.DataLoader(dataset, batch_size=per_process,
                                        sampler=sampler, collate_fn=collate, num_workers=0)
 
 
@@ -109,7 +160,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
           device: torch.device | str = "cpu", seed: int = 0, resume: bool = False,
           lr_schedule=None, lr_drop: float | None = None, clip_grad_norm: float | None = None,
           eval_every_s: float | None = None, evaluate_fn=None,
-          progress: bool = True) -> TrainResult:
+          checkpoint_every_s: float | None = 60.0, progress: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset``; write ``checkpoint.pt`` and ``losses.json`` into ``out_dir``.
 
     Stops after ``epochs`` epochs, once ``time_budget_s`` seconds of training have passed, or
@@ -128,6 +179,11 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     time another ``eval_every_s`` seconds of training have passed, the model is scored in eval
     mode and the values join that step's record in ``losses.json`` (and the progress line). The
     clock is paused meanwhile: evaluation does not eat the time budget, it adds wall time.
+
+    ``checkpoint_every_s``: write the checkpoint each time this many seconds (wall clock) have
+    passed since the last one, besides the end of every epoch (None or 0: at epoch ends only): a
+    kill loses at most that much. Ctrl-C or SIGTERM writes it at the step reached and raises
+    ``TrainingInterrupted`` (see the module docstring).
     """
     if epochs is None and time_budget_s is None and max_steps is None:
         raise ValueError("give epochs, time_budget_s or max_steps: training needs a stopping rule")
@@ -141,13 +197,17 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     ckpt_path = out_dir / CHECKPOINT
     model.to(device)
     epoch, step, spent, history = 0, 0, 0.0, []
+    batch = 0  # mini-batches done in the current epoch (a checkpoint written mid-epoch)
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, stage=stage, class_names=dataset.class_names,
                                 map_location=device)
         restore(state, model, optimizer)
         epoch, step, spent, history = (state["epoch"], state["step"], state["train_time_s"],
                                        state["history"])
-        print(f"[{stage}] resumed from {ckpt_path}: epoch {epoch}, step {step}, {spent:.0f} s trained")
+        batch = int((state.get("extra") or {}).get("batch_in_epoch", 0))
+        within = f" (mini-batch {batch} of it done)" if batch else ""
+        print(f"[{stage}] resumed from {ckpt_path}: epoch {epoch}{within}, step {step}, "
+              f"{spent:.0f} s trained")
     # the lr each schedule scales; kept in the optimizer state, so a resumed run scales the same
     base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
     max_epochs = epochs if epochs is not None else 10**9
@@ -159,12 +219,14 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
             return "time_budget"
         return "epochs" if epoch >= max_epochs else None
 
-    def save():
+    def save(batch_in_epoch: int = 0):
+        """checkpoint.pt and losses.json; ``batch_in_epoch``: how far into epoch ``epoch + 1``
+        (0: at its start)."""
         if main:  # one writer: the others hold the same weights
             save_checkpoint(ckpt_path, stage=stage, class_names=dataset.class_names, config=config,
                             model=model, optimizer=optimizer, epoch=epoch, step=step,
                             train_time_s=spent, history=history,
-                            extra={"stopped_by": stopped_by()})
+                            extra={"stopped_by": stopped_by(), "batch_in_epoch": batch_in_epoch})
             io.write_json(out_dir / LOSSES, history, indent=None)
 
     def next_evaluation() -> float:  # the next multiple of eval_every_s past the time spent
@@ -208,63 +270,85 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     last_scores = {}  # the latest validation AP, shown in the progress line
     net = distributed.wrap(model, torch.device(device))  # DDP on several processes, else model
     model.train()
-    while not finished():
-        epoch_seed = seed * 100_003 + epoch
-        loader = make_loader(SeededItems(dataset, epoch_seed), batch_size, shuffle=True,
-                             seed=epoch_seed)
-        if len(loader) == 0:
-            raise TrainingSetupError(f"[{stage}] no training images: nothing to train on")
-        bar = tqdm(loader, desc=f"[{stage}] epoch {epoch + 1}", disable=not progress, leave=False)
-        batches = iter(bar)
-        for i in range(len(loader)):
-            try:  # the images are read here: one may have gone missing since the run started
-                images, targets = next(batches)
-            except DatasetError as e:
-                raise DatasetError(f"{e} (found at epoch {epoch + 1}, step {step + 1}; "
-                                   f"{kept()})") from None
-            t0 = time.perf_counter()
-            images, targets = to_device(images, targets, device)
-            done = max(spent / time_budget_s if time_budget_s else 0.0,
-                       step / max_steps if max_steps else 0.0,
-                       (epoch + i / len(loader)) / epochs if epochs else 0.0)  # fraction of training
-            factor = lr_schedule(step) if lr_schedule is not None else 1.0
-            if lr_drop is not None and done >= lr_drop:
-                factor *= 0.1
-            for g, lr in zip(optimizer.param_groups, base_lrs):
-                g["lr"] = lr * factor
-            losses = net(images, targets)  # {"loss_cls": ..., "loss_box": ...}
-            loss = sum(losses.values())
-            # the global batch's losses: the mean over the processes (one process: its own)
-            values = dict(zip(losses, distributed.agree([v.item() for v in losses.values()], "mean")))
-            total = sum(values.values())
-            if not math.isfinite(total):  # every process sees the same numbers: all stop
-                detail = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-                raise NonFiniteLossError(
-                    f"[{stage}] the loss became {total} at epoch {epoch + 1}, step {step + 1} "
-                    f"({detail}); {kept()}. Try a lower learning rate (or --resume from the checkpoint).")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_grad_norm:  # None or 0: off
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
-            optimizer.step()
-            synchronize(device)
-            # the clock every process agrees on: the slowest one's (a budget stops all at once)
-            spent += distributed.agree([time.perf_counter() - t0])[0]
-            step += 1
-            record = {"epoch": epoch + 1, "step": step, "time_s": round(spent, 3),
-                      "lr": optimizer.param_groups[0]["lr"], "loss": total, **values}
-            history.append(record)
-            if spent >= evaluate_at and not finished():  # the last one: the caller's, at the end
-                last_scores = validate(record)
-                evaluate_at = next_evaluation()
-            bar.set_postfix(loss=f"{record['loss']:.3f}",
-                            **{k.removeprefix("val_"): f"{v:.1f}" for k, v in last_scores.items()})
-            if out_of_time() or (max_steps is not None and step >= max_steps):
-                break
-        bar.close()
-        epoch += 1  # a part-epoch cut by the budget counts as done: a resumed run starts the next
-        save()
+    if len(make_loader(dataset, batch_size, shuffle=True, seed=0)) == 0:
+        raise TrainingSetupError(f"[{stage}] no training images: nothing to train on")
+    with interrupt_requests() as signalled:
+        last_save = time.perf_counter()
+        while not finished():
+            epoch_seed = seed * 100_003 + epoch
+            loader = make_loader(SeededItems(dataset, epoch_seed), batch_size, shuffle=True,
+                                 seed=epoch_seed, skip=batch)
+            n_batches = batch + len(loader)  # the epoch's mini-batches, those done before included
+            bar = tqdm(loader, desc=f"[{stage}] epoch {epoch + 1}", disable=not progress,
+                       leave=False, initial=batch, total=n_batches)
+            batches = iter(bar)
+            for i in range(batch, n_batches):
+                try:  # the images are read here: one may have gone missing since the run started
+                    images, targets = next(batches)
+                except DatasetError as e:
+                    raise DatasetError(f"{e} (found at epoch {epoch + 1}, step {step + 1}; "
+                                       f"{kept()})") from None
+                t0 = time.perf_counter()
+                images, targets = to_device(images, targets, device)
+                done = max(spent / time_budget_s if time_budget_s else 0.0,
+                           step / max_steps if max_steps else 0.0,
+                           (epoch + i / n_batches) / epochs if epochs else 0.0)  # fraction of training
+                factor = lr_schedule(step) if lr_schedule is not None else 1.0
+                if lr_drop is not None and done >= lr_drop:
+                    factor *= 0.1
+                for g, lr in zip(optimizer.param_groups, base_lrs):
+                    g["lr"] = lr * factor
+                losses = net(images, targets)  # {"loss_cls": ..., "loss_box": ...}
+                loss = sum(losses.values())
+                # the global batch's losses: the mean over the processes (one process: its own)
+                values = dict(zip(losses, distributed.agree([v.item() for v in losses.values()], "mean")))
+                total = sum(values.values())
+                if not math.isfinite(total):  # every process sees the same numbers: all stop
+                    detail = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                    raise NonFiniteLossError(
+                        f"[{stage}] the loss became {total} at epoch {epoch + 1}, step {step + 1} "
+                        f"({detail}); {kept()}. Try a lower learning rate (or --resume from the checkpoint).")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_grad_norm:  # None or 0: off
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
+                optimizer.step()
+                synchronize(device)
+                # the clock every process agrees on: the slowest one's (a budget stops all at
+                # once), and whether any process was sent Ctrl-C or SIGTERM (then all stop)
+                seconds, signum = distributed.agree([time.perf_counter() - t0, signalled[0]])
+                spent += seconds
+                step += 1
+                record = {"epoch": epoch + 1, "step": step, "time_s": round(spent, 3),
+                          "lr": optimizer.param_groups[0]["lr"], "loss": total, **values}
+                history.append(record)
+                if spent >= evaluate_at and not finished():  # the last one: the caller's, at the end
+                    last_scores = validate(record)
+                    evaluate_at = next_evaluation()
+                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                **{k.removeprefix("val_"): f"{v:.1f}" for k, v in last_scores.items()})
+                if signum:  # Ctrl-C or SIGTERM: the step is done; save it, then stop
+                    bar.close()
+                    if i + 1 == n_batches:  # the epoch's last mini-batch: the epoch is done
+                        epoch, i = epoch + 1, -1
+                    save(batch_in_epoch=i + 1)
+                    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(int(signum)).name
+                    raise TrainingInterrupted(
+                        f"[{stage}] interrupted ({name}) at step {step}, {spent:.0f} s of "
+                        f"training: {ckpt_path} holds it; the same command with --resume "
+                        f"continues", int(signum))
+                if out_of_time() or (max_steps is not None and step >= max_steps):
+                    break
+                if (checkpoint_every_s and i + 1 < n_batches  # the epoch's end saves anyway
+                        and time.perf_counter() - last_save >= checkpoint_every_s):
+                    save(batch_in_epoch=i + 1)
+                    last_save = time.perf_counter()
+            bar.close()
+            epoch += 1  # a part-epoch cut by the budget counts as done: a resumed run starts the next
+            batch = 0
+            save()
+            last_save = time.perf_counter()
     if history and main:
         save_loss_figure(history, out_dir / LOSSES_FIGURE, title=f"{stage}: {step} steps, "
                          f"{spent:.0f} s of training")

@@ -3,7 +3,9 @@
 Every output of the project (datasets, checkpoints, metrics, figures) is first written to a
 temporary file in the destination folder, then moved into place with ``os.replace``, which is
 atomic on POSIX and Windows. An interrupted run therefore leaves either the old file or the new
-one, never a truncated mix.
+one, never a truncated mix. The file gets the permissions any new file would (0644 under the usual
+umask 022): ``tempfile.mkstemp`` makes its file private (0600), which on a shared machine would
+hide a run's results from everyone else.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process's umask (read, then put back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -25,6 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -26,6 +26,9 @@ import dataclasses
 import functools
 import json
 import math
+import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,17 +70,46 @@ def one_line_errors(main):
     """Wrap a command's ``main``: an error about the user's data, weights or checkpoint, or a loss
     that became NaN, ends the command with its one-line message (and exit status 1), not a
     traceback from deep inside the loop. An image found missing mid-epoch is such an error, and
-    the last checkpoint stays on disk (``engine.train`` saves after every epoch). Under
-    ``torchrun`` the process leaves the process group at the end, however it ends."""
+    the last checkpoint stays on disk (``engine.train`` saves every ``--checkpoint-every``
+    seconds and after every epoch).
+
+    Ctrl-C or SIGTERM while training: the loop saves the step reached and the command ends with
+    one line saying so (exit status 130 or 143, as a shell expects); Ctrl-C elsewhere (reading the
+    data, evaluating) ends it with one line too, the files written so far whole.
+
+    Under ``torchrun`` the process leaves the process group at the end, however it ends, and only
+    rank 0 prints the error: the others end with the same exit status, silently."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except USER_ERRORS as e:
-            raise SystemExit(f"error: {e}") from None
+            raise SystemExit(f"error: {e}" if _on_rank_0() else 1) from None
+        except engine.TrainingInterrupted as e:
+            raise _exit(str(e), 128 + e.signal_number) from None
+        except KeyboardInterrupt:
+            raise _exit(f"interrupted (Ctrl-C) before or after training; every file written so "
+                        f"far is whole, and a checkpoint.pt in the output folder continues with "
+                        f"--resume", 130) from None
+        except SystemExit as e:  # a one-line refusal (SystemExit("error: ...")): rank 0 says it
+            if isinstance(e.code, str) and not _on_rank_0():
+                raise SystemExit(1) from None
+            raise
         finally:
             distributed.cleanup()  # under torchrun: leave the process group (else a no-op)
     return wrapper
+
+
+def _on_rank_0() -> bool:
+    """Rank 0 under torchrun (its RANK, even before the processes have joined), or a lone process."""
+    return distributed.is_main() if distributed.active() else os.environ.get("RANK", "0") == "0"
+
+
+def _exit(message: str, status: int) -> SystemExit:
+    """``SystemExit`` with ``status``, after ``message`` on stderr (rank 0 only under torchrun)."""
+    if _on_rank_0():
+        print(message, file=sys.stderr, flush=True)
+    return SystemExit(status)
 
 
 # The settings whose default the data decides (``stages.data.box_statistics``): on the built-in
@@ -171,6 +203,7 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     if not distributed.is_main():
         run = dataclasses.replace(run, progress=False)  # one progress bar: rank 0's
     out_dir = Path(run.out or Path("runs") / stage)
+    check_output_folder(run, out_dir, stage)
     saved = checkpoint_config(run, out_dir)
     try:
         with distributed.main_first():  # rank 0 generates the synthetic set; the others read it
@@ -190,6 +223,44 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     print(f"[{stage}] data {data}: {len(train)} train / {len(val)} val images, "
           f"classes {train.class_names[1:]}; device {device}; output {out_dir}")
     return Context(run, stage, device, out_dir, train, val, stats, saved)
+
+
+# What a stage command writes into its --out folder: ``--overwrite`` deletes these, and nothing else
+RUN_FILES = (engine.CHECKPOINT, engine.LOSSES, engine.LOSSES_FIGURE, METRICS, DETECTIONS,
+             GROUND_TRUTH, PREDICTIONS, "train_log.json", "proposals.png",  # R-CNN's own two
+             "compare_settings.json")  # what python -m stages.compare knew of the run
+
+
+def check_output_folder(run: RunConfig, out_dir: Path, stage: str) -> None:
+    """Refuse, in one line, what would lose a run or fail later: ``--out`` or ``--data-root``
+    that is a file; ``--resume`` with no checkpoint to resume (a mistyped ``--out`` would
+    otherwise look like a resume); a new run into a folder that holds a trained one (its
+    checkpoint would be replaced) unless ``--overwrite`` says so, which deletes that run's
+    files (``RUN_FILES``) first, so that the folder never mixes two runs."""
+    for flag, path in (("--out", out_dir), ("--data-root", Path(run.data_root))):
+        if path.exists() and not path.is_dir():
+            raise SystemExit(f"error: {flag} {path}: a file is there, not a folder; give a folder")
+    flags = [f for f, on in (("--resume", run.resume), ("--eval-only", run.eval_only),
+                             ("--overwrite", run.overwrite)) if on]
+    if len(flags) > 1:
+        raise SystemExit(f"error: {' and '.join(flags)}: give one of them")
+    checkpoint = out_dir / engine.CHECKPOINT
+    if run.resume and not checkpoint.exists():
+        raise SystemExit(f"error: --resume: there is no {checkpoint} to continue (nothing was "
+                         f"trained into {out_dir}); check --out, or leave out --resume to start a "
+                         f"new run")
+    if run.resume or run.eval_only or not checkpoint.exists():
+        return
+    if not run.overwrite:
+        raise SystemExit(f"error: {out_dir} already holds a trained run ({checkpoint.name}); "
+                         f"give --resume to continue it, --eval-only to score it, --overwrite to "
+                         f"replace it, or another --out")
+    if distributed.is_main() and _on_rank_0():
+        removed = [name for name in RUN_FILES if (out_dir / name).is_file()]
+        for name in removed:
+            (out_dir / name).unlink()
+        print(f"[{stage}] --overwrite: deleted the earlier run's {', '.join(removed)} in {out_dir}")
+    distributed.barrier()
 
 
 def checkpoint_config(run: RunConfig, out_dir: Path) -> dict | None:
@@ -339,6 +410,7 @@ def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict 
                       max_steps: int | None = None, device="cpu", seed: int = 0,
                       resume: bool = False,
                       eval_every_s: float | None = None, val_dataset=None,
+                      checkpoint_every_s: float | None = 60.0,
                       progress: bool = True) -> engine.TrainResult:
     """``engine.train`` with a stage config's recipe, as the commands and the notebooks train:
     ``build_optimizer``, a linear warm-up over ``cfg.warmup_steps``, the 10x drop after
@@ -353,7 +425,7 @@ def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict 
                         seed=seed, resume=resume,
                         lr_schedule=warmup, lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
                         eval_every_s=eval_every_s if scorer else None, evaluate_fn=scorer,
-                        progress=progress)
+                        checkpoint_every_s=checkpoint_every_s, progress=progress)
 
 
 @dataclass
@@ -406,6 +478,7 @@ def train_or_restore(model, ctx: Context, cfg, config: dict) -> Trained:
                                max_steps=steps, device=ctx.device,
                                seed=ctx.run.seed, resume=ctx.run.resume,
                                eval_every_s=ctx.run.eval_every, val_dataset=ctx.val,
+                               checkpoint_every_s=ctx.run.checkpoint_every,
                                progress=ctx.run.progress)
     last = result.history[-1] if result.history else {}
     print(f"[{stage}] trained {result.steps} steps ({result.epochs} epochs, stopped by "
