@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
+from stages.training import run  # noqa: E402
 from stages.training.engine import LOSSES  # noqa: E402
 
 # name -> the flags that differ from the stage's defaults
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_variant(stage: str, name: str, budget: float, runs: Path, extra: list[str]) -> dict:
     main = importlib.import_module(f"stages.{stage}.__main__").main
     out = runs / stage / name
-    argv = [*VARIANTS[name], "--time-budget", str(budget), "--out", str(out), "--no-progress", *extra]
+    argv = [*VARIANTS[name], "--time-budget", str(budget), "--out", str(out), "--no-progress", *extra,
+            *run.overwrite_flag(out)]  # this benchmark's own folder, trained again
     print(f"== {name}: python -m stages.{stage} {' '.join(argv)}", flush=True)
     result = main(argv)
     history = json.loads((out / LOSSES).read_text())

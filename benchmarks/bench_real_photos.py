@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # noqa: E402
+from stages.training import run  # noqa: E402
 
 PENNFUDAN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "PennFudanPed"
 ROWS = {
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in args.rows:
         out = Path(args.out) / name
         flags = ["--data", args.data, "--time-budget", str(args.budget), "--out", str(out),
-                 "--device", args.device, "--no-progress", *ROWS[name]]
+                 "--device", args.device, "--no-progress", *ROWS[name],
+                 *run.overwrite_flag(out)]  # this benchmark's own folder, trained again
         print(f"\n[bench_real_photos] {name}: python -m stages.mask_rcnn {' '.join(flags)}", flush=True)
         result = mask_rcnn_main(flags)
         config = {}

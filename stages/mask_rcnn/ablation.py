@@ -40,7 +40,7 @@ from pathlib import Path
 from stages.evaluation.result import Result, ResultFileError
 from stages.evaluation.tables import format_rows
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # the stage command itself
-from stages.training import distributed
+from stages.training import distributed, run
 from stages.training.run import METRICS
 
 DEFAULT = "align"
@@ -105,7 +105,8 @@ def run_variants(names, runs_dir, *, data: str = "synthetic", data_root: str = "
             print(f"[ablation] {name}: reused {out / METRICS} (--retrain trains it again)")
             results[name] = reuse
             continue
-        argv = [*shared, *extra_argv, "--out", str(out), *VARIANTS[name].flags]
+        argv = [*shared, *extra_argv, "--out", str(out), *VARIANTS[name].flags,
+                *run.overwrite_flag(out)]  # this script's own folder, trained again
         print(f"[ablation] {name}: python -m stages.mask_rcnn {' '.join(argv)}")
         results[name] = mask_rcnn_main(argv)
     return results

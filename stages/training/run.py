@@ -263,6 +263,13 @@ def check_output_folder(run: RunConfig, out_dir: Path, stage: str) -> None:
     distributed.barrier()
 
 
+def overwrite_flag(out_dir) -> list[str]:
+    """``["--overwrite"]`` when ``out_dir`` holds a trained run, else ``[]``: for the scripts
+    whose folders are their own outputs, trained again on purpose (the ablation and benchmark
+    scripts; ``compare`` moves a run aside instead, unless ``--retrain``)."""
+    return ["--overwrite"] if (Path(out_dir) / engine.CHECKPOINT).exists() else []
+
+
 def checkpoint_config(run: RunConfig, out_dir: Path) -> dict | None:
     """With ``--eval-only`` or ``--resume``: the config saved in ``<out_dir>/checkpoint.pt``, whose
     values chosen from the data (``FROM_DATA``) the run keeps unless a flag says otherwise, so that
