@@ -99,7 +99,8 @@ class Entry:
 STAGES = (
     Entry("rcnn", "stages.rcnn", rcnn_main, "R-CNN", "selective search",
           "crop + warp (227 px in paper)",
-          unused=("eval_every",)),  # R-CNN's AP exists only once its SVMs are trained
+          unused=("eval_every",  # R-CNN's AP exists only once its SVMs are trained
+                  "checkpoint_every")),  # its checkpoints: the fine-tuned CNN, then the SVMs
     Entry("fast_rcnn", "stages.fast_rcnn", fast_rcnn_main, "Fast R-CNN", "selective search",
           "RoIPool"),
     Entry("faster_rcnn", "stages.faster_rcnn", faster_rcnn_main, "Faster R-CNN", "RPN", "RoIPool"),
@@ -125,11 +126,12 @@ FROM_SCRATCH = Entry("mask_rcnn_from_scratch", "stages.mask_rcnn", mask_rcnn_mai
 ENTRIES = {e.name: e for e in STAGES + PEERS + (FROM_SCRATCH,)}
 
 # The run flags every stage shares and compare passes through unchanged (``RunConfig``'s fields
-# minus --out, --resume and --eval-only, which compare sets itself). All but "progress" decide
-# what a stage learns or records, so they are the settings a reused result must match.
-PASSED = tuple(f.name for f in dataclasses.fields(RunConfig)
-               if f.name not in ("out", "resume", "eval_only"))
-NOT_SETTINGS = ("progress",)
+# minus --out, --resume, --eval-only and --overwrite, which compare sets itself). All but
+# "progress" and "checkpoint_every" decide what a stage learns or records, so they are the
+# settings a reused result must match.
+SET_BY_COMPARE = ("out", "resume", "eval_only", "overwrite")
+PASSED = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in SET_BY_COMPARE)
+NOT_SETTINGS = ("progress", "checkpoint_every")
 # Validation AP during training, for the third panel of comparison.png (AP against training
 # seconds). Evaluation time is not counted in a stage's budget; each costs a few seconds.
 EVAL_EVERY = 40.0
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add the row 'Mask R-CNN from random weights' beside the ImageNet-"
                              "pretrained one: what pre-training buys (R-CNN sec. 2.3)")
     add_dataclass_args(parser, RunConfig, "passed to every stage",
-                       skip=("out", "resume", "eval_only"), defaults={"eval_every": EVAL_EVERY},
+                       skip=SET_BY_COMPARE, defaults={"eval_every": EVAL_EVERY},
                        from_data=("long_side",))
     return parser
 
@@ -161,7 +163,7 @@ def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry) -> list[st
     stage does not take, ``entry.unused``), and its own --out."""
     argv = []
     for name in PASSED:
-        value = getattr(args, name)
+        value = getattr(args, name, None)  # a caller's Namespace may lack a newer flag
         flag = "--" + name.replace("_", "-")
         if name in entry.unused or value is None:
             continue
@@ -174,7 +176,7 @@ def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry) -> list[st
 
 def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
     """What a reused result must have been run with (JSON-ready, compared with ``==``)."""
-    values = {name: getattr(args, name) for name in PASSED
+    values = {name: getattr(args, name, None) for name in PASSED
               if name not in NOT_SETTINGS and name not in entry.unused}
     # the same folder, however it is written: a notebook's "../data" is the command's "data"
     values["data_root"] = str(Path(values["data_root"]).resolve())

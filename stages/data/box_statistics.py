@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages.data.transforms import MAX_SIDE
+
 # The images sampled for the statistics: enough for stable quantiles, and seconds on a COCO file
 # of any size (spread evenly over the training set).
 MAX_IMAGES = 500
@@ -62,9 +64,13 @@ class BoxStats:
 
     def resized(self, long_side: int | None) -> "BoxStats":
         """The same boxes after ``Resize(long_side)`` (every image's longer side to ``long_side``):
-        sizes scale with their image, ratios do not change."""
+        sizes scale with their image, ratios do not change. None or 0 (no resize): as they are,
+        but those of images longer than ``transforms.MAX_SIDE``, which the pipeline shrinks to it."""
         if not long_side:
-            return self
+            if not len(self.box_long_sides) or self.box_long_sides.max() <= MAX_SIDE:
+                return self
+            return BoxStats(self.sizes, self.ratios, self.long_sides, self.box_long_sides,
+                            np.minimum(1.0, MAX_SIDE / self.box_long_sides))
         return BoxStats(self.sizes, self.ratios, self.long_sides, self.box_long_sides,
                         long_side / self.box_long_sides)
 

@@ -19,6 +19,14 @@ comes already split into its own train and val files. A COCO source that comes a
 COCO itself and most labelling tools export it, gives both (``--data coco:instances_train.json
 --val-data coco:instances_val.json``): every image of the first trains, the second validates, and
 the two must hold the same categories.
+
+Bad input, before any training (the map of what is checked where is ``stages.data.datasets``'s
+docstring): reading a source raises one ``DatasetError`` for all that its annotation file holds
+wrong, and warns (``DatasetWarning``, also in ``CocoDataset.notes``) of the boxes it clipped or
+dropped and the polygons it dropped; the stage commands then call
+``stages.data.checks.check_inputs(train, val)``, which opens every image of both sets, raises one
+``DatasetError`` for every missing, unreadable or mis-sized image or mask and for a set with no
+annotation, and returns those notes.
 """
 
 from __future__ import annotations

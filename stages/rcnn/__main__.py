@@ -93,8 +93,11 @@ def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> d
 
 @run.one_line_errors
 def main(argv: list[str] | None = None):
+    # no --eval-every (R-CNN's AP exists only once its SVMs are trained) and no
+    # --checkpoint-every: its checkpoint is written once the CNN is fine-tuned, then once the
+    # SVMs and regressors are fitted (a Ctrl-C in between keeps the last of them)
     parser = run.build_parser(__doc__, RCNNConfig, prog=f"python -m stages.{STAGE}",
-                              skip=("eval_every",))
+                              skip=("eval_every", "checkpoint_every"))
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
     cfg = resolve(run.stage_config(RCNNConfig, args, ctx), ctx.run.preset, ctx.run.epochs)

@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_pa
                                  dataclass_from_args)
 from stages.data import box_statistics
 from stages.data.box_statistics import BoxStats, gather
+from stages.data.checks import check_inputs
+from stages.data.datasets import DatasetWarning
 from stages.data.sources import DatasetError, load_dataset, parse_spec
 from stages.selective_search import OpenCVContribMissing
 from stages.training.device import choose_device, count_parameters, seed_everything
@@ -206,13 +209,24 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     check_output_folder(run, out_dir, stage)
     saved = checkpoint_config(run, out_dir)
     try:
-        with distributed.main_first():  # rank 0 generates the synthetic set; the others read it
+        with distributed.main_first(), warnings.catch_warnings():
+            # rank 0 generates the synthetic set; the others read it. What reading the
+            # annotations mended (boxes cut to their image, short polygons) is said below, once
+            warnings.simplefilter("ignore", DatasetWarning)
             train, val = load_dataset(run.data, run.data_root, val_spec=run.val_data)
         if run.long_side is None and saved is not None and "long_side" in saved:
             run, stats = dataclasses.replace(run, long_side=saved["long_side"]), None
             print(f"[{stage}] --long-side {run.long_side or 0}: the checkpoint's")
         else:
-            run, stats = choose_long_side(run, train, stage)
+            try:  # reads the boxes (Penn-Fudan: its masks), so it may meet a bad file first
+                run, stats = choose_long_side(run, train, stage)
+            except DatasetError:
+                check_inputs(train, val, long_side=None)  # every problem, not the first one
+                raise
+        # every image opened before the first step: its problems all at once, now
+        for note in check_inputs(train, val, long_side=run.long_side,
+                                 progress=run.progress and distributed.is_main()):
+            print(f"[{stage}] {note}")
     except DatasetError as e:  # the user's data: one clear line, no traceback
         raise SystemExit(f"error: {e}") from None
     train.transforms = train_transforms(run.long_side)  # the resize (if any), then random flips
