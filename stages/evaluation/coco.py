@@ -27,7 +27,8 @@ Map of this module
     formats:       xyxy_to_xywh (boxes), mask_to_rle (masks -> COCO's run-length encoding)
     ground truth:  gt_entries (one dataset item) -> coco_from_entries; coco_ground_truth (a dataset)
     results:       detections_to_coco (one model output)
-    scores:        coco_metrics (METRIC_NAMES, in percent), explain_missing (a sentence per -1)
+    scores:        coco_metrics (METRIC_NAMES, in percent), per_class_ap (AP and AP50 of each
+                   class, from COCOeval's precision array), explain_missing (a sentence per -1)
 """
 
 from __future__ import annotations
@@ -169,12 +170,11 @@ def _empty_results(coco_gt: COCO) -> COCO:
     return res
 
 
-def coco_metrics(coco_gt: COCO, detections: list[dict], iou_type: str = "bbox") -> dict[str, float]:
-    """COCO AP, AP50, AP75, APs, APm, APl in percent; -1.0 where undefined (no gt of that size).
+def _evaluated(coco_gt: COCO, detections: list[dict], iou_type: str) -> COCOeval:
+    """COCOeval run through evaluate, accumulate and summarize on ``detections``, quietly.
 
-    detections: COCO result dicts, as from `detections_to_coco`. For "bbox" their boxes are used, for
-    "segm" their RLE masks. The input dicts are not modified (loadRes writes ids and areas into them).
-    """
+    For "bbox" the detections' boxes are used, for "segm" their RLE masks. The input dicts are not
+    modified (loadRes writes ids and areas into them)."""
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', not {iou_type!r}")
     needed, other = ("bbox", "segmentation") if iou_type == "bbox" else ("segmentation", "bbox")
@@ -192,8 +192,43 @@ def coco_metrics(coco_gt: COCO, detections: list[dict], iou_type: str = "bbox") 
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-    stats = coco_eval.stats[:6]  # fractions, or -1
+    return coco_eval
+
+
+def coco_metrics(coco_gt: COCO, detections: list[dict], iou_type: str = "bbox") -> dict[str, float]:
+    """COCO AP, AP50, AP75, APs, APm, APl in percent; -1.0 where undefined (no gt of that size).
+
+    detections: COCO result dicts, as from `detections_to_coco`. For "bbox" their boxes are used, for
+    "segm" their RLE masks. The input dicts are not modified (loadRes writes ids and areas into them).
+    """
+    stats = _evaluated(coco_gt, detections, iou_type).stats[:6]  # fractions, or -1
     return {name: (-1.0 if s < 0 else 100.0 * float(s)) for name, s in zip(METRIC_NAMES, stats)}
+
+
+def per_class_ap(coco_gt: COCO, detections: list[dict],
+                 iou_type: str = "bbox") -> dict[str, dict[str, float]]:
+    """AP and AP50 of each class in percent, {class name: {"AP": .., "AP50": ..}}; -1.0 where the
+    class has no gt (undefined, as in `coco_metrics`).
+
+    Read from COCOeval's ``eval["precision"]``, [T, R, K, A, M]: T = 10 IoU thresholds 0.50..0.95,
+    R = 101 recall points, K classes, A = 4 area ranges (0 = "all"), M = 3 maxDets (1, 10, 100).
+    One class's AP is the mean of its [T, R] slice at area "all" and maxDets 100 over the entries
+    > -1, exactly what summarize() computes for all K at once; AP50 the same at T = 0.50 only.
+    COCO's AP is the mean of these over the classes whose AP is not -1 (a test checks it).
+    """
+    coco_eval = _evaluated(coco_gt, detections, iou_type)
+    p = coco_eval.params
+    precision = coco_eval.eval["precision"][:, :, :, p.areaRngLbl.index("all"),
+                                            p.maxDets.index(100)]  # (T, R, K, A, M) -> (T, R, K)
+    t50 = int(np.argmin(np.abs(p.iouThrs - 0.5)))
+
+    def mean_defined(s: np.ndarray) -> float:
+        s = s[s > -1]
+        return -1.0 if s.size == 0 else 100.0 * float(s.mean())
+
+    return {coco_gt.cats[cat_id]["name"]: {"AP": mean_defined(precision[:, :, k]),
+                                           "AP50": mean_defined(precision[t50, :, k])}
+            for k, cat_id in enumerate(p.catIds)}
 
 
 _WHY_UNDEFINED = {
