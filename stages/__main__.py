@@ -20,13 +20,15 @@ def main() -> None:
     tools = [("stages.data.synthetic", "generate the built-in shapes dataset and save a preview grid"),
              ("stages.compare", "all stages on the same data: one table, one plot (README's main job)"),
              ("stages.predict", "every trained stage on your own photos, side by side"),
+             ("stages.errors", "TIDE's error types for a run, or any COCO results file"),
              ("stages.torchvision.peers", "torchvision's Faster / Mask R-CNN on our backbone (benchmark peers)"),
              ("stages.figures.gallery", "every lecture figure as PNG into one folder")]
     for module, what in tools:
         status = "" if available(module) else "   (not built yet)"
         print(f"  python -m {module:<25} {what}{status}")
-    print("\nEvery stage command takes --data, --preset, --epochs/--time-budget, --seed, --device,")
-    print("--out, --resume and --eval-only; add --help to any command for its own options.")
+    print("\nEvery stage command takes --data, --preset, --epochs/--time-budget/--steps, --seed,")
+    print("--device, --out, --resume, --eval-only and --overwrite; add --help to any command for")
+    print("its own options.")
 
 
 if __name__ == "__main__":
