@@ -320,8 +320,14 @@ def test_evaluate_with_a_fake_model(batch_size):
     model.train()
     ev = evaluate(model, data, batch_size=batch_size, warmup=0)
     assert set(ev) == {"box", "mask", "ms_per_image", "ms_proposals", "ms_network", "timing_ms",
-                       "n_images", "notes", "detections", "ground_truth"}
+                       "n_images", "notes", "detections", "ground_truth", "per_class", "errors"}
     assert len(ev["ground_truth"]["images"]) == 3  # what the detections were scored against
+    # perfect detections: every class at AP 100, no error of any type
+    for kind in ("box", "mask"):
+        assert all(v["AP"] == pytest.approx(100.0) and v["AP50"] == pytest.approx(100.0)
+                   for v in ev["per_class"][kind].values())
+        assert ev["errors"][kind]["ap50"] == pytest.approx(100.0)
+        assert all(v == 0 for v in ev["errors"][kind]["dAP"].values())
     assert ev["n_images"] == 3 and model.calls == 3
     assert ev["box"]["AP"] == pytest.approx(100.0)
     assert ev["mask"]["AP"] == pytest.approx(100.0) and ev["mask"]["AP75"] == pytest.approx(100.0)
@@ -335,6 +341,10 @@ def test_evaluate_with_a_fake_model(batch_size):
     r = Result.from_evaluation(ev, stage="fake", variant="", data="test", train_time_s=0.0,
                                params=count_parameters(model), n_train=0, device="cpu", seed=0)
     assert r.n_val == 3 and r.mask["AP"] == pytest.approx(100.0)
+    assert r.per_class == ev["per_class"] and r.errors == ev["errors"]  # kept in metrics.json
+    assert Result.from_dict(r.to_dict()) == r
+    plain = evaluate(model, data, batch_size=batch_size, warmup=0, analysis=False)
+    assert plain["per_class"] == {} and plain["errors"] == {}
 
 
 def test_evaluate_without_masks_or_timing_and_max_images():

@@ -33,7 +33,8 @@ def test_spread_keeps_the_ends_and_spaces_the_rest_evenly():
 def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipped(
         tmp_path, data_args, capsys):
     out = tmp_path / "figures"
-    report = figures.main(["--out", str(out), "--runs", str(tmp_path / "no_runs"), *data_args])
+    report = figures.main(["--out", str(out), "--runs", str(tmp_path / "no_runs"),
+                           "--photo-runs", str(tmp_path / "no_runs" / "pennfudan"), *data_args])
     assert report.failed == {}
     expected = {spec.filename for spec in figures.FIGURES if not spec.needs}
     assert {p.name for p in report.written} == expected
@@ -41,7 +42,7 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
     for path in report.written:
         assert_picture(path)
     assert set(report.skipped) == NEEDS_RUN == {"rpn", "masks", "mask_path", "precision_recall",
-                                                "comparison", "real_photos"}
+                                                "comparison", "real_photos", "error_types"}
     printed = capsys.readouterr().out
     for name, command in (("rpn", "python -m stages.faster_rcnn"),
                           ("masks", "python -m stages.mask_rcnn"),
@@ -51,11 +52,12 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
         assert f"skipped {name}:" in printed and command in report.skipped[name]
         assert f"--out {tmp_path / 'no_runs'}" in report.skipped[name]  # the folder it looked in
     # the real-photo figure names the flags it needs, and how to train runs on photos
-    assert "--photo PHOTO --photo-runs runs/pennfudan" in report.skipped["real_photos"]
+    assert "--photo PHOTO --photo-runs" in report.skipped["real_photos"]
     assert "python -m stages.compare --data pennfudan:DIR" in report.skipped["real_photos"]
     # the two figures that use a run if present say what they drew instead
     assert "hard_negatives: no trained run" in printed and "fpn: no trained run" in printed
-    assert "6 skipped" in printed
+    assert "detections.json" in report.skipped["error_types"]
+    assert "7 skipped" in printed
 
 
 def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, data_args,
@@ -70,7 +72,8 @@ def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, d
                                                "09_fpn_levels.png", "10_predicted_masks.png",
                                                "11_mask_path.png", "12_precision_recall.png",
                                                "13_comparison.png",
-                                               "14_real_photos.png"]  # lecture order
+                                               "14_real_photos.png",
+                                               "15_error_types.png"]  # lecture order
     for path in report.written:
         assert_picture(path)
     printed = capsys.readouterr().out
@@ -83,6 +86,8 @@ def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, d
         str(trained_runs / "mask_rcnn" / "checkpoint.pt"))
     assert report.sources["13_comparison.png"] == [f"{trained_runs / 'comparison.json'} (2 rows)"]
     assert report.sources["11_mask_path.png"] == report.sources["10_predicted_masks.png"]
+    # the error examples name the runs they came from (the trained runs' detections.json)
+    assert all(s.startswith(str(trained_runs)) for s in report.sources["15_error_types.png"])
     assert f"from {trained_runs / 'comparison.json'} (2 rows)" in printed
     assert [source.split(" (")[0] for source in report.sources["14_real_photos.png"]] == [
         str(trained_runs / "faster_rcnn" / "checkpoint.pt"),

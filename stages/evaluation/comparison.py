@@ -20,6 +20,8 @@ Map of this module
     a row:           Row, learning_curve (validation box AP against seconds of training)
     the table:       COLUMNS, row_values (numbers) -> format_comparison (text),
                      format_comparison_markdown, format_csv
+    the errors:      ERROR_COLUMNS (TIDE's dAP of each error type, boxes), error_cells ->
+                     format_errors: why each generation gains, one row per stage
     the ratios:      NETWORK_TARGETS, PROPOSAL_TARGET, generation_ratios (sentences, with verdicts)
     the files:       write_comparison (comparison.json, .csv, .md) and read_comparison, its inverse
 """
@@ -84,8 +86,26 @@ TEXT_COLUMNS = 3  # the first three are words (left-aligned); the rest right-ali
 STOPPED_BY = {"time_budget": "time", "steps": "steps", "epochs": "epochs"}
 
 
+# TIDE's error types (stages/evaluation/errors.py), of the boxes at IoU 0.5: "dAP loc" is the
+# AP50 that moving every mislocalised box onto its object would add; "dAP FP" / "dAP FN" what
+# dropping every false positive / finding every missed object would add. None in a record
+# written before the breakdown existed.
+ERROR_TYPES = ("cls", "loc", "both", "dupe", "bkg", "missed")
+ERROR_COLUMNS = tuple(f"dAP {t}" for t in ERROR_TYPES) + ("dAP FP", "dAP FN")
+
+
+def error_values(result: Result, kind: str = "box") -> dict:
+    """{"dAP cls": .., ..., "dAP FN": ..} of the run's boxes (or masks), None where unknown."""
+    b = result.errors.get(kind)
+    if not b:
+        return {c: None for c in ERROR_COLUMNS}
+    return {**{f"dAP {t}": b["dAP"][t] for t in ERROR_TYPES},
+            "dAP FP": b["dAP_fp"], "dAP FN": b["dAP_fn"]}
+
+
 def row_values(row: Row) -> dict:
-    """One row as {column: value}: AP in % (-1 = undefined), None for a stage without masks."""
+    """One row as {column: value}: AP in % (-1 = undefined), None for a stage without masks;
+    then the TIDE columns (``ERROR_COLUMNS``)."""
     r = row.result
     mask = r.mask or {}
     return {"stage": row.entry.title, "proposals": row.entry.proposals,
@@ -95,19 +115,46 @@ def row_values(row: Row) -> dict:
             "train s": r.train_time_s, "steps": r.steps,
             "stopped by": STOPPED_BY.get(r.stopped_by, r.stopped_by),
             "test ms/img": r.ms_per_image,
-            "proposals ms": r.ms_proposals, "network ms": r.ms_network, "params": r.params}
+            "proposals ms": r.ms_proposals, "network ms": r.ms_network, "params": r.params,
+            **error_values(r)}
 
 
 def row_cells(row: Row) -> list[str]:
     """One row as the cells of the printed table ("n/a" = undefined, "-" = no masks)."""
-    return [format_cell(column, value) for column, value in row_values(row).items()]
+    values = row_values(row)
+    return [format_cell(column, values[column]) for column in COLUMNS]
+
+
+ERROR_TABLE = ("stage", "box AP50") + ERROR_COLUMNS
+ERRORS_EXPLAINED = ("dAP: the box AP50 that fixing one error type would add (TIDE, IoU 0.5; "
+                    "python -m stages.errors RUN_FOLDER gives the counts). cls: right box, wrong "
+                    "class; loc: right class, box off (IoU 0.1-0.5); both; dupe: a second box on "
+                    "a found object; bkg: a box on nothing; missed: an object no box found. FP / "
+                    "FN: every false positive dropped / every object found.")
+
+
+def error_cells(row: Row) -> list[str]:
+    """The row of the errors table: the stage, its box AP50, the dAP of each error type."""
+    b = row.result.errors.get("box")
+    dap = error_values(row.result)
+    return ([row.entry.title, f"{b['ap50']:.1f}" if b else "-"]
+            + [f"{dap[c]:.1f}" if dap[c] is not None else "-" for c in ERROR_COLUMNS])
+
+
+def format_errors(rows: list[Row], markdown: bool = False) -> str:
+    """Why each generation gains: the TIDE breakdown of every row's boxes, one row per stage."""
+    return format_rows(ERROR_TABLE, [error_cells(row) for row in rows], 1, markdown=markdown)
 
 
 def format_comparison(rows: list[Row]) -> str:
-    """The aligned text table printed at the end."""
+    """The aligned text table printed at the end, then the errors table."""
     table = format_rows(COLUMNS, [row_cells(row) for row in rows], TEXT_COLUMNS)
     notes = missing_explanations([row.result for row in rows])
-    return "\n".join([table] + ([""] + ["n/a: " + s for s in notes] if notes else []))
+    lines = [table] + ([""] + ["n/a: " + s for s in notes] if notes else [])
+    if any(row.result.errors for row in rows):
+        lines += ["", "Where the AP50 goes (TIDE's error types, boxes):", format_errors(rows),
+                  ERRORS_EXPLAINED]
+    return "\n".join(lines)
 
 
 def format_comparison_markdown(rows: list[Row], ratios: list[str], settings: str) -> str:
@@ -116,6 +163,9 @@ def format_comparison_markdown(rows: list[Row], ratios: list[str], settings: str
              format_rows(COLUMNS, [row_cells(row) for row in rows], TEXT_COLUMNS, markdown=True)]
     lines += ["", "- mask AP \"-\": the stage predicts no masks."]
     lines += ["- n/a: " + s for s in missing_explanations([row.result for row in rows])]
+    if any(row.result.errors for row in rows):
+        lines += ["", "## Where the AP50 goes (TIDE's error types, boxes)", "",
+                  format_errors(rows, markdown=True), "", ERRORS_EXPLAINED]
     if ratios:
         lines += ["", "## Between generations", ""] + ["- " + s for s in ratios]
     return "\n".join(lines) + "\n"
@@ -126,7 +176,7 @@ def format_csv(rows: list[Row]) -> str:
     metrics.json); an empty cell where a stage has no masks."""
     buffer = text_io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS + ERROR_COLUMNS)
     for row in rows:
         writer.writerow(["" if v is None else v for v in row_values(row).values()])
     return buffer.getvalue()
@@ -219,7 +269,7 @@ def write_comparison(out: Path, rows: list[Row], ratios: list[str], settings: di
     ``settings`` and the ``ratios``), ``comparison.csv`` and ``comparison.md`` (headed by the
     ``subtitle``, one line of settings) into ``out``. Returns their paths."""
     out = Path(out)
-    document = {"settings": settings, "columns": list(COLUMNS),
+    document = {"settings": settings, "columns": list(COLUMNS + ERROR_COLUMNS),
                 "rows": [{**row_values(r), "name": r.entry.name, "status": r.status} for r in rows],
                 "curves": {r.entry.name: r.curve for r in rows},
                 "results": {r.entry.name: r.result.to_dict() for r in rows},

@@ -71,7 +71,8 @@ Map of this module
     AP:        ap_at (mean AP over the classes with gt, from points and n_gt)
     fixes:     fix_cls, fix_loc, drop, fix_missed -> points (the points with some types fixed)
     the whole: classify_dataset (all images: outcomes, gt counts) -> breakdown (a JSON-ready
-               dict, AP in percent), format_breakdown (a text table)
+               dict, AP in percent), format_breakdown (a text table); examples (one detection
+               of each type, for a figure)
     checks:    check_ground_truth, check_results, geometry_problem (ValueError naming the problem)
 """
 
@@ -145,6 +146,7 @@ def group_by_image(coco_gt: dict, detections: list[dict], iou_type: str = "bbox"
             "det_classes": np.array([d["category_id"] for d in kept], dtype=np.int64),
             "det_scores": np.array([d["score"] for d in kept], dtype=np.float64),
             "det_geoms": [geometry(d, image_id) for d in kept],
+            "gt_boxes": [a.get("bbox") for a in gt], "det_boxes": [d.get("bbox") for d in kept],
         })
     return images
 
@@ -380,6 +382,58 @@ def breakdown(coco_gt: dict, detections: list[dict], iou_type: str = "bbox",
                    "missed": sum(n_missed.values()), "gt": sum(n_gt.values()),
                    "detections": len(outcomes), "ignored": counts["ignored"]},
     }
+
+
+def examples(coco_gt: dict, detections: list[dict], iou_type: str = "bbox",
+             t_f: float = T_F, t_b: float = T_B) -> dict:
+    """One example of each error type, for a figure: the highest-scoring detection of each type
+    (for "missed", the largest missed object), as
+
+        {type: {"image_id", "det_box", "det_class", "score", "gt_box", "gt_class", "iou"}}
+
+    boxes COCO (x, y, w, h); ``gt_box`` the object the detection was judged against (its best
+    overlap: for cls and loc the gt a fix would take), None for a detection on nothing; for
+    "missed", ``det_box`` is the best-overlapping detection of any class, None if there is none.
+    ``iou`` is the IoU of the two (0 when one is missing). Types that did not occur are absent."""
+    found: dict = {}
+    for im in group_by_image(coco_gt, detections, iou_type):
+        ious = image_ious(im["det_geoms"], im["gt_geoms"], im["gt_crowd"])  # (D, N)
+        det_gt, det_ignored = match_detections(ious, im["det_classes"], im["gt_classes"],
+                                               im["gt_crowd"], t_f)
+        det_type, det_fix, gt_missed = classify_errors(ious, im["det_classes"], im["gt_classes"],
+                                                       im["gt_crowd"], det_gt, det_ignored, t_f, t_b)
+        N = len(im["gt_classes"])
+        for d, kind in enumerate(det_type):
+            score = float(im["det_scores"][d])
+            if kind in ("tp", "ignored") or (kind in found and found[kind]["score"] >= score):
+                continue
+            g = int(det_fix[d]) if det_fix[d] >= 0 else (int(np.argmax(ious[d])) if N else -1)
+            if kind == "bkg" and (g < 0 or ious[d, g] <= 0):
+                g = -1
+            found[kind] = _example(im, d, g, ious, score)
+        for g in np.flatnonzero(gt_missed):
+            area = _area(im["gt_boxes"][g])
+            if "missed" in found and found["missed"]["area"] >= area:
+                continue
+            d = int(np.argmax(ious[:, g])) if len(det_type) and ious[:, g].max() > 0 else -1
+            found["missed"] = {**_example(im, d, int(g), ious,
+                                          float(im["det_scores"][d]) if d >= 0 else None),
+                               "area": area}
+    return found
+
+
+def _area(box) -> float:
+    return float(box[2]) * float(box[3])
+
+
+def _example(im: dict, d: int, g: int, ious: np.ndarray, score) -> dict:
+    """One detection ``d`` and gt ``g`` of image ``im`` (-1: none) as an example entry."""
+    return {"image_id": im["image_id"], "score": score,
+            "det_box": [float(v) for v in im["det_boxes"][d]] if d >= 0 else None,
+            "det_class": int(im["det_classes"][d]) if d >= 0 else None,
+            "gt_box": [float(v) for v in im["gt_boxes"][g]] if g >= 0 else None,
+            "gt_class": int(im["gt_classes"][g]) if g >= 0 else None,
+            "iou": float(ious[d, g]) if d >= 0 and g >= 0 else 0.0}
 
 
 NAMES = {"cls": "classification", "loc": "localization", "both": "cls and loc",

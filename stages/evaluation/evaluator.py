@@ -26,12 +26,13 @@ import torch
 from tqdm import tqdm
 
 from stages.evaluation.coco import (coco_from_entries, coco_metrics, detections_to_coco,
-                                    explain_missing, gt_entries, image_id_of)
+                                    explain_missing, gt_entries, image_id_of, per_class_ap)
+from stages.evaluation.errors import breakdown
 from stages.training.device import synchronize
 
 
 def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_size: int = 1,
-             progress: bool = False, warmup: int = 1) -> dict:
+             progress: bool = False, warmup: int = 1, analysis: bool = True) -> dict:
     """Run ``model`` on the first ``max_images`` items of ``dataset`` and score it the COCO way.
 
     Returns a dict:
@@ -52,6 +53,13 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
                      score, segmentation RLE for masks, file_name): what ``detections.json`` holds
         ground_truth the COCO ground truth they were scored against (images, annotations,
                      categories), in the same pixel frame (after any ``--long-side`` resize)
+        per_class    {"box": {class name: {"AP", "AP50"}}, "mask": ... or absent}
+                     (``coco.per_class_ap``); {} without ``analysis``
+        errors       {"box": TIDE's breakdown, "mask": ... or absent} (``errors.breakdown``:
+                     the AP50 each error type costs); {} without ``analysis``
+
+    ``analysis=False`` leaves out the per-class APs and the error breakdown (a few seconds on a
+    set of a hundred images): the validation scores taken during training do without them.
 
     ``warmup`` untimed calls on the first image come first: the first call of a model pays one-off
     costs (memory allocation, kernel selection, caches) that would otherwise be charged to
@@ -106,6 +114,15 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
     ms_proposals = timing_ms.get("proposals", 0.0)
     notes = explain_missing(box) + [s for s in explain_missing(mask or {})
                                     if s not in explain_missing(box)]
+    per_class, errors = {}, {}
+    if analysis:
+        per_class["box"] = per_class_ap(coco_gt, detections, "bbox")
+        errors["box"] = breakdown(coco_gt.dataset, detections, "bbox")
+        if mask is not None:
+            masked = [d for d in detections if "segmentation" in d]
+            per_class["mask"] = per_class_ap(coco_gt, masked, "segm")
+            errors["mask"] = breakdown(coco_gt.dataset, masked, "segm")
     return {"box": box, "mask": mask, "ms_per_image": ms_per_image, "ms_proposals": ms_proposals,
             "ms_network": ms_per_image - ms_proposals, "timing_ms": timing_ms, "n_images": n,
-            "notes": notes, "detections": detections, "ground_truth": coco_gt.dataset}
+            "notes": notes, "detections": detections, "ground_truth": coco_gt.dataset,
+            "per_class": per_class, "errors": errors}

@@ -54,6 +54,11 @@ class Result:
     stopped_by: str | None = None  # what ended training: "epochs", "time_budget" or "steps"
     created: str = dataclasses.field(default_factory=_now_iso)  # ISO 8601, UTC
     notes: list = dataclasses.field(default_factory=list)
+    # {"box": {class name: {"AP", "AP50"}}, "mask": ...}: each class's AP ({} in older records)
+    per_class: dict = dataclasses.field(default_factory=dict)
+    # {"box": TIDE's breakdown, "mask": ...} (stages.evaluation.errors.breakdown): the AP50 each
+    # error type costs ({} in older records)
+    errors: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_evaluation(cls, ev: dict, *, stage: str, variant: str, data: str, train_time_s: float,
@@ -65,7 +70,8 @@ class Result:
                    ms_proposals=ev["ms_proposals"], ms_network=ev["ms_network"],
                    timing_ms=dict(ev["timing_ms"]), params=int(params), n_train=int(n_train),
                    n_val=ev["n_images"], device=str(device), seed=int(seed), steps=steps,
-                   stopped_by=stopped_by, notes=list(ev["notes"]))
+                   stopped_by=stopped_by, notes=list(ev["notes"]),
+                   per_class=dict(ev.get("per_class") or {}), errors=dict(ev.get("errors") or {}))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

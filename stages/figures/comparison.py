@@ -10,7 +10,9 @@ it from ``comparison.json`` as ``13_comparison.png``.
     plot_time_split          test ms per image = proposal ms + network ms, one bar per row
                              (Fast R-CNN's Table 4 and Faster R-CNN's Table 5 time the two apart)
     plot_learning_curves     validation box AP against seconds of training (``--eval-every``)
-    plot_comparison          the three side by side, one Figure
+    plot_error_breakdown     one stacked bar per row: the box AP50 each of TIDE's error types
+                             costs (``stages/evaluation/errors.py``): why each generation gains
+    plot_comparison          the four, two by two, one Figure
 
 Markers: a circle is one of our stages, a diamond a torchvision peer, an open square mask AP.
 """
@@ -121,13 +123,50 @@ def plot_learning_curves(ax, rows: list[Row]) -> None:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
 
 
+# one colour per error type, the order of TIDE's figures: the two that move a box first
+ERROR_COLOURS = {"cls": "#e15759", "loc": "#f28e2b", "both": "#b07aa1", "dupe": "#59a14f",
+                 "bkg": "#4e79a7", "missed": "#9c755f"}
+ERROR_LABELS = {"cls": "cls: wrong class", "loc": "loc: box off", "both": "both",
+                "dupe": "dupe: second box", "bkg": "bkg: box on nothing",
+                "missed": "missed: no box"}
+
+
+def plot_error_breakdown(ax, rows: list[Row]) -> None:
+    """One stacked bar per row: the box AP50 points that fixing each of TIDE's error types would
+    add (dAP), each type its colour, the bar labelled with the row's AP50. The dAPs are measured
+    one type at a time, so a bar is their sum, not exactly 100 - AP50 (the fixes interact)."""
+    y = list(range(len(rows)))
+    left = [0.0] * len(rows)
+    for kind, colour in ERROR_COLOURS.items():
+        values = [(r.result.errors.get("box") or {}).get("dAP", {}).get(kind, 0.0) for r in rows]
+        ax.barh(y, values, left=left, color=colour, label=ERROR_LABELS[kind])
+        for i, v in enumerate(values):
+            if v >= 2.5:  # a number where it fits
+                ax.text(left[i] + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=8,
+                        color="white", fontweight="bold")
+        left = [a + v for a, v in zip(left, values)]
+    longest = max(left) if left and max(left) > 0 else 1.0
+    for i, row in enumerate(rows):
+        b = row.result.errors.get("box")
+        ax.text(left[i] + 0.01 * longest, i, f"AP50 {b['ap50']:.1f}" if b else "no breakdown",
+                va="center", fontsize=9)
+    ax.set_yticks(y, [r.entry.title for r in rows])
+    ax.invert_yaxis()  # the first generation on top
+    ax.set_xlim(0, longest * 1.3)
+    ax.set_xlabel("box AP50 points that fixing the error type would add (dAP)")
+    ax.set_title("Why each generation gains: the AP50 each error type costs (TIDE)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+
+
 def plot_comparison(rows: list[Row], subtitle: str = "") -> Figure:
-    """The three panels side by side; ``subtitle`` (the run's settings) under the title."""
-    fig = Figure(figsize=(19, 5.2))
-    left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.1, 0.9]})
-    plot_accuracy_vs_speed(left, rows)
-    plot_time_split(middle, rows)
-    plot_learning_curves(right, rows)
+    """The four panels, two by two; ``subtitle`` (the run's settings) under the title."""
+    fig = Figure(figsize=(16, 11))
+    (top_left, top_right), (bottom_left, bottom_right) = fig.subplots(2, 2)
+    plot_accuracy_vs_speed(top_left, rows)
+    plot_time_split(top_right, rows)
+    plot_learning_curves(bottom_left, rows)
+    plot_error_breakdown(bottom_right, rows)
     title = "From R-CNN to Mask R-CNN on the same data"
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()

@@ -23,6 +23,7 @@ Each figure shows one idea of one paper, and is made by one function of its stag
     precision_recall 12_precision_recall                    AP = area under PR (COCO)   mask_rcnn
     comparison      13_comparison                           all four generations        compare
     real_photos     14_real_photos                          every stage on a photo      photo runs
+    error_types     15_error_types                          TIDE's error types (TIDE)   a run
 
 What a figure needs. The figures of geometry (proposals, warps, pooling bins, anchors) draw one
 validation image of ``--data`` (``--image`` picks which) and always render. The figures of what a
@@ -64,7 +65,7 @@ from PIL import Image
 
 from stages.figures.common import DPI, FONTS, PHOTO_RUNS, Inputs, Skip
 from stages.figures.fast_rcnn import fig_roi_pool, fig_spp
-from stages.figures.evaluation import fig_precision_recall
+from stages.figures.evaluation import fig_error_types, fig_precision_recall
 from stages.figures.faster_rcnn import fig_anchors, fig_rpn
 from stages.figures.mask_rcnn import fig_fpn, fig_mask_path, fig_masks, fig_roi_align
 from stages.figures.rcnn import fig_hard_negatives, fig_proposals, fig_warped_regions
@@ -179,6 +180,9 @@ FIGURES = (
     FigureSpec("real_photos", "14_real_photos.png", fig_real_photos,
                "every trained stage on a photo: detections, proposals, ms (stages.predict)",
                needs="photo runs"),
+    FigureSpec("error_types", "15_error_types.png", fig_error_types,
+               "TIDE: one real detection of each error type, with its object and IoU",
+               needs="a run"),
 )
 BY_NAME = {spec.name: spec for spec in FIGURES}
 

@@ -420,7 +420,7 @@ def validation_scorer(dataset, device="cpu"):
     """``evaluate_fn`` for ``engine.train``'s ``eval_every_s``: the model's box (and mask) AP on
     ``dataset``, by the same evaluator as the final result."""
     def score(model) -> dict:
-        ev = evaluate(model, dataset, device, progress=False)
+        ev = evaluate(model, dataset, device, progress=False, analysis=False)
         return {"val_box_AP": ev["box"]["AP"],
                 "val_mask_AP": ev["mask"]["AP"] if ev["mask"] is not None else None}
     return score
@@ -560,5 +560,22 @@ def finish(model, ctx: Context, *, variant: str, trained: Trained,
                                              title=f"{ctx.stage}: {history[-1]['step']} steps, "
                                                    f"{train_time_s:.0f} s of training", final=final))
     print(format_table([result]))
+    for line in analysis_lines(result, ctx.out_dir):
+        print(f"[{ctx.stage}] {line}")
     print(f"[{ctx.stage}] wrote {', '.join(map(str, wrote))}")
     return result
+
+
+def analysis_lines(result: Result, out_dir) -> list[str]:
+    """Each class's AP, and what each error type costs (TIDE's dAP at IoU 0.5), one line each
+    for boxes (and masks)."""
+    lines = []
+    for kind, per_class in result.per_class.items():
+        parts = ", ".join(f"{name} {v['AP']:.1f} ({v['AP50']:.1f})" if v["AP"] != -1 else
+                          f"{name} n/a (no object)" for name, v in per_class.items())
+        lines.append(f"{kind} AP (AP50) per class: {parts}")
+    for kind, b in result.errors.items():
+        parts = ", ".join(f"{t} {v:.1f}" for t, v in b["dAP"].items())
+        lines.append(f"{kind} AP50 {b['ap50']:.1f}; what fixing each error type would add "
+                     f"(TIDE dAP): {parts} (python -m stages.errors {out_dir}: the table)")
+    return lines
