@@ -37,6 +37,12 @@ was written since it started) goes on with the stage's own ``--resume`` ("resume
 settings, or a stage run there by hand) is never overwritten: it is moved aside to
 ``<stage>.previous-<date>T<time>`` first, and compare says so; only ``--retrain`` replaces it.
 
+Why each generation gains: every row carries TIDE's error breakdown of its boxes (the AP50 that
+fixing each error type would add: cls, loc, both, dupe, bkg, missed; and loc at IoU 0.75, what
+separates AP75 from AP50), printed as a second table with a sentence per step between generations
+(what it removed, what it added) and drawn as the fourth panel. ``python -m stages.errors
+RUN_FOLDER`` (or ``RESULTS.json ANNOTATIONS.json``, any COCO files) gives one run's counts.
+
 Writes into --out (default runs, the folder the stage commands, notebooks and figures use too):
 ``<stage>/`` (each stage's own outputs),
 ``comparison.json`` (the rows, the full result records, the settings, the ratios),

@@ -24,12 +24,14 @@ definitions, the oracles and where we differ from the ``tidecv`` package are in
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from stages.evaluation.errors import breakdown, check_ground_truth, check_results, format_breakdown
 from stages.training.cli import command_parser
+from stages.training.io import write_json
 
 DETECTIONS, GROUND_TRUTH = "detections.json", "ground_truth.json"  # a run folder's two files
 
@@ -48,9 +50,20 @@ def build_parser():
     parser.add_argument("--iou-type", choices=("bbox", "segm"), default=None,
                         help="overlap of boxes or of masks (default: bbox, and segm too when "
                              "every detection has a segmentation)")
+    parser.add_argument("--t-f", type=foreground_threshold, default=0.5, metavar="IOU",
+                        help="the IoU a match needs (TIDE's t_f, default 0.5, AP50's); 0.75 asks "
+                             "which errors cost AP75: a box of IoU 0.5-0.75 is then a loc error")
     parser.add_argument("--json", metavar="OUT", default=None,
                         help="also write the breakdowns to OUT as JSON, {iou_type: breakdown}")
     return parser
+
+
+def foreground_threshold(text: str) -> float:
+    """argparse's type of --t-f: an IoU above the background threshold 0.1, at most 1."""
+    value = float(text)
+    if not 0.1 < value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text}: expected an IoU in (0.1, 1]")
+    return value
 
 
 def input_files(results: str, annotations: str | None) -> tuple[Path, Path]:
@@ -85,7 +98,8 @@ def iou_types(detections: list, requested: str | None) -> list[str]:
     return ["bbox", "segm"] if with_masks else ["bbox"]
 
 
-def run(results: str, annotations: str | None = None, iou_type: str | None = None) -> dict:
+def run(results: str, annotations: str | None = None, iou_type: str | None = None,
+        t_f: float = 0.5) -> dict:
     """{iou_type: breakdown} for the command line's files; InputError on bad input."""
     results_path, gt_path = input_files(results, annotations)
     detections, coco_gt = read_json(results_path), read_json(gt_path)
@@ -97,7 +111,7 @@ def run(results: str, annotations: str | None = None, iou_type: str | None = Non
             raise InputError(f"{gt_path}: {e}") from None
         try:
             check_results(detections, coco_gt, kind)
-            out[kind] = breakdown(coco_gt, detections, kind)
+            out[kind] = breakdown(coco_gt, detections, kind, t_f=t_f)
         except (ValueError, TypeError, KeyError) as e:  # e.g. a box that is not 4 numbers
             raise InputError(f"{results_path}: {e}") from None
     return out
@@ -106,14 +120,14 @@ def run(results: str, annotations: str | None = None, iou_type: str | None = Non
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        breakdowns = run(args.results, args.annotations, args.iou_type)
+        breakdowns = run(args.results, args.annotations, args.iou_type, args.t_f)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print("\n\n".join(format_breakdown(b) for b in breakdowns.values()))
     if args.json:
         try:
-            Path(args.json).write_text(json.dumps(breakdowns, indent=2) + "\n")
+            write_json(args.json, breakdowns)
         except OSError as e:
             print(f"error: --json {args.json}: cannot write it ({e.strerror})", file=sys.stderr)
             return 2

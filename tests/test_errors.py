@@ -121,6 +121,27 @@ def test_ap50_is_pycocotools_ap50():
     assert breakdown(GT, DETS)["ap50"] == pytest.approx(coco_metrics(to_coco(GT), DETS)["AP50"])
 
 
+def test_at_iou_075_the_ap_is_pycocotools_ap75_and_a_box_of_iou_05_to_075_is_loc():
+    b = breakdown(GT, DETS, t_f=0.75)
+    assert b["ap50"] == pytest.approx(coco_metrics(to_coco(GT), DETS)["AP75"])
+    # every box of IoU in [0.1, 0.75) with a gt of its class is a loc error at t_f = 0.75
+    assert b["counts"]["loc"] >= breakdown(GT, DETS)["counts"]["loc"]
+    shifted = [det(1, A, [3, 0, 10, 10], 0.9)]  # IoU 7 * 10 / 130 = 0.54 with the gt at 0, 0
+    gt = gt_dict([(1, A, [0, 0, 10, 10])], image_ids=(1,))
+    assert breakdown(gt, shifted)["counts"]["tp"] == 1
+    strict = breakdown(gt, shifted, t_f=0.75)
+    assert strict["counts"]["loc"] == 1 and strict["dAP"]["loc"] == pytest.approx(100.0)
+
+
+def test_command_takes_t_f_and_names_the_ap(tmp_path):
+    (tmp_path / "res.json").write_text(json.dumps(DETS))
+    (tmp_path / "gt.json").write_text(json.dumps(GT))
+    r = run_command(tmp_path / "res.json", tmp_path / "gt.json", "--t-f", "0.75")
+    assert r.returncode == 0 and "TIDE errors, bbox: AP75 " in r.stdout and "t_f = 0.75" in r.stdout
+    r = run_command(tmp_path / "res.json", tmp_path / "gt.json", "--t-f", "0.05")
+    assert r.returncode == 2 and "argument --t-f: 0.05: expected an IoU in (0.1, 1]" in r.stderr
+
+
 def test_fixing_all_six_gives_ap50_100():
     # the oracles together: cls and loc become TPs, both/dupe/bkg go, the missed g6 leaves n_gt
     outcomes, n_gt, n_missed, n_unmatched = classify_dataset(GT, DETS)

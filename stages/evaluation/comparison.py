@@ -21,7 +21,8 @@ Map of this module
     the table:       COLUMNS, row_values (numbers) -> format_comparison (text),
                      format_comparison_markdown, format_csv
     the errors:      ERROR_COLUMNS (TIDE's dAP of each error type, boxes), error_cells ->
-                     format_errors: why each generation gains, one row per stage
+                     format_errors: why each generation gains, one row per stage;
+                     error_changes: what each step between generations removed and added
     the ratios:      NETWORK_TARGETS, PROPOSAL_TARGET, generation_ratios (sentences, with verdicts)
     the files:       write_comparison (comparison.json, .csv, .md) and read_comparison, its inverse
 """
@@ -91,16 +92,20 @@ STOPPED_BY = {"time_budget": "time", "steps": "steps", "epochs": "epochs"}
 # dropping every false positive / finding every missed object would add. None in a record
 # written before the breakdown existed.
 ERROR_TYPES = ("cls", "loc", "both", "dupe", "bkg", "missed")
-ERROR_COLUMNS = tuple(f"dAP {t}" for t in ERROR_TYPES) + ("dAP FP", "dAP FN")
+# "dAP loc@75": the same breakdown at IoU 0.75, its loc: the AP75 that placing every box of
+# IoU 0.1-0.75 onto its object would add (where AP50 and AP75 part ways)
+ERROR_COLUMNS = tuple(f"dAP {t}" for t in ERROR_TYPES) + ("dAP FP", "dAP FN", "dAP loc@75")
 
 
 def error_values(result: Result, kind: str = "box") -> dict:
-    """{"dAP cls": .., ..., "dAP FN": ..} of the run's boxes (or masks), None where unknown."""
-    b = result.errors.get(kind)
+    """{"dAP cls": .., ..., "dAP FN": .., "dAP loc@75": ..} of the run's boxes (or masks), None
+    where unknown."""
+    b, strict = result.errors.get(kind), result.errors.get(f"{kind}_t75")
     if not b:
         return {c: None for c in ERROR_COLUMNS}
     return {**{f"dAP {t}": b["dAP"][t] for t in ERROR_TYPES},
-            "dAP FP": b["dAP_fp"], "dAP FN": b["dAP_fn"]}
+            "dAP FP": b["dAP_fp"], "dAP FN": b["dAP_fn"],
+            "dAP loc@75": strict["dAP"]["loc"] if strict else None}
 
 
 def row_values(row: Row) -> dict:
@@ -130,7 +135,8 @@ ERRORS_EXPLAINED = ("dAP: the box AP50 that fixing one error type would add (TID
                     "python -m stages.errors RUN_FOLDER gives the counts). cls: right box, wrong "
                     "class; loc: right class, box off (IoU 0.1-0.5); both; dupe: a second box on "
                     "a found object; bkg: a box on nothing; missed: an object no box found. FP / "
-                    "FN: every false positive dropped / every object found.")
+                    "FN: every false positive dropped / every object found. loc@75: the same "
+                    "breakdown at IoU 0.75, the AP75 that well-placed boxes would add.")
 
 
 def error_cells(row: Row) -> list[str]:
@@ -146,6 +152,29 @@ def format_errors(rows: list[Row], markdown: bool = False) -> str:
     return format_rows(ERROR_TABLE, [error_cells(row) for row in rows], 1, markdown=markdown)
 
 
+def error_changes(rows: list[Row], at_least: float = 0.5) -> list[str]:
+    """One sentence per step between our generations: box AP50 and AP75 before and after, and the
+    error types whose dAP fell (the errors the step removed) or rose (added) by ``at_least``
+    points or more, largest first, e.g. "R-CNN -> Fast R-CNN: AP50 64.8 -> 81.6, AP75 ... ;
+    removed loc 21.8 -> 6.6, bkg ...; added missed 0.6 -> 6.6"."""
+    ours = [r for r in rows if r.entry.peer is None and r.entry.ablation_of is None
+            and r.result.errors.get("box")]
+    lines = []
+    for a, b in zip(ours, ours[1:]):
+        x, y = a.result.errors["box"]["dAP"], b.result.errors["box"]["dAP"]
+        moved = sorted(((y[t] - x[t], t) for t in ERROR_TYPES), key=lambda m: -abs(m[0]))
+
+        def listed(sign: int) -> str:
+            parts = [f"{t} {x[t]:.1f} -> {y[t]:.1f}" for d, t in moved if sign * d >= at_least]
+            return ", ".join(parts) or "none"
+
+        lines.append(f"{a.entry.title} -> {b.entry.title}: box AP50 {a.result.box['AP50']:.1f} -> "
+                     f"{b.result.box['AP50']:.1f}, AP75 {a.result.box['AP75']:.1f} -> "
+                     f"{b.result.box['AP75']:.1f}; errors removed (dAP fell): {listed(-1)}; "
+                     f"added (dAP rose): {listed(1)}")
+    return lines
+
+
 def format_comparison(rows: list[Row]) -> str:
     """The aligned text table printed at the end, then the errors table."""
     table = format_rows(COLUMNS, [row_cells(row) for row in rows], TEXT_COLUMNS)
@@ -153,7 +182,7 @@ def format_comparison(rows: list[Row]) -> str:
     lines = [table] + ([""] + ["n/a: " + s for s in notes] if notes else [])
     if any(row.result.errors for row in rows):
         lines += ["", "Where the AP50 goes (TIDE's error types, boxes):", format_errors(rows),
-                  ERRORS_EXPLAINED]
+                  ERRORS_EXPLAINED] + error_changes(rows)
     return "\n".join(lines)
 
 
@@ -165,7 +194,8 @@ def format_comparison_markdown(rows: list[Row], ratios: list[str], settings: str
     lines += ["- n/a: " + s for s in missing_explanations([row.result for row in rows])]
     if any(row.result.errors for row in rows):
         lines += ["", "## Where the AP50 goes (TIDE's error types, boxes)", "",
-                  format_errors(rows, markdown=True), "", ERRORS_EXPLAINED]
+                  format_errors(rows, markdown=True), "", ERRORS_EXPLAINED, ""]
+        lines += ["- " + s for s in error_changes(rows)]
     if ratios:
         lines += ["", "## Between generations", ""] + ["- " + s for s in ratios]
     return "\n".join(lines) + "\n"

@@ -443,7 +443,8 @@ NAMES = {"cls": "classification", "loc": "localization", "both": "cls and loc",
 def format_breakdown(b: dict) -> str:
     """A breakdown as a small text table: one row per error type (count, dAP), then FP and FN."""
     c = b["counts"]
-    title = (f"TIDE errors, {b['iou_type']}: AP50 {b['ap50']:.1f}  "
+    ap = "AP50" if b["t_f"] == 0.5 else f"AP{100 * b['t_f']:g}"  # "ap50" holds the AP at t_f
+    title = (f"TIDE errors, {b['iou_type']}: {ap} {b['ap50']:.1f}  "
              f"({c['tp']} TP of {c['detections']} detections, {c['gt']} gt; "
              f"t_f = {b['t_f']}, t_b = {b['t_b']})")
     rows = [[kind, NAMES[kind], str(c[kind]), f"{b['dAP'][kind]:.2f}"] for kind in ERROR_TYPES]

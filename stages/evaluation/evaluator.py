@@ -56,7 +56,8 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
         per_class    {"box": {class name: {"AP", "AP50"}}, "mask": ... or absent}
                      (``coco.per_class_ap``); {} without ``analysis``
         errors       {"box": TIDE's breakdown, "mask": ... or absent} (``errors.breakdown``:
-                     the AP50 each error type costs); {} without ``analysis``
+                     the AP50 each error type costs), "box_t75": the boxes' at IoU 0.75 (what
+                     each costs AP75); {} without ``analysis``
 
     ``analysis=False`` leaves out the per-class APs and the error breakdown (a few seconds on a
     set of a hundred images): the validation scores taken during training do without them.
@@ -118,6 +119,8 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
     if analysis:
         per_class["box"] = per_class_ap(coco_gt, detections, "bbox")
         errors["box"] = breakdown(coco_gt.dataset, detections, "bbox")
+        # the same at IoU 0.75: which errors cost AP75 (a box of IoU 0.5-0.75 is then "loc")
+        errors["box_t75"] = breakdown(coco_gt.dataset, detections, "bbox", t_f=0.75)
         if mask is not None:
             masked = [d for d in detections if "segmentation" in d]
             per_class["mask"] = per_class_ap(coco_gt, masked, "segm")

@@ -575,6 +575,8 @@ def analysis_lines(result: Result, out_dir) -> list[str]:
                           f"{name} n/a (no object)" for name, v in per_class.items())
         lines.append(f"{kind} AP (AP50) per class: {parts}")
     for kind, b in result.errors.items():
+        if kind.endswith("_t75"):  # in metrics.json and the comparison; one line here is enough
+            continue
         parts = ", ".join(f"{t} {v:.1f}" for t, v in b["dAP"].items())
         lines.append(f"{kind} AP50 {b['ap50']:.1f}; what fixing each error type would add "
                      f"(TIDE dAP): {parts} (python -m stages.errors {out_dir}: the table)")
