@@ -69,10 +69,12 @@ from stages.evaluation.comparison import (Row, format_comparison, generation_rat
                                           learning_curve, read_comparison, write_comparison)
 from stages.evaluation.result import Result
 from stages.fast_rcnn.__main__ import main as fast_rcnn_main
+from stages.fast_rcnn.config import FastRCNNConfig
 from stages.faster_rcnn.__main__ import main as faster_rcnn_main
 from stages.figures.comparison import plot_comparison
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 from stages.rcnn.__main__ import main as rcnn_main
+from stages.rcnn.config import TIME_BUDGET as RCNN_TIME_BUDGET
 from stages.torchvision.peers import run_peer
 from stages.training import distributed, io
 from stages.training.cli import RunConfig, add_dataclass_args, command_parser
@@ -324,15 +326,23 @@ def short_data(spec: str) -> str:
 
 
 def describe(args: argparse.Namespace) -> str:
+    """The run's settings in words, e.g. "data synthetic; each stage trained 120 s (R-CNN's CNN
+    60 s: the quick preset); seed 0, device auto"."""
     steps = getattr(args, "steps", None)  # (absent from comparisons saved before --steps)
     if steps is not None:  # a budget in steps replaces the preset's rule
-        budget = f"{steps} steps" + (f" or {args.time_budget:g} s" if args.time_budget else "")
-        epochs = "-" if args.epochs is None else str(args.epochs)
+        budget = f"{steps} optimizer steps" + (f" or {args.time_budget:g} s, whichever comes "
+                                               f"first" if args.time_budget else "")
+    elif args.time_budget is not None:
+        budget = f"{args.time_budget:g} s"
+    elif args.preset == "quick":
+        budget = (f"{FastRCNNConfig.quick_time_budget:g} s (R-CNN's CNN "
+                  f"{RCNN_TIME_BUDGET['quick']:g} s: the quick preset)")
     else:
-        budget = "the preset's" if args.time_budget is None else f"{args.time_budget:g} s"
-        epochs = "the preset's" if args.epochs is None else str(args.epochs)
-    return (f"data {short_data(args.data)}, preset {args.preset}, epochs {epochs}, "
-            f"time budget {budget} per stage, seed {args.seed}, device {args.device}")
+        budget = "the full preset's epochs"
+    if args.epochs is not None:
+        budget += f", at most {args.epochs} epochs"
+    return (f"data {short_data(args.data)}; each stage trained {budget}; seed {args.seed}, "
+            f"device {args.device}")
 
 
 def save_comparison(out: Path, rows: list[Row], ratios: list[str], args) -> list[Path]:

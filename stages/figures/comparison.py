@@ -19,8 +19,10 @@ Markers: a circle is one of our stages, a diamond a torchvision peer, an open sq
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -44,15 +46,24 @@ def plot_accuracy_vs_speed(ax, rows: list[Row]) -> None:
             if r.entry.peer is None and r.entry.ablation_of is None]
     if len(ours) > 1:  # the generations in order: the path the papers took
         ax.plot(*zip(*ours), color="#999999", linestyle="--", linewidth=1, zorder=1)
+    points = [(math.log10(r.result.ms_per_image), r.result.box["AP"]) for r in rows]
+
+    def higher_neighbours(i: int) -> int:  # points close to point i (on the plot) and above it
+        lx, ly = points[i]
+        return sum(abs(lx - x) < 0.35 and 0 < y - ly < 10 or (y == ly and j < i)
+                   for j, (x, y) in enumerate(points) if j != i and abs(lx - x) < 0.35)
+
     for i, row in enumerate(rows):
         colour = PALETTE[i % len(PALETTE)]
         x, box = row.result.ms_per_image, row.result.box["AP"]
         if box != -1:
-            ax.scatter([x], [box], s=70, color=colour, edgecolor="black", zorder=3,
+            ax.scatter([x], [box], s=90, color=colour, edgecolor="black", zorder=3,
                        marker="D" if row.entry.peer else "o")
-            offset = (7, -13) if row.entry.peer else (7, 5)  # peers labelled below: less overlap
+            # the topmost of a cluster labelled above its point, each one lower a line below
+            below = higher_neighbours(i)
+            offset = (10, 6) if not below else (10, -18 * below)
             ax.annotate(row.entry.title, (x, box), xytext=offset, textcoords="offset points",
-                        fontsize=9, color=colour, fontweight="bold")
+                        fontsize=12, color=colour, fontweight="bold")
         if row.result.mask and row.result.mask["AP"] != -1:
             ax.scatter([x], [row.result.mask["AP"]], s=70, marker="s", facecolor="white",
                        edgecolor=colour, linewidth=2, zorder=3)
@@ -90,7 +101,7 @@ def plot_time_split(ax, rows: list[Row]) -> None:
     longest = max(p + n for p, n in zip(proposals, network)) or 1.0
     for i, (p, n) in enumerate(zip(proposals, network)):
         ax.text(p + n + 0.01 * longest, i, f"{_ms(p + n)} ms = {_ms(p)} + {_ms(n)}",
-                va="center", fontsize=9)
+                va="center", fontsize=11)
     ax.set_yticks(y, [r.entry.title for r in rows])
     ax.invert_yaxis()  # the first generation on top
     ax.set_xlim(0, longest * 1.55)  # room for the labels
@@ -120,7 +131,7 @@ def plot_learning_curves(ax, rows: list[Row]) -> None:
     ax.set_title("What the training budget buys")
     ax.grid(True, alpha=0.3)
     if any(row.curve for row in rows):  # (rows read from a file written before the curves: none)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=10)
 
 
 # one colour per error type, the order of TIDE's figures: the two that move a box first
@@ -141,33 +152,41 @@ def plot_error_breakdown(ax, rows: list[Row]) -> None:
         values = [(r.result.errors.get("box") or {}).get("dAP", {}).get(kind, 0.0) for r in rows]
         ax.barh(y, values, left=left, color=colour, label=ERROR_LABELS[kind])
         for i, v in enumerate(values):
-            if v >= 2.5:  # a number where it fits
-                ax.text(left[i] + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=8,
+            if v >= 1.2:  # a number where it fits
+                ax.text(left[i] + v / 2, i, f"{v:.1f}", ha="center", va="center", fontsize=10,
                         color="white", fontweight="bold")
         left = [a + v for a, v in zip(left, values)]
     longest = max(left) if left and max(left) > 0 else 1.0
     for i, row in enumerate(rows):
         b = row.result.errors.get("box")
         ax.text(left[i] + 0.01 * longest, i, f"AP50 {b['ap50']:.1f}" if b else "no breakdown",
-                va="center", fontsize=9)
+                va="center", fontsize=11)
     ax.set_yticks(y, [r.entry.title for r in rows])
     ax.invert_yaxis()  # the first generation on top
     ax.set_xlim(0, longest * 1.3)
     ax.set_xlabel("box AP50 points that fixing the error type would add (dAP)")
     ax.set_title("Why each generation gains: the AP50 each error type costs (TIDE)")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=10)
+
+
+# text sizes that stay legible when the 16-inch figure is a 1920-px slide (12 pt and more there)
+FONTS = {"font.size": 12, "axes.titlesize": 14, "axes.labelsize": 13, "xtick.labelsize": 12,
+         "ytick.labelsize": 12, "legend.fontsize": 11}
 
 
 def plot_comparison(rows: list[Row], subtitle: str = "") -> Figure:
-    """The four panels, two by two; ``subtitle`` (the run's settings) under the title."""
-    fig = Figure(figsize=(16, 11))
-    (top_left, top_right), (bottom_left, bottom_right) = fig.subplots(2, 2)
-    plot_accuracy_vs_speed(top_left, rows)
-    plot_time_split(top_right, rows)
-    plot_learning_curves(bottom_left, rows)
-    plot_error_breakdown(bottom_right, rows)
-    title = "From R-CNN to Mask R-CNN on the same data"
-    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
-    fig.tight_layout()
+    """The four panels, two by two; ``subtitle`` (the run's settings) under the title, which says
+    what to look for."""
+    with matplotlib.rc_context(FONTS):
+        fig = Figure(figsize=(16, 11.5))
+        (top_left, top_right), (bottom_left, bottom_right) = fig.subplots(2, 2)
+        plot_accuracy_vs_speed(top_left, rows)
+        plot_time_split(top_right, rows)
+        plot_learning_curves(bottom_left, rows)
+        plot_error_breakdown(bottom_right, rows)
+        title = ("From R-CNN to Mask R-CNN on the same data: up and to the left is better; the "
+                 "shorter a bar at the right, the fewer AP50 points lost to errors")
+        fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=15)
+        fig.tight_layout()
     return fig

@@ -29,6 +29,11 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
+# A 16:9 slide is 13.33 x 7.5 inches: a lecture figure this wide keeps its point sizes on the
+# slide (shown 1920 px wide, 12 pt is 24 px). Figures meant for slides are at most this wide.
+SLIDE_WIDTH, SLIDE_HEIGHT = 13.33, 7.5
+
+
 def class_colour(label: int) -> str:
     return PALETTE[(int(label) - 1) % len(PALETTE)]
 
@@ -59,15 +64,19 @@ def _as_numpy(x):
 def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
                     class_names=None, score_threshold: float = 0.0, title: str | None = None,
                     mask_alpha: float = 0.45, linewidth: float = 1.5, fontsize: float = 7,
-                    instance_colours: bool = False):
+                    instance_colours: bool | None = None):
     """Draw an image with its boxes, ``name score`` captions and translucent masks on ``ax``.
 
     Detections scoring below ``score_threshold`` are not drawn. Ground truth is drawn the same way
-    with ``scores=None``. Colours: by class (``class_colour``), so a class looks the same in every
-    picture; ``instance_colours=True``: one colour per detection (box, caption and mask), so that
-    two touching objects of one class do not merge into one blob (``PALETTE[i % 10]`` for the
-    i-th detection drawn, which is the i-th best when they come sorted by score).
+    with ``scores=None``. Colours: ``instance_colours=True``, one colour per detection (box,
+    caption and mask), so that two touching objects of one class do not merge into one blob
+    (``PALETTE[i % 10]`` for the i-th detection drawn, which is the i-th best when they come sorted
+    by score; torchvision's ``draw_segmentation_masks`` and detectron2's ``Visualizer`` colour
+    instances so too); ``False``: by class (``class_colour``), so a class looks the same in every
+    picture. The default, None: per instance when there are masks, else by class.
     """
+    if instance_colours is None:
+        instance_colours = masks is not None and len(masks) > 0
     img = to_numpy_image(image)
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
     boxes = _as_numpy(boxes)
@@ -139,45 +148,132 @@ def _hex_to_rgb(colour: str) -> tuple[float, float, float]:
     return tuple(int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4))
 
 
-def draw_roi_pool_grid(ax, box, spatial_scale: float, output_size: int, map_size: tuple[int, int],
-                       colour: str = "#d62728"):
-    """Picture RoI pooling's quantisation on a feature map drawn in cell units (``ax.imshow(map)``).
+def roi_pool_bins(box, spatial_scale: float, output_size: int, map_size: tuple[int, int]) -> torch.Tensor:
+    """The bins RoI pooling max-pools, as ``stages.ops.roi_pool`` computes them: int64 [n, n, 4] of
+    (x0, y0, x1, y1), the first cell and the last cell + 1 of bin (i, j) (i the row) on an
+    (H, W) map, n = ``output_size``.
 
-    Dashed: the RoI projected exactly (box * spatial_scale). Solid: the cells it is rounded to,
-    split into ``output_size`` x ``output_size`` bins as ``stages.ops.roi_pool`` splits them
-    (bins can overlap, and cover cells outside the exact RoI: that is the quantisation error).
+    Two roundings (Fast R-CNN sec. 2.1): the RoI's ends to whole cells (``quantise_rois``), then
+    each bin to whole cells, from floor(i h / n) to ceil((i + 1) h / n) cells into the rounded RoI
+    (``bin_edges``). Together the bins cover the rounded RoI; where an exact bin edge falls inside a
+    cell, that cell goes to both neighbours (a 13-cell RoI in 7 bins: [0, 2), [1, 4), [3, 6), ...).
     """
     from stages.ops.roi_pool import bin_edges, quantise_rois
 
-    roi = torch.tensor([[0.0, *[float(v) for v in box]]])
-    x1, y1, w, h = quantise_rois(roi, spatial_scale)
+    roi = torch.tensor([[0.0, *[float(v) for v in box]]])  # (1, 5): image 0, then the box
+    x1, y1, w, h = quantise_rois(roi, spatial_scale)  # (1,) each, whole cells
     H, W = map_size
-    h_lo, h_hi = bin_edges(y1, h, output_size, H)
-    w_lo, w_hi = bin_edges(x1, w, output_size, W)
+    y_lo, y_hi = bin_edges(y1, h, output_size, H)  # (1, n) each: rows of each bin row
+    x_lo, x_hi = bin_edges(x1, w, output_size, W)  # (1, n): columns of each bin column
+    n = output_size
+    return torch.stack([x_lo[0][None, :].expand(n, n), y_lo[0][:, None].expand(n, n),
+                        x_hi[0][None, :].expand(n, n), y_hi[0][:, None].expand(n, n)], dim=-1)
+
+
+def exact_bins(box, spatial_scale: float, output_size: int) -> torch.Tensor:
+    """The RoI cut into ``output_size`` x ``output_size`` equal bins, nothing rounded: float
+    [n, n, 4] of (x0, y0, x1, y1) in cell units, cell c spanning [c, c + 1). These are RoIAlign's
+    bins (``aligned=True``); RoI pooling rounds each of them to whole cells (``roi_pool_bins``)."""
+    x1, y1, x2, y2 = (float(v) * spatial_scale for v in box)
+    n = output_size
+    xs = torch.linspace(x1, x2, n + 1, dtype=torch.float64)  # the n + 1 bin edges along x
+    ys = torch.linspace(y1, y2, n + 1, dtype=torch.float64)
+    return torch.stack([xs[:-1][None, :].expand(n, n), ys[:-1][:, None].expand(n, n),
+                        xs[1:][None, :].expand(n, n), ys[1:][:, None].expand(n, n)], dim=-1)
+
+
+BIN = "bin"  # the gid of the one patch drawn per pooling bin (tests count them)
+
+
+def _bin_patch(x0, y0, x1, y1, colour: str, fill: bool, linewidth: float = 1.5) -> Rectangle:
+    """One bin, in imshow coordinates (cell (i, j) spans [j - 0.5, j + 0.5]): a translucent fill
+    with a solid edge (``fill``), or the edge alone."""
+    patch = Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, edgecolor=colour, linewidth=linewidth,
+                      facecolor=colour if fill else "none", alpha=None)
+    if fill:
+        patch.set_facecolor((*_hex_to_rgb(colour), 0.35))  # the fill translucent, the edge not
+    patch.set_gid(BIN)
+    return patch
+
+
+def draw_roi_pool_grid(ax, box, spatial_scale: float, output_size: int, map_size: tuple[int, int],
+                       colour: str = "#d62728", checkerboard: str | None = "white"):
+    """Picture RoI pooling's quantisation on a feature map drawn in cell units (``ax.imshow(map)``).
+
+    Dashed white: the RoI projected exactly (box * spatial_scale). In ``colour`` and
+    ``checkerboard``, alternately: its ``output_size`` x ``output_size`` bins of whole cells
+    (``roi_pool_bins``), one translucent patch each, so that each bin can be told from its
+    neighbours. Where two bins share a cell their fills add up: that cell is max-pooled by both.
+    ``checkerboard=None``: every bin in ``colour``, edges only. For a large grid on a small RoI
+    (7 x 7 bins over 13 cells) the shared cells outnumber the others: ``draw_pooling_bins``
+    pulls the bins apart instead.
+    """
+    bins = roi_pool_bins(box, spatial_scale, output_size, map_size)  # (n, n, 4)
     bx1, by1, bx2, by2 = [float(v) * spatial_scale for v in box]
+    for i in range(output_size):
+        for j in range(output_size):
+            tint = colour if checkerboard is None or (i + j) % 2 == 0 else checkerboard
+            ax.add_patch(_bin_patch(*bins[i, j].tolist(), tint, fill=checkerboard is not None))
     # cell (i, j) spans [j - 0.5, j + 0.5] in imshow's coordinates
     ax.add_patch(Rectangle((bx1 - 0.5, by1 - 0.5), bx2 - bx1, by2 - by1, fill=False, ls="--",
                            edgecolor="white", linewidth=2, label="RoI x spatial_scale (exact)"))
-    for i in range(output_size):
-        for j in range(output_size):
-            y0, y1_ = int(h_lo[0, i]), int(h_hi[0, i])
-            x0, x1_ = int(w_lo[0, j]), int(w_hi[0, j])
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1_ - x0, y1_ - y0, fill=False,
-                                   edgecolor=colour, linewidth=1, alpha=0.9))
+    H, W = map_size
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     return ax
 
 
+def draw_pooling_bins(ax, feature_map, box, spatial_scale: float, output_size: int,
+                      colour: str = "#d62728", gap: float = 1.5, exact: bool = True):
+    """RoI pooling's ``output_size`` x ``output_size`` bins pulled apart, so that each can be seen.
+
+    ``feature_map``: (H, W) or (H, W, 3), drawn in cell units. Bin (i, j) (``roi_pool_bins``) is
+    drawn where it is on the map, moved right by j * ``gap`` and down by i * ``gap`` cells: a tile
+    of the whole cells it max-pools, edged in ``colour`` (one patch per bin). A cell two bins share
+    shows in both tiles (neighbours overlap by at most one cell, so a gap over one cell parts
+    them). ``exact``: dashed white on each tile, where the bin is before rounding (``exact_bins``,
+    moved with it); the difference is RoI pooling's quantisation error.
+    """
+    feature_map = np.asarray(feature_map)
+    H, W = feature_map.shape[:2]
+    bins = roi_pool_bins(box, spatial_scale, output_size, (H, W)).tolist()  # (n, n, 4)
+    true = exact_bins(box, spatial_scale, output_size).tolist()
+    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # what the tiles span, for the limits
+    for i in range(output_size):
+        for j in range(output_size):
+            x0, y0, x1, y1 = bins[i][j]
+            dx, dy = j * gap, i * gap  # the bin's shift: pulled apart from its neighbours
+            if x1 > x0 and y1 > y0:  # (a bin wholly off the map is empty: no cells to show)
+                ax.imshow(feature_map[y0:y1, x0:x1], interpolation="nearest",
+                          extent=(x0 - 0.5 + dx, x1 - 0.5 + dx, y1 - 0.5 + dy, y0 - 0.5 + dy),
+                          cmap="gray" if feature_map.ndim == 2 else None)
+            ax.add_patch(_bin_patch(x0 + dx, y0 + dy, x1 + dx, y1 + dy, colour, fill=False,
+                                    linewidth=2.5))
+            ex0, ey0, ex1, ey1 = true[i][j]
+            if exact:
+                ax.add_patch(Rectangle((ex0 - 0.5 + dx, ey0 - 0.5 + dy), ex1 - ex0, ey1 - ey0,
+                                       fill=False, ls="--", edgecolor="white", linewidth=1.5))
+            lo = np.minimum(lo, [min(x0, ex0) + dx, min(y0, ey0) + dy])
+            hi = np.maximum(hi, [max(x1, ex1) + dx, max(y1, ey1) + dy])
+    ax.set_xlim(lo[0] - 1, hi[0])
+    ax.set_ylim(hi[1], lo[1] - 1)
+    ax.set_aspect("equal")
+    ax.set_facecolor("black")
+    return ax
+
+
 def draw_roi_align_points(ax, box, spatial_scale: float, output_size: int, map_size: tuple[int, int],
-                          sampling_ratio: int = 2, aligned: bool = True, colour: str = "#d62728"):
+                          sampling_ratio: int = 2, aligned: bool = True, colour: str = "#d62728",
+                          checkerboard: str | None = "white", point_size: float = 10):
     """Picture RoIAlign (Mask R-CNN Figure 3) on a feature map drawn in cell units (``ax.imshow(map)``).
 
     Grey: the cells of the map (cell (i, j)'s value sits at its centre, (x, y) = (j, i)). White: the
     RoI projected exactly as ``stages.ops.roi_align`` projects it, nothing rounded (``aligned=False``
     puts it half a cell right of and below ``draw_roi_pool_grid``'s dashed box, and makes it at
-    least 1 x 1 cell). In ``colour``: its ``output_size`` x ``output_size`` bins, and in each the
-    ``sampling_ratio`` x ``sampling_ratio`` points where the map is interpolated bilinearly.
+    least 1 x 1 cell). Its ``output_size`` x ``output_size`` bins, one patch each, filled in
+    ``colour`` and ``checkerboard`` alternately (None: edges only, in ``colour``), and in each, in
+    ``colour``, the ``sampling_ratio`` x ``sampling_ratio`` points where the map is interpolated
+    bilinearly.
     """
     from stages.ops.roi_align import project_rois, roi_align_sample_points
 
@@ -188,25 +284,29 @@ def draw_roi_align_points(ax, box, spatial_scale: float, output_size: int, map_s
         ax.axvline(j - 0.5, color="0.6", linewidth=0.5)
     roi = torch.tensor([[0.0, *[float(v) for v in box]]])
     x1, y1, w, h = (float(t) for t in project_rois(roi, spatial_scale, aligned))
-    ax.add_patch(Rectangle((x1, y1), w, h, fill=False, edgecolor="white", linewidth=2,
-                           label="RoI x spatial_scale (exact)"))
     bin_w, bin_h = w / output_size, h / output_size
     for i in range(output_size):
         for j in range(output_size):
-            ax.add_patch(Rectangle((x1 + j * bin_w, y1 + i * bin_h), bin_w, bin_h, fill=False,
-                                   edgecolor=colour, linewidth=1, alpha=0.9))
+            tint = colour if checkerboard is None or (i + j) % 2 == 0 else checkerboard
+            x0, y0 = x1 + j * bin_w + 0.5, y1 + i * bin_h + 0.5  # _bin_patch takes cell units
+            ax.add_patch(_bin_patch(x0, y0, x0 + bin_w, y0 + bin_h, tint,
+                                    fill=checkerboard is not None, linewidth=1))
+    ax.add_patch(Rectangle((x1, y1), w, h, fill=False, edgecolor="white", linewidth=2,
+                           label="RoI x spatial_scale (exact)"))
     points = roi_align_sample_points(box, output_size, spatial_scale, sampling_ratio, aligned)
     points = points.reshape(-1, 2)  # (PH, PW, S_h*S_w, 2) -> (PH*PW*S_h*S_w, 2) of (x, y)
-    ax.scatter(points[:, 0], points[:, 1], s=10, color=colour, zorder=3, label="sample points")
+    ax.scatter(points[:, 0], points[:, 1], s=point_size, color=colour, edgecolors="white",
+               linewidths=0.5, zorder=3, label="sample points")
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     return ax
 
 
 def draw_spp_bins(ax, box, spatial_scale: float, levels: tuple, map_size: tuple[int, int]):
-    """SPP-net's pyramid on one RoI: the bins of each level in its own colour, on a map in cells."""
+    """SPP-net's pyramid on one RoI: the bins of each level in its own colour, edges only, on a
+    map in cells (one level per picture reads better: ``draw_pooling_bins``)."""
     for level, colour in zip(levels, PALETTE):
-        draw_roi_pool_grid(ax, box, spatial_scale, level, map_size, colour=colour)
+        draw_roi_pool_grid(ax, box, spatial_scale, level, map_size, colour=colour, checkerboard=None)
     return ax
 
 
@@ -415,13 +515,16 @@ def draw_captioned_boxes(ax, image, boxes, captions=None, colours="#ff7f0e",
 # Mask R-CNN: the FPN pyramid and the per-class masks (notebook 04)
 # ------------------------------------------------------------------------------------------------
 
-def draw_fpn_levels(axes, pyramid: dict, cmap: str = "viridis", fontsize: float = 9) -> list:
+def draw_fpn_levels(axes, pyramid: dict, cmap: str = "viridis", fontsize: float = 9,
+                    scale: float = 1.0) -> list:
     """One heatmap per pyramid level on ``axes`` (one each): the mean over the channels of each map.
 
     ``pyramid``: ``{"P2": (C, H, W) or (1, C, H, W), ...}`` as ``FPN`` returns it for one image.
     Level P_k has stride 2^k (FPN sec. 3): each map is drawn in image pixels (a cell spans 2^k
-    pixels), so that all levels line up with the image while their cells grow. Each map has its
-    own colour scale. Returns the heatmaps' artists.
+    pixels), so that all levels line up with the image while their cells grow. ``scale``: the
+    input scale the pyramid was computed at (2: the image enlarged 2x, a cell of P_k then spans
+    2^k / 2 pixels of the image as given). Each map has its own colour scale. Returns the
+    heatmaps' artists.
     """
     artists = []
     for ax, (name, feature) in zip(axes, pyramid.items()):
@@ -430,10 +533,10 @@ def draw_fpn_levels(axes, pyramid: dict, cmap: str = "viridis", fontsize: float 
             feature = feature[0]
         heat = feature.float().mean(0)  # (C, H, W) -> (H, W)
         H, W = heat.shape
-        stride = 2 ** int(name.lstrip("PC"))
+        stride = 2 ** int(name.lstrip("PC")) / scale  # in pixels of the image as given
         artists.append(ax.imshow(heat.numpy(), cmap=cmap, interpolation="nearest",
                                  extent=(0, W * stride, H * stride, 0)))
-        ax.set_title(f"{name}: {H} x {W}, stride {stride}", fontsize=fontsize)
+        ax.set_title(f"{name}: {H} x {W}, stride {stride:g}", fontsize=fontsize)
         ax.set_axis_off()
     return artists
 
@@ -495,8 +598,10 @@ def draw_segmentation(ax, image, masks, labels, class_names=None, instances: boo
     ``instances=False``: *semantic* segmentation, one class per pixel, class k in
     ``class_colour(k)`` and background in black: objects of one class that touch merge and nothing
     tells them apart (where masks overlap, the higher label wins; our synthetic masks do not).
+    That is the picture's point, so here, and only here, masks are coloured by class.
     ``instances=True``: *instance* segmentation, what Mask R-CNN predicts: one mask per object,
-    each in its own colour and captioned ``name #i``, even when two objects share a class.
+    each in its own colour (``PALETTE[i % 10]``, as ``draw_detections``) and captioned
+    ``name #i``, even when two objects share a class.
     """
     from matplotlib.patches import Patch
 

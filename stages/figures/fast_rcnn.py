@@ -7,47 +7,75 @@ RoI of any size is pooled to a fixed grid of bins on the shared feature map.
 
 Each takes the ``Inputs`` (``stages.figures.common``) and returns a matplotlib ``Figure``. The map
 is drawn in its own cells: a box (x1, y1, x2, y2) in image pixels goes onto it scaled by 1 / stride.
+The bins are drawn from the geometry ``stages.ops.roi_pool`` pools with
+(``stages.figures.draw.roi_pool_bins``), pulled apart so that each of the n x n can be seen: on a
+RoI of 13 cells, 7 bins of whole cells overlap their neighbours by a cell, and drawn in place
+their edges fall on nearly every cell edge.
 """
 
 from __future__ import annotations
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from stages.backbone import STRIDES
-from stages.figures.common import Inputs, box_size, map_of_image, thicker, zoom
-from stages.figures.draw import PALETTE, draw_boxes, draw_roi_pool_grid
+from stages.figures.common import RED, Inputs, box_size, map_of_image, zoom
+from stages.figures.draw import PALETTE, SLIDE_WIDTH, draw_pooling_bins, roi_pool_bins
+
+
+def _bin_sizes(bins: torch.Tensor) -> str:
+    """The bins' widths and heights in cells, for a title: "1-3" or "2"."""
+    sizes = torch.cat([bins[..., 2] - bins[..., 0], bins[..., 3] - bins[..., 1]]).flatten()
+    lo, hi = int(sizes.min()), int(sizes.max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def fig_roi_pool(src: Inputs) -> Figure:
-    """RoI pooling's two roundings (Fast R-CNN sec. 2.1): the RoI snapped to whole cells of the
-    shared map (stride 8 on the 2x-enlarged image: 4 image pixels), then split into 7 x 7 bins,
-    each rounded to whole cells again."""
+    """RoI pooling's two roundings (Fast R-CNN sec. 2.1), one panel each, and its output: the RoI
+    snapped to whole cells of the shared map (stride 8 on the 2x-enlarged image: 4 image pixels);
+    its 7 x 7 bins, each snapped to whole cells again; one max per bin."""
     from stages.fast_rcnn.config import FastRCNNConfig
+    from stages.ops.roi_pool import quantise_rois, roi_pool
+
     cfg = FastRCNNConfig()
+    n = cfg.pool_size
     stride, box = round(STRIDES["C3"] / cfg.input_scale), src.roi  # the map's stride in image pixels
-    feature = map_of_image(src.image, stride)
+    feature = map_of_image(src.image, stride)  # (H/s, W/s, 3): the stand-in map
     map_size = feature.shape[:2]
-    fig = Figure(figsize=(15, 7.4), layout="compressed")
-    left, right = fig.subplots(1, 2)
-    draw_boxes(left, src.image, box[None], "white", linewidth=2.5)
-    H, W = src.image.shape[-2:]
-    for v in range(0, W + 1, stride):  # cell edges, in the boxes' coordinates (x2 = last + 1)
-        left.axvline(v, color="0.8", linewidth=0.5, alpha=0.7)
-    for v in range(0, H + 1, stride):
-        left.axhline(v, color="0.8", linewidth=0.5, alpha=0.7)
-    left.set_title(f"the RoI in the image ({box_size(box)});\nlines: the {stride} x {stride} px "
-                   f"cells of the {map_size[0]} x {map_size[1]} feature map")
-    right.imshow(feature, interpolation="nearest")
-    draw_roi_pool_grid(right, box, 1 / stride, cfg.pool_size, map_size)
-    thicker(right)
-    zoom(right, box, 1 / stride, map_size)
-    right.set_title(f"on the map: exact RoI (dashed white) vs the\n{cfg.pool_size} x "
-                    f"{cfg.pool_size} bins of whole cells it is rounded to (red)")
-    right.set_axis_off()
-    fig.suptitle("RoI pooling: one max per bin, any RoI -> 7 x 7 (Fast R-CNN sec. 2.1)\n"
-                 "map drawn as the image averaged over each cell; rounded bins can overlap, "
-                 "and miss or add parts of the RoI")
+    fig = Figure(figsize=(SLIDE_WIDTH, 6.4), layout="compressed")
+    rounded, bins_ax, pooled_ax = fig.subplots(1, 3, width_ratios=[1, 1.45, 0.75])
+
+    # 1. the RoI on the map: exact (box / stride) against the whole cells it is rounded to
+    x1, y1, w, h = (int(v) for v in quantise_rois(torch.tensor([[0.0, *box.tolist()]]), 1 / stride))
+    ex1, ey1, ex2, ey2 = (float(v) / stride for v in box)
+    rounded.imshow(feature, interpolation="nearest")
+    rounded.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), w, h, fill=False, edgecolor=RED, linewidth=3))
+    rounded.add_patch(Rectangle((ex1 - 0.5, ey1 - 0.5), ex2 - ex1, ey2 - ey1, fill=False,
+                                ls="--", edgecolor="white", linewidth=2.5))
+    zoom(rounded, box, 1 / stride, map_size)
+    rounded.set_axis_off()
+    rounded.set_title(f"1. the RoI / {stride} px: {ex2 - ex1:.1f} x {ey2 - ey1:.1f}\ncells "
+                      f"(dashed), rounded to\n{w} x {h} whole cells (red)")
+
+    # 2. the n x n bins, each rounded to whole cells: what each one max-pools
+    bins = roi_pool_bins(box, 1 / stride, n, map_size)  # (n, n, 4)
+    draw_pooling_bins(bins_ax, feature, box, 1 / stride, n, colour=RED)
+    bins_ax.set_axis_off()
+    bins_ax.set_title(f"2. its {n} x {n} bins, each rounded to whole cells\n(pulled apart): "
+                      f"{_bin_sizes(bins)} cells a side; dashed: the exact bin;\na cell an exact "
+                      f"edge cuts goes to both bins")
+
+    # 3. one max per bin and channel: roi_pool itself, on the stand-in map's 3 channels
+    rgb = torch.from_numpy(feature).permute(2, 0, 1)[None].float()  # (H, W, 3) -> (1, 3, H, W)
+    out = roi_pool(rgb, [box[None].float()], n, 1 / stride)[0]  # (3, n, n)
+    pooled_ax.imshow(out.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    pooled_ax.set_xticks([])
+    pooled_ax.set_yticks([])
+    pooled_ax.set_title(f"3. the max of each\nbin's cells: {n} x {n}\n(channel by channel)")
+    fig.suptitle(f"RoI pooling (Fast R-CNN sec. 2.1): any RoI ({box_size(box)}) -> {n} x {n} "
+                 f"bins, one max each\nmap: the image averaged over each {stride} x {stride} px "
+                 f"cell, a stand-in for the stride-{stride} features")
     return fig
 
 
@@ -68,20 +96,20 @@ def fig_spp(src: Inputs) -> Figure:
         H, W = src.image.shape[-2:]
         rois = [src.roi, torch.tensor([0.0, 0.0, float(W), float(H)])]
     bins = sum(n * n for n in levels)
-    fig = Figure(figsize=(4.6 * len(levels), 10), layout="compressed")
+    fig = Figure(figsize=(SLIDE_WIDTH, 8.2), layout="compressed")
     axes = fig.subplots(len(rois), len(levels), squeeze=False)
     for row, box in zip(axes, rois):
         for ax, n, colour in zip(row, levels, PALETTE):
-            ax.imshow(feature, interpolation="nearest", alpha=0.8)
-            draw_roi_pool_grid(ax, box, 1 / stride, n, map_size, colour=colour)
-            thicker(ax)
-            zoom(ax, box, 1 / stride, map_size)
+            grid = roi_pool_bins(box, 1 / stride, n, map_size)
+            draw_pooling_bins(ax, feature, box, 1 / stride, n, colour=colour)
             ax.set_axis_off()
-            ax.set_title(f"{n} x {n} = {n * n} bin{'s' if n > 1 else ''}", color=colour)
+            ax.set_title(f"{n} x {n} = {n * n} bin{'s' if n > 1 else ''}, "
+                         f"{_bin_sizes(grid)} cells a side", color=colour)
         w, h = (box[2:] - box[:2]).tolist()
         row[0].text(-0.04, 0.5, f"RoI {w:.0f} x {h:.0f} px\n= {w / stride:.1f} x {h / stride:.1f} "
                     f"cells", transform=row[0].transAxes, rotation=90, ha="right", va="center")
-    fig.suptitle(f"SPP: {' + '.join(f'{n}x{n}' for n in levels)} bins make any RoI one "
-                 f"{bins} x C vector (SPP-net sec. 2.2)\ndashed white: the exact RoI; each bin "
-                 f"max-pools the whole cells it is rounded to (on a small RoI, bins share cells)")
+    fig.suptitle(f"SPP (SPP-net sec. 2.2): {' + '.join(f'{n}x{n}' for n in levels)} = {bins} bins, "
+                 f"one {bins} x C vector for any RoI\neach bin max-pools the whole cells it is "
+                 f"rounded to (bins pulled apart; dashed: the exact bin);\non the small RoI, "
+                 f"neighbouring bins share most of their cells")
     return fig

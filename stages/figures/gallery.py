@@ -6,10 +6,11 @@
     python -m stages.figures --data coco:ANN.json:IMAGES          drawn on your own data
 
 Each figure shows one idea of one paper, and is made by one function of its stage's module
-(``stages.figures.rcnn``, ``.fast_rcnn``, ``.faster_rcnn``, ``.mask_rcnn``), in lecture order:
+(``stages.figures.rcnn``, ``.fast_rcnn``, ``.faster_rcnn``, ``.mask_rcnn``; the architecture
+diagrams by ``.diagrams``), in lecture order:
 
     name            file (.png)                             idea (paper, sec.)          needs
-    proposals       01_sliding_windows_vs_selective_search  where to look (R-CNN 2.1)   -
+    proposals       01_sliding_windows_vs_selective_search  where to look, at what cost (R-CNN 2.1) -
     warped_regions  02_warped_regions                       crop + warp (R-CNN App. A)  -
     hard_negatives  03_hard_negatives                       hard negatives (R-CNN 2.3)  (rcnn)
     roi_pool        04_roi_pooling_grid                     RoI pooling (Fast 2.1)      -
@@ -24,10 +25,18 @@ Each figure shows one idea of one paper, and is made by one function of its stag
     comparison      13_comparison                           all four generations        compare
     real_photos     14_real_photos                          every stage on a photo      photo runs
     error_types     15_error_types                          TIDE's error types (TIDE)   a run
+    rcnn_diagram    16_rcnn_diagram                         R-CNN's process (R-CNN 2.2) -
+    fast_diagram    17_fast_rcnn_diagram                    Fast R-CNN (Fast Fig. 1)    -
+    faster_diagram  18_faster_rcnn_diagram                  the RPN (Faster Fig. 2, 3)  -
+    mask_diagram    19_mask_rcnn_diagram                    box + mask heads (Mask Fig. 4) -
+    fpn_diagram     20_fpn_diagram                          top-down path (FPN Fig. 3)  -
+    selective_search 21_selective_search_steps              grouping (Uijlings 3.1)     -
 
 What a figure needs. The figures of geometry (proposals, warps, pooling bins, anchors) draw one
-validation image of ``--data`` (``--image`` picks which) and always render. The figures of what a
-network *learned* read a trained run under ``--runs`` (default ``runs/``, each stage's default
+validation image of ``--data`` (``--image`` picks which) and always render; so do the architecture
+diagrams (16-20), whose every box shows the shape its module gave in one forward pass of the stage's
+model (untrained, default config) on that image, and the selective-search steps (21), the package's
+own segmentation and merges on it. The figures of what a network *learned* read a trained run under ``--runs`` (default ``runs/``, each stage's default
 output folder): ``<runs>/faster_rcnn/checkpoint.pt``, ``<runs>/mask_rcnn/checkpoint.pt``,
 ``<runs>/comparison.json`` (``python -m stages.compare`` writes all of them there, so after the
 README's main command every figure renders); without it the figure is skipped with a line that
@@ -64,11 +73,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from stages.figures.common import DPI, FONTS, PHOTO_RUNS, Inputs, Skip
+from stages.figures.diagrams import (fig_fast_diagram, fig_faster_diagram, fig_fpn_diagram,
+                                     fig_mask_diagram, fig_rcnn_diagram)
 from stages.figures.fast_rcnn import fig_roi_pool, fig_spp
 from stages.figures.evaluation import fig_error_types, fig_precision_recall
 from stages.figures.faster_rcnn import fig_anchors, fig_rpn
 from stages.figures.mask_rcnn import fig_fpn, fig_mask_path, fig_masks, fig_roi_align
-from stages.figures.rcnn import fig_hard_negatives, fig_proposals, fig_warped_regions
+from stages.figures.rcnn import (fig_hard_negatives, fig_proposals, fig_selective_search,
+                                 fig_warped_regions)
 from stages.training import io
 from stages.training.cli import command_parser
 from stages.training.engine import CHECKPOINT
@@ -148,7 +160,7 @@ class FigureSpec:
 
 FIGURES = (
     FigureSpec("proposals", "01_sliding_windows_vs_selective_search.png", fig_proposals,
-               "R-CNN 2.1: sliding windows vs selective search, with counts"),
+               "R-CNN 2.1, 2.2: sliding windows vs selective search, counts, CNN ms per image"),
     FigureSpec("warped_regions", "02_warped_regions.png", fig_warped_regions,
                "R-CNN 2.1, App. A: proposals + context warped to the CNN input, fg/bg by IoU"),
     FigureSpec("hard_negatives", "03_hard_negatives.png", fig_hard_negatives,
@@ -183,6 +195,19 @@ FIGURES = (
     FigureSpec("error_types", "15_error_types.png", fig_error_types,
                "TIDE: one real detection of each error type, with its object and IoU",
                needs="a run"),
+    # the architecture diagrams: each box labelled with a shape from one forward pass
+    FigureSpec("rcnn_diagram", "16_rcnn_diagram.png", fig_rcnn_diagram,
+               "R-CNN 2.2: proposals -> warp -> CNN -> SVMs, NMS, box regression, with shapes"),
+    FigureSpec("fast_diagram", "17_fast_rcnn_diagram.png", fig_fast_diagram,
+               "Fast R-CNN Fig. 1: image -> backbone -> RoI pooling -> fc -> cls + box, shapes"),
+    FigureSpec("faster_diagram", "18_faster_rcnn_diagram.png", fig_faster_diagram,
+               "Faster R-CNN Fig. 2-3: shared map -> RPN (A anchors) -> proposals -> head"),
+    FigureSpec("mask_diagram", "19_mask_rcnn_diagram.png", fig_mask_diagram,
+               "Mask R-CNN Fig. 4: RoIAlign -> box head; RoIAlign 14 -> convs -> K 28 x 28 masks"),
+    FigureSpec("fpn_diagram", "20_fpn_diagram.png", fig_fpn_diagram,
+               "FPN Fig. 3: C2..C5 -> lateral 1 x 1 -> + 2x up -> 3 x 3 -> P2..P6, shapes"),
+    FigureSpec("selective_search", "21_selective_search_steps.png", fig_selective_search,
+               "Uijlings 3.1: Felzenszwalb regions, merges by similarity, the proposals"),
 )
 BY_NAME = {spec.name: spec for spec in FIGURES}
 

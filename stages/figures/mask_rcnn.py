@@ -2,72 +2,154 @@
 pooling without rounding, the pyramid's levels, and the masks.
 
     name       function        file (.png)                paper, section
-    roi_align  fig_roi_align   08_roi_pool_vs_roi_align   Mask R-CNN 3, Fig. 3 (RoIAlign)
+    roi_align  fig_roi_align   08_roi_pool_vs_roi_align   Mask R-CNN 3, Fig. 3 (RoIAlign; max or mean)
     fpn        fig_fpn         09_fpn_levels              FPN 3, Eq. 1 (which level pools a RoI)
     masks      fig_masks       10_predicted_masks         Mask R-CNN 3 (a mask per detection)
     mask_path  fig_mask_path   11_mask_path               Mask R-CNN 3, Fig. 4 (14 x 14 -> 28 x 28
                                                           -> pasted into the box -> 0.5)
 
 Each takes the ``Inputs`` (``stages.figures.common``) and returns a matplotlib ``Figure``;
-``fig_masks`` and ``fig_mask_path`` need a trained run (``<runs>/mask_rcnn``), ``fig_fpn`` uses one trained with
-``--fpn`` if there is one (else an untrained pyramid, said so). P2..P5: the pyramid's levels,
-level k at stride 2^k.
+``fig_masks`` and ``fig_mask_path`` need a trained run (``<runs>/mask_rcnn``), ``fig_fpn`` one trained
+with ``--fpn`` (``<runs>/mask_rcnn_fpn``, or ``<runs>/mask_rcnn`` if that has the pyramid): it draws
+the pyramid's maps and the RPN proposals that Mask R-CNN pools, so without a trained pyramid there
+is nothing true to draw, and it is skipped. P2..P5: the pyramid's levels, level k at stride 2^k of
+the network's input (the image enlarged ``input_scale`` times).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from stages.backbone import STRIDES
-from stages.figures.common import (Inputs, Skip, box_size, map_of_image, spread, thicker,
-                                   trained_model, zoom)
-from stages.figures.draw import (PALETTE, class_colour, draw_boxes, draw_captioned_boxes,
-                                 draw_detections, draw_fpn_levels, draw_roi_align_points,
-                                 draw_roi_pool_grid, to_numpy_image)
+from stages.figures.common import (CAPTION, GREEN, RED, Inputs, Skip, box_size, map_of_image,
+                                   spread, trained_model, zoom)
+from stages.figures.draw import (PALETTE, SLIDE_WIDTH, draw_boxes, draw_captioned_boxes,
+                                 draw_detections, draw_fpn_levels, draw_pooling_bins,
+                                 draw_roi_align_points, to_numpy_image)
+from stages.training.engine import CHECKPOINT
 
 
-def _cell_lines(ax, map_size: tuple[int, int]):
-    """The borders of every cell of an (H, W) map, cell (i, j) centred at (x, y) = (j, i)."""
-    H, W = map_size
-    for i in range(H + 1):
-        ax.axhline(i - 0.5, color="0.6", linewidth=0.5)
-    for j in range(W + 1):
-        ax.axvline(j - 0.5, color="0.6", linewidth=0.5)
+# ------------------------------------------------------------------------------------------------
+# RoIPool against RoIAlign, and RoIAlign's two reductions
+# ------------------------------------------------------------------------------------------------
+
+# The lecture's worked example of one RoIAlign bin: its 4 bilinear samples are 0.14, 0.21, 0.51
+# and 0.43 (row by row), max 0.51. Here a 4 x 4 map with those samples: a 4 x 4 px RoI at
+# spatial_scale 1 is one bin whose 2 x 2 points sit where four cells meet, so each sample is the
+# mean of a 2 x 2 block of cells (bilinear weights 1/4 each).
+EXAMPLE_MAP = ((0.10, 0.20, 0.18, 0.30),  # blocks: top left 0.14, top right 0.21,
+               (0.12, 0.14, 0.16, 0.20),
+               (0.60, 0.48, 0.40, 0.50),  # bottom left 0.51, bottom right 0.43
+               (0.52, 0.44, 0.36, 0.46))
+EXAMPLE_BOX = (0.0, 0.0, 4.0, 4.0)  # (x1, y1, x2, y2) px on the map above, spatial_scale 1
+
+
+def max_or_mean_example() -> dict:
+    """RoIAlign of ``EXAMPLE_BOX`` on ``EXAMPLE_MAP`` to one bin, by ``stages.ops.roi_align``:
+    ``{"map": (4, 4), "points": (4, 2) of (x, y), "samples": (4,), "max": float, "mean": float}``.
+
+    The samples are read by the op itself: 2 x 2 bins with one point each (``sampling_ratio=1``)
+    put the points where one bin with 2 x 2 points (``sampling_ratio=2``) puts them."""
+    from stages.ops.roi_align import roi_align, roi_align_sample_points
+
+    feature = torch.tensor(EXAMPLE_MAP)[None, None]  # (1, 1, 4, 4)
+    box = [torch.tensor([EXAMPLE_BOX])]
+    one_bin = dict(output_size=1, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    samples = roi_align(feature, box, 2, 1.0, sampling_ratio=1, aligned=True)  # (1, 1, 2, 2)
+    points = roi_align_sample_points(EXAMPLE_BOX, 1, 1.0, sampling_ratio=2, aligned=True)
+    return {"map": feature[0, 0], "points": points.reshape(-1, 2),  # (1, 1, 4, 2) -> (4, 2)
+            "samples": samples.flatten(),  # row by row, as the points
+            "max": roi_align(feature, box, reduce="max", **one_bin).item(),
+            "mean": roi_align(feature, box, reduce="mean", **one_bin).item()}
+
+
+def _draw_max_or_mean(ax, example: dict):
+    """The worked example: the map with its values, the one bin, its 4 samples, max and mean."""
+    values = example["map"].numpy()
+    ax.imshow(values, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i + 0.28, f"{v:.2f}", ha="center", va="center", fontsize=12,
+                color="white" if v < 0.45 else "black")
+    ax.add_patch(Rectangle((-0.5, -0.5), 4, 4, fill=False, edgecolor="white", linewidth=3))
+    for (x, y), v in zip(example["points"].tolist(), example["samples"].tolist()):
+        ax.scatter([x], [y], s=90, color=RED, edgecolors="white", linewidths=1.5, zorder=3)
+        ax.text(x, y - 0.22, f"{v:.2f}", ha="center", va="bottom", fontsize=14, color="white",
+                fontweight="bold", bbox=dict(facecolor=RED, edgecolor="none", pad=1.5), zorder=4)
+    ax.set_xlim(-0.5, 3.5)
+    ax.set_ylim(3.5, -0.5)
+    ax.set_axis_off()
+    samples = ", ".join(f"{v:.2f}" for v in example["samples"].tolist())
+    ax.set_title("3. one bin, its 4 samples (dots):\ntwo ways to reduce them")
+    ax.text(0.5, -0.03, f"max({samples})\n= {example['max']:.2f}   reduce=\"max\": the lecture\n"
+            f"mean = {example['mean']:.4f}   reduce=\"mean\":\ntorchvision, Detectron and\n"
+            f"the paper's results (Table 2c:\nthe two about equal)", transform=ax.transAxes,
+            ha="center", va="top", fontsize=13, linespacing=1.25)
 
 
 def fig_roi_align(src: Inputs) -> Figure:
-    """RoIPool against RoIAlign on the same RoI and map (Mask R-CNN sec. 3, Figure 3)."""
+    """RoIPool against RoIAlign on the same RoI and map (Mask R-CNN sec. 3, Figure 3), and the
+    two ways RoIAlign can reduce a bin's 4 samples, max and mean, on the lecture's example."""
     from stages.mask_rcnn.config import MaskRCNNConfig
     cfg = MaskRCNNConfig()
+    n, s = cfg.pool_size, cfg.align_sampling_ratio
     stride, box = round(STRIDES["C3"] / cfg.input_scale), src.roi  # the map's stride in image pixels
     feature = map_of_image(src.image, stride)
     map_size = feature.shape[:2]
-    fig = Figure(figsize=(15, 7.8), layout="compressed")
-    left, right = fig.subplots(1, 2)
-    for ax in (left, right):
-        ax.imshow(feature, interpolation="nearest", alpha=0.55)
-    _cell_lines(left, map_size)
-    draw_roi_pool_grid(left, box, 1 / stride, cfg.pool_size, map_size)
-    thicker(left)
-    left.set_title(f"RoIPool (Fast R-CNN): RoI and {cfg.pool_size} x {cfg.pool_size} bins\n"
-                   f"rounded to whole cells; max over each bin's cells")
-    draw_roi_align_points(right, box, 1 / stride, cfg.pool_size, map_size,
-                          sampling_ratio=cfg.align_sampling_ratio, aligned=True)
-    thicker(right, 1.5)
-    s = cfg.align_sampling_ratio
-    right.set_title(f"RoIAlign (Mask R-CNN): nothing rounded; {s} x {s} bilinear\n"
-                    f"samples per bin (dots), averaged")
-    for ax in (left, right):
-        zoom(ax, box, 1 / stride, map_size)
-        ax.set_axis_off()
-    fig.suptitle(f"The same RoI ({box_size(box)}) on the stride-{stride} map, two ways to pool it "
-                 f"(Mask R-CNN sec. 3, Fig. 3)\nwhite: the exact RoI; RoIAlign keeps "
-                 f"pixel-accurate alignment, which masks need")
+    fig = Figure(figsize=(SLIDE_WIDTH, 6.6), layout="compressed")
+    pool, align, example = fig.subplots(1, 3, width_ratios=[1.25, 1, 0.85])
+    draw_pooling_bins(pool, feature, box, 1 / stride, n, colour=RED)
+    pool.set_axis_off()
+    pool.set_title(f"1. RoIPool (Fast R-CNN): {n} x {n} bins,\neach rounded to whole cells "
+                   f"(pulled\napart; dashed: the exact bin); max")
+    align.imshow(feature, interpolation="nearest", alpha=0.55)
+    draw_roi_align_points(align, box, 1 / stride, n, map_size, sampling_ratio=s, aligned=True,
+                          colour=RED, checkerboard="white", point_size=12)
+    zoom(align, box, 1 / stride, map_size, margin=0.8)
+    align.set_axis_off()
+    align.set_title(f"2. RoIAlign (Mask R-CNN): {n} x {n}\nequal bins, nothing rounded; "
+                    f"{s} x {s}\nbilinear samples per bin (dots)")
+    _draw_max_or_mean(example, max_or_mean_example())
+    fig.suptitle(f"The same RoI ({box_size(box)}) on the stride-{stride} map, pooled two ways "
+                 f"(Mask R-CNN sec. 3, Fig. 3)\nRoIAlign keeps the RoI where it is: masks need "
+                 f"that pixel accuracy")
     return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# The feature pyramid: which level pools a proposal
+# ------------------------------------------------------------------------------------------------
+
+FPN_RUNS = ("mask_rcnn_fpn", "mask_rcnn")  # under --runs, where a run with the pyramid is looked for
+FPN_FLAGS = "--fpn --input-scale 1 --rpn-lambda 5"  # the pyramid on the image as it is (README)
+
+
+def trained_fpn(src: Inputs):
+    """``(model, cfg)`` of the first run of ``FPN_RUNS`` trained with ``--fpn``; ``Skip`` naming
+    the command that trains one when there is none."""
+    reasons = []
+    for run in FPN_RUNS:
+        if not (src.runs / run / CHECKPOINT).is_file():
+            continue
+        try:
+            model, cfg = trained_model(src, run, ("mask_rcnn",))
+        except Skip as why:  # damaged, or of another stage or data: say so, try the next
+            reasons.append(str(why))
+            continue
+        if cfg.fpn:
+            return model, cfg
+        src.used.pop()  # the run just read has no pyramid: not what the figure draws
+        reasons.append(f"{src.runs / run} was trained without --fpn")
+    command = (f"{src.command('stages.mask_rcnn', Path('runs') / 'mask_rcnn')} {FPN_FLAGS} "
+               f"--out {src.runs / FPN_RUNS[0]}")
+    found = "; ".join(reasons) if reasons else f"none in {src.runs}/{{{','.join(FPN_RUNS)}}}"
+    raise Skip(f"no trained run with the pyramid ({found}): run `{command}`")
 
 
 def _level_range(k: int, k0: int, canonical: float, k_min: int = 2, k_max: int = 5) -> str:
@@ -81,71 +163,67 @@ def _level_range(k: int, k0: int, canonical: float, k_min: int = 2, k_max: int =
 
 
 def fig_fpn(src: Inputs) -> Figure:
-    """The FPN pyramid P2..P5 of one image, and which RoIs each level pools (FPN Eq. 1)."""
-    from stages.mask_rcnn.config import MaskRCNNConfig
-    from stages.mask_rcnn.fpn import assign_levels
-    from stages.mask_rcnn.model import build_mask_rcnn
+    """A trained FPN's pyramid P2..P5 for one image, and which of its RPN's proposals each level
+    pools (FPN Eq. 1, as the model's own ``MultiLevelPooler`` assigns them)."""
+    from stages.mask_rcnn.fpn import level_of_stride
 
-    try:
-        model, cfg = trained_model(src, "mask_rcnn", ("mask_rcnn",))
-        if not cfg.fpn:
-            raise Skip(f"{src.runs / 'mask_rcnn'} was trained without --fpn")
-        weights = f"trained weights ({src.runs / 'mask_rcnn'})"
-    except Skip as why:
-        src.used.clear()  # the run it read (one without a pyramid) is not what it draws
-        print(f"[figures] fpn: {why}; drawing an untrained pyramid")
-        cfg = MaskRCNNConfig(fpn=True, input_scale=1.0)  # the pyramid on the image as it is
-        torch.manual_seed(0)
-        model = build_mask_rcnn(cfg, len(src.class_names) - 1).eval()
-        weights = "untrained weights (python -m stages.mask_rcnn trains them)"
+    model, cfg = trained_fpn(src)
     image = src.image
     with torch.no_grad():
-        p2_to_p6, _ = model.features([image])  # [P2, ..., P6], each (1, d, H/s, W/s)
-    maps = p2_to_p6[:4]  # P2..P5, the levels RoIs are pooled from (P6 feeds only the RPN)
-    rois, _ = src.selective_search
-    levels = assign_levels(rois, 2, 5, cfg.fpn_k0, cfg.fpn_canonical_size)  # (R,) in 2..5
+        features, sizes = model.features([image])  # [P2, ..., P6], each (1, d, h, w)
+        proposals, _, _ = model.proposer(features, sizes, [image])  # the RPN's: list of one (R, 4)
+    maps = features[:4]  # P2..P5, the levels RoIs are pooled from (P6 feeds only the RPN)
+    rois = proposals[0]
+    pooler = model.head.pooler  # the MultiLevelPooler: FPN Eq. 1 in the image's pixels
+    levels = pooler.levels(rois) + 2  # (R,): 0..3 -> P2..P5
+    k_min = level_of_stride(pooler.strides[0])  # Eq. 1's k of P2: its stride in image pixels
     shown = 6  # RoIs drawn per level, from its smallest to its largest
     by_size = torch.argsort((rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1]))
     picked = {k: spread(by_size[levels[by_size] == k], shown) for k in range(2, 6)}
     colours = {k: PALETTE[k - 2] for k in range(2, 6)}
-    fig = Figure(figsize=(16, 8.8), layout="compressed")
+    sizes_of = {k: _level_range(k - 2 + k_min, cfg.fpn_k0, cfg.fpn_canonical_size, k_min, k_min + 3)
+                for k in range(2, 6)}
+    fig = Figure(figsize=(SLIDE_WIDTH, 7.6), layout="compressed")
     grid = fig.add_gridspec(2, 4)
     ax = fig.add_subplot(grid[:, :2])
     draw_boxes(ax, image, torch.zeros(0, 4))
     for k in range(5, 1, -1):  # the large (coarse-level) boxes underneath
         draw_captioned_boxes(ax, None, rois[picked[k]], colours=colours[k], linewidth=2.5)
     ax.legend(handles=[Line2D([], [], color=colours[k], linewidth=3,
-                              label=f"P{k}: {int((levels == k).sum())} RoIs, "
-                                    f"{_level_range(k, cfg.fpn_k0, cfg.fpn_canonical_size)}")
+                              label=f"P{k}: {int((levels == k).sum())}, sqrt(wh) {sizes_of[k]}")
                        for k in range(2, 6)],
-              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
-    ax.set_title(f"{len(rois)} selective-search RoIs; up to {shown} per level drawn,\n"
-                 f"coloured by the level that pools them")
+              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=13)
+    ax.set_title(f"the RPN's {len(rois)} proposals; up to {shown} per level\ndrawn, coloured by "
+                 f"the level that pools them")
     pyramid = {f"P{k}": p for k, p in zip(range(2, 6), maps)}
     level_axes = [fig.add_subplot(grid[i // 2, 2 + i % 2]) for i in range(4)]
-    draw_fpn_levels(level_axes, pyramid)  # each map in image pixels: the boxes go on as they are
+    draw_fpn_levels(level_axes, pyramid, scale=cfg.input_scale)  # in image pixels: boxes as they are
     for a, (name, p), k in zip(level_axes, pyramid.items(), range(2, 6)):
         draw_captioned_boxes(a, None, rois[picked[k]], colours=colours[k], linewidth=2.5)
         a.set_xlim(0, image.shape[-1])
         a.set_ylim(image.shape[-2], 0)
-        a.set_title(f"{name}: {p.shape[-2]} x {p.shape[-1]} (stride {2 ** k}), "
-                    f"{int((levels == k).sum())} RoIs", color=colours[k])
-    fig.suptitle(f"FPN: small RoIs read the fine P2, large ones the coarse P4-P5 (FPN Eq. 1: "
-                 f"k = floor({cfg.fpn_k0} + log2(sqrt(wh) / {cfg.fpn_canonical_size:g})))\n"
-                 f"maps: mean of the {maps[0].shape[1]} channels; {weights}")
+        a.set_title(f"{name}: {p.shape[-2]} x {p.shape[-1]}, {2 ** k / cfg.input_scale:g} px\n"
+                    f"{int((levels == k).sum())} proposals", color=colours[k], fontsize=14)
+    fig.suptitle(f"FPN: small RoIs are pooled from the fine P2, large ones from the coarse P4-P5\n"
+                 f"FPN Eq. 1: k = floor({cfg.fpn_k0} + log2(sqrt(wh) / {cfg.fpn_canonical_size:g})); "
+                 f"maps: mean of the {maps[0].shape[1]} channels, trained")
     return fig
 
 
+# ------------------------------------------------------------------------------------------------
+# The masks
+# ------------------------------------------------------------------------------------------------
+
 def fig_masks(src: Inputs) -> Figure:
-    """A trained Mask R-CNN's detections with their masks on the first validation images, and the
-    soft mask (probabilities before the 0.5 threshold) of each image's best detection."""
+    """A trained Mask R-CNN's detections with their masks on the first validation images, each
+    under its ground truth; one colour per object (instance), in both rows."""
     model, cfg = trained_model(src, "mask_rcnn", ("mask_rcnn", "mask_rcnn_torchvision"))
     n = min(4, len(src.val))
     threshold = 0.5
-    fig = Figure(figsize=(4.2 * n, 9.4), layout="compressed")
+    fig = Figure(figsize=(SLIDE_WIDTH, 7.9), layout="compressed")
     axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
-        image, _ = src.val[i]
+        image, target = src.val[i]
         with torch.no_grad():
             out = model([image])[0]
         scores = out["scores"]
@@ -154,29 +232,15 @@ def fig_masks(src: Inputs) -> Figure:
         if len(keep) == 0:  # a briefly trained model: show its best three, and say so
             keep = torch.arange(min(3, len(scores)))
             note = f"none >= {threshold:g}: best {len(keep)}"
-        draw_detections(axes[0, i], image, out["boxes"][keep], out["labels"][keep], scores[keep],
-                        out["masks"][keep], src.class_names, linewidth=2, fontsize=11)
-        axes[0, i].set_title(f"image {i}: {note}", fontsize=13, pad=16)  # above the captions
-        ax = axes[1, i]
-        ax.imshow(to_numpy_image(image))
-        ax.set_axis_off()
-        if len(scores):
-            best = int(scores.argmax())
-            prob = np.ma.masked_less(out["masks"][best, 0].numpy(), 0.02)  # outside: the image
-            heat = ax.imshow(prob, cmap="magma", alpha=0.75, vmin=0, vmax=1)
-            x1, y1, x2, y2 = out["boxes"][best].tolist()
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2,
-                                   edgecolor=class_colour(out["labels"][best])))
-            ax.set_title(f"P(mask) of the best: {src.class_names[out['labels'][best]]} "
-                         f"{scores[best]:.2f}", fontsize=13)
-        else:
-            heat = None
-            ax.set_title("no detections", fontsize=13)
-    if heat is not None:
-        fig.colorbar(heat, ax=axes[1].tolist(), shrink=0.7, label="mask probability")
-    fig.suptitle(f"Mask R-CNN: a {cfg.mask_size} x {cfg.mask_size} mask per detection, pasted "
-                 f"into its box (sec. 3.1)\ntop: masks thresholded at 0.5 (the paper's); "
-                 f"bottom: the best detection's mask probabilities")
+        draw_detections(axes[0, i], image, target["boxes"], target["labels"], None,
+                         target.get("masks"), src.class_names, linewidth=2, fontsize=CAPTION)
+        axes[0, i].set_title(f"image {i}: ground truth,\n{len(target['boxes'])} objects", pad=18)
+        draw_detections(axes[1, i], image, out["boxes"][keep], out["labels"][keep], scores[keep],
+                        out["masks"][keep], src.class_names, linewidth=2, fontsize=CAPTION)
+        axes[1, i].set_title(f"predicted: {note}", pad=18)  # pad: above the captions
+    fig.suptitle(f"Mask R-CNN (sec. 3.1): a {cfg.mask_size} x {cfg.mask_size} mask per detection, "
+                 f"pasted into its box and thresholded at 0.5\ntop: the ground truth; bottom: "
+                 f"the predictions; one colour per object")
     return fig
 
 
@@ -184,7 +248,7 @@ def fig_mask_path(src: Inputs) -> Figure:
     """The mask branch's path for the best detection of a trained Mask R-CNN on the image."""
     model, _ = trained_model(src, "mask_rcnn", ("mask_rcnn",))
     try:
-        return mask_path_figure(model, src.image, src.class_names)
+        return mask_path_figure(model, src.image, src.class_names, src.target)
     except NoDetection:
         raise Skip("the trained Mask R-CNN detects nothing on this image: try --image N") from None
 
@@ -193,45 +257,87 @@ class NoDetection(ValueError):
     """The model found nothing on the image, so there is no mask to follow."""
 
 
-def mask_path_figure(model, image: torch.Tensor, class_names) -> Figure:
-    """The mask branch's path for the best detection of our ``MaskRCNN`` on ``image`` (sec. 3):
-    the 14 x 14 RoIAlign features of its box, the 28 x 28 mask of its class, pasted into the box,
-    thresholded at 0.5. Notebook 04 draws it for its own model."""
+def _show_mask(ax, image, values, box, colour: str = "white"):
+    """The image, ``values`` (H, W) in [0, 1] over it (0 left clear), the box."""
+    ax.imshow(to_numpy_image(image))
+    ax.imshow(np.ma.masked_less(values, 0.02), cmap="magma", alpha=0.8, vmin=0, vmax=1)
+    x1, y1, x2, y2 = box
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2, edgecolor=colour))
+    ax.set_axis_off()
+
+
+def mask_path_figure(model, image: torch.Tensor, class_names, target: dict | None = None) -> Figure:
+    """The mask branch's path for the best detection of our ``MaskRCNN`` on ``image`` (sec. 3,
+    Figure 4), in two rows. Top, the network: the box; its 14 x 14 RoIAlign features; the 28 x 28
+    features after the 4 convs and the 2x deconvolution; the 28 x 28 mask of its class. Bottom, into
+    the image: pasted into the box, thresholded at 0.5, and, given the image's ``target``, the
+    ground truth object under the box and where the two agree. Notebook 04 draws it for its own
+    model."""
     from stages.mask_rcnn.mask_head import mask_probabilities, paste_masks
+    from stages.ops import box_iou
 
     cfg = model.cfg
     model.eval()
+    head = model.mask_head
     with torch.no_grad():
         out = model([image])[0]
         if len(out["boxes"]) == 0:
             raise NoDetection("the model detects nothing on this image: no mask to follow")
         box, label = out["boxes"][:1], out["labels"][:1]  # the best detection
         features, _ = model.features([image])
-        pooled = model.mask_head.pooler(features, [box])  # (1, C, 14, 14)
-        logits = model.mask_head(features, [box])  # (1, K, 28, 28)
+        pooled = head.pooler(features, [box])  # (1, C, 14, 14)
+        upsampled = torch.relu(head.upsample(head.convs(pooled)))  # (1, c, 28, 28)
+        logits = head.predictor(upsampled)  # (1, K, 28, 28): MaskHead.forward, step by step
         probs = mask_probabilities(logits, label, cfg.mask_loss)  # (1, 28, 28)
         pasted = paste_masks(probs, box, tuple(image.shape[-2:]))[0]  # (H, W)
     S, m = pooled.shape[-1], probs.shape[-1]
-    fig = Figure(figsize=(22, 5.6), layout="compressed")
-    axes = fig.subplots(1, 5)
-    draw_detections(axes[0], image, box, label, out["scores"][:1], class_names=class_names,
-                    linewidth=2.5, fontsize=12)
-    axes[0].set_title("the best detection: its box")
-    axes[1].imshow(pooled[0].mean(0).numpy(), cmap="viridis")
-    axes[1].set_title(f"RoIAlign: {S} x {S} features of the box\n(mean of {pooled.shape[1]} channels)")
-    axes[2].imshow(probs[0].numpy(), cmap="magma", vmin=0, vmax=1)
-    axes[2].set_title(f"the FCN's {m} x {m} mask of class\n{class_names[int(label)]} ({cfg.mask_loss}), "
-                      f"1 of {logits.shape[1]}")
-    x1, y1, x2, y2 = box[0].tolist()
-    for ax, values, title in ((axes[3], pasted.numpy(), "pasted into the box: resized, bilinear"),
-                              (axes[4], (pasted >= 0.5).float().numpy(), "thresholded at 0.5")):
-        ax.imshow(to_numpy_image(image))
-        ax.imshow(np.ma.masked_less(values, 0.02), cmap="magma", alpha=0.8, vmin=0, vmax=1)
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2, edgecolor="white"))
-        ax.set_title(title)
-    for ax in axes[1:]:
+    name = class_names[int(label)]
+    xyxy = box[0].tolist()
+    fig = Figure(figsize=(SLIDE_WIDTH, 7.7), layout="compressed")
+    axes = fig.subplots(2, 4)
+    draw_detections(axes[0, 0], image, box, label, out["scores"][:1], class_names=class_names,
+                    linewidth=2.5, fontsize=CAPTION, instance_colours=False)
+    axes[0, 0].set_title("1. the best detection:\nits box", pad=16)
+    axes[0, 1].imshow(pooled[0].mean(0).numpy(), cmap="viridis")
+    axes[0, 1].set_title(f"2. RoIAlign: {pooled.shape[1]} x {S} x {S}\n(mean of the channels)")
+    axes[0, 2].imshow(upsampled[0].mean(0).numpy(), cmap="viridis")
+    axes[0, 2].set_title(f"3. {cfg.mask_convs} convs, 2x deconv:\n{upsampled.shape[1]} x {m} x {m}")
+    axes[0, 3].imshow(probs[0].numpy(), cmap="magma", vmin=0, vmax=1)
+    axes[0, 3].set_title(f"4. 1x1 conv: {logits.shape[1]} masks;\n{name}'s, {cfg.mask_loss}")
+    _show_mask(axes[1, 0], image, pasted.numpy(), xyxy)
+    axes[1, 0].set_title("5. resized into the box\n(bilinear), pasted")
+    predicted = pasted >= 0.5
+    _show_mask(axes[1, 1], image, predicted.float().numpy(), xyxy)
+    axes[1, 1].set_title("6. thresholded at 0.5:\nthe mask")
+    gt_ax, both_ax = axes[1, 2], axes[1, 3]
+    gt = None
+    if target is not None and len(target["boxes"]):
+        iou = box_iou(box, target["boxes"].float())[0]  # (G,)
+        g = int(iou.argmax())
+        if iou[g] > 0 and target.get("masks") is not None:
+            gt = target["masks"][g].bool()  # (H, W)
+    if gt is None:
+        for ax in (gt_ax, both_ax):
+            ax.imshow(to_numpy_image(image))
+            ax.set_axis_off()
+        why = "no ground truth given" if target is None else "no object under the box"
+        gt_ax.set_title(f"7. ground truth:\n{why}")
+        both_ax.set_title("8. against it: -")
+    else:
+        _show_mask(gt_ax, image, gt.float().numpy(), xyxy)
+        gt_ax.set_title(f"7. ground truth: the\n{class_names[int(target['labels'][g])]} under the box")
+        agreement = np.zeros((*gt.shape, 4))  # (H, W, RGBA): both, predicted only, missed
+        for where, colour in ((predicted & gt, GREEN), (predicted & ~gt, RED),
+                              (~predicted & gt, PALETTE[0])):
+            agreement[where.numpy()] = [*to_rgb(colour), 0.85]
+        mask_iou = (predicted & gt).sum() / (predicted | gt).sum().clamp(min=1)
+        both_ax.imshow(to_numpy_image(image))
+        both_ax.imshow(agreement)
+        both_ax.set_axis_off()
+        both_ax.set_title(f"8. mask IoU {float(mask_iou):.2f}: green\nboth, red extra, blue missed")
+    for ax in axes[0, 1:]:
         ax.set_axis_off()
-    fig.suptitle("The mask branch (Mask R-CNN sec. 3, Figure 4): RoIAlign -> 4 convs -> 2x deconv -> "
-                 f"one {m} x {m} mask per class; the detected class's mask is pasted into the box "
-                 "and binarised at 0.5")
+    fig.suptitle(f"The mask branch (Mask R-CNN sec. 3, Fig. 4): top, the network, RoIAlign -> "
+                 f"{cfg.mask_convs} convs -> 2x deconv\n-> one {m} x {m} mask per class; bottom, "
+                 f"the detected class's mask into the image, binarised at 0.5")
     return fig
