@@ -165,8 +165,8 @@ def fig_error_types(src: Inputs) -> Figure:
         if ex["gt_box"]:
             x, y, w, h = ex["gt_box"]
             ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#2ca02c", linewidth=3))
-            ax.text(x, y + h + 1, f"object: {names[ex['gt_class']]}", color="white", fontsize=11,
-                    va="top", bbox={"facecolor": "#2ca02c", "alpha": 0.8, "pad": 1})
+            ax.text(x + 1, y + h - 1, f"object: {names[ex['gt_class']]}", color="white",
+                    fontsize=11, va="bottom", bbox={"facecolor": "#2ca02c", "alpha": 0.8, "pad": 1})
         if ex["det_box"]:
             x, y, w, h = ex["det_box"]
             ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#d62728", linewidth=3,
@@ -176,8 +176,8 @@ def fig_error_types(src: Inputs) -> Figure:
                     bbox={"facecolor": "#d62728", "alpha": 0.8, "pad": 1})
         where = f"{folder.parent.name}/{folder.name}" if folder.parent != src.runs else folder.name
         iou = f"IoU {ex['iou']:.2f}" if ex["det_box"] and ex["gt_box"] else "no overlap"
-        nearest = " (nearest box)" if kind == "missed" and ex["det_box"] else ""
-        ax.set_xlabel(f"{iou}{nearest}; run {where}", fontsize=11)
+        with_what = {"bkg": " with the nearest object", "missed": " with the nearest box"}
+        ax.set_xlabel(f"{iou}{with_what.get(kind, '')}; run {where}", fontsize=11)
     fig.suptitle("TIDE's error types, one real example each: dashed red = the detection, solid "
                  "green = the object it is judged against\nloc, cls and both are told apart at "
                  "IoU 0.5 (a match) and 0.1 (overlapping nothing)", fontsize=14)
