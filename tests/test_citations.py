@@ -1,7 +1,7 @@
 """Every paper citation and every file the docs name must exist.
 
-Scanned: README.md, benchmarks/report.md and every Markdown cell of notebooks/*.ipynb (fenced code
-blocks included, one line at a time). The facts are in ``tests/paper_facts.py``.
+Scanned: README.md, the pages docs/*.md, benchmarks/report.md and every Markdown cell of
+notebooks/*.ipynb (fenced code blocks included, one line at a time). The facts are in ``tests/paper_facts.py``.
 
 **Citations.** "Table 2" / "Table 2c" / "Tables 2c/2d", "sec. 3.1.2" / "§3", "Eq. 1" / "Eq. 1-3",
 "Figure 3" / "Fig. 3" and "Appendix C" / "App. C" (with lists and ranges: "sec. 2.2, 2.3",
@@ -28,7 +28,7 @@ decimals, and whole numbers from 100 up, are compared.
 **Internal references.** "section N" / "Sections N-M" is a section of notebook NN when it follows
 "notebook NN, " or a table cell's "NN (" ("## N ·" headings); else of ``benchmarks/report.md`` when
 the sentence names report.md or is in it ("## N." headings); else of the notebook it is in. In the
-README it must say which.
+README and the docs pages it must say which.
 
 **Files.** Paths under ``stages/``, ``benchmarks/``, ``tests/``, ``notebooks/``, ``docs/`` and
 ``.ci/`` (a trailing "/" asks for a folder; ``<placeholder>`` or "..." checks the folder before
@@ -54,7 +54,8 @@ from paper_facts import PAPERS, Paper
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-DOCS = [ROOT / "README.md", ROOT / "docs" / "README.md", ROOT / "benchmarks" / "report.md", *NOTEBOOKS]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "report.md",
+        *NOTEBOOKS]
 
 PROJECT_NAME = "R-CNN Stages"
 _NAMES = sorted(((name, paper) for paper in PAPERS for name in paper.names),
