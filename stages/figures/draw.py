@@ -1,11 +1,14 @@
 """Pictures of detections: boxes, class names, scores and masks drawn on an image (matplotlib).
 
 Every stage, notebook and lecture figure draws through these few functions, so a class has the
-same colour everywhere. Functions take a matplotlib ``Axes`` and draw on it; ``figure_grid`` and
-``save_figure`` (in ``stages.training.io``) make and write whole figures without pyplot, so they work on a
-machine with no display. Beside detections, the pictures of each stage's inner steps: RoI
-pooling's grid, RoIAlign's sample points, SPP's bins (stage 2, 4); anchors, anchor labels, the
-RPN's objectness and proposal recall curves (stage 3); the FPN's levels and the per-class
+same colour everywhere, and an object with a mask a colour of its own (as torchvision's
+``draw_segmentation_masks`` and detectron2's ``Visualizer``). Functions take a matplotlib ``Axes``
+and draw on it; ``figure_grid`` and ``save_figure`` (in ``stages.training.io``) make and write
+whole figures without pyplot, so they work on a machine with no display. Beside detections, the
+pictures of each stage's inner steps: RoI pooling's bins (``roi_pool_bins``, the cells each bin
+max-pools, as ``stages.ops.roi_pool`` computes them; ``exact_bins``, before rounding), drawn in
+place or pulled apart, RoIAlign's sample points, SPP's bins (stage 2, 4); anchors, anchor labels,
+the RPN's objectness and proposal recall curves (stage 3); the FPN's levels and the per-class
 masks of one RoI (stage 4).
 
 Inputs follow the shared item format: image float [3, H, W] in [0, 1] (or uint8 (H, W, 3)),
@@ -19,6 +22,7 @@ import math
 
 import numpy as np
 import torch
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -64,7 +68,7 @@ def _as_numpy(x):
 def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
                     class_names=None, score_threshold: float = 0.0, title: str | None = None,
                     mask_alpha: float = 0.45, linewidth: float = 1.5, fontsize: float = 7,
-                    instance_colours: bool | None = None):
+                    instance_colours: bool | None = None, colours=None):
     """Draw an image with its boxes, ``name score`` captions and translucent masks on ``ax``.
 
     Detections scoring below ``score_threshold`` are not drawn. Ground truth is drawn the same way
@@ -73,7 +77,8 @@ def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
     (``PALETTE[i % 10]`` for the i-th detection drawn, which is the i-th best when they come sorted
     by score; torchvision's ``draw_segmentation_masks`` and detectron2's ``Visualizer`` colour
     instances so too); ``False``: by class (``class_colour``), so a class looks the same in every
-    picture. The default, None: per instance when there are masks, else by class.
+    picture. The default, None: per instance when there are masks, else by class. ``colours``:
+    one colour per detection, given (a prediction in the colour of the object it found).
     """
     if instance_colours is None:
         instance_colours = masks is not None and len(masks) > 0
@@ -87,6 +92,8 @@ def draw_detections(ax, image, boxes=None, labels=None, scores=None, masks=None,
     drawn = np.flatnonzero(keep) if n else np.arange(0 if masks is None else len(masks))
 
     def colour_of(i: int) -> str:
+        if colours is not None:
+            return colours[i]
         if instance_colours:
             rank = int(np.searchsorted(drawn, i))  # i's place among the detections drawn
             return PALETTE[rank % len(PALETTE)]
@@ -191,7 +198,7 @@ def _bin_patch(x0, y0, x1, y1, colour: str, fill: bool, linewidth: float = 1.5) 
     patch = Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, edgecolor=colour, linewidth=linewidth,
                       facecolor=colour if fill else "none", alpha=None)
     if fill:
-        patch.set_facecolor((*_hex_to_rgb(colour), 0.35))  # the fill translucent, the edge not
+        patch.set_facecolor((*to_rgb(colour), 0.35))  # the fill translucent, the edge not
     patch.set_gid(BIN)
     return patch
 
@@ -252,7 +259,9 @@ def draw_pooling_bins(ax, feature_map, box, spatial_scale: float, output_size: i
             ex0, ey0, ex1, ey1 = true[i][j]
             if exact:
                 ax.add_patch(Rectangle((ex0 - 0.5 + dx, ey0 - 0.5 + dy), ex1 - ex0, ey1 - ey0,
-                                       fill=False, ls="--", edgecolor="white", linewidth=1.5))
+                                       fill=False, ls="--", edgecolor="white", linewidth=2.5))
+            if not exact:  # the limits: the tiles, and the exact bins when drawn
+                ex0, ey0, ex1, ey1 = x0, y0, x1, y1
             lo = np.minimum(lo, [min(x0, ex0) + dx, min(y0, ey0) + dy])
             hi = np.maximum(hi, [max(x1, ex1) + dx, max(y1, ey1) + dy])
     ax.set_xlim(lo[0] - 1, hi[0])

@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 
 from stages.backbone import STRIDES
 from stages.figures.common import RED, Inputs, box_size, map_of_image, zoom
-from stages.figures.draw import PALETTE, SLIDE_WIDTH, draw_pooling_bins, roi_pool_bins
+from stages.figures.draw import PALETTE, SLIDE_WIDTH, draw_pooling_bins, exact_bins, roi_pool_bins
 
 
 def _bin_sizes(bins: torch.Tensor) -> str:
@@ -51,20 +51,27 @@ def fig_roi_pool(src: Inputs) -> Figure:
     ex1, ey1, ex2, ey2 = (float(v) / stride for v in box)
     rounded.imshow(feature, interpolation="nearest")
     rounded.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), w, h, fill=False, edgecolor=RED, linewidth=3))
+    for x0, y0, x1_, y1_ in exact_bins(box, 1 / stride, n).reshape(-1, 4).tolist():  # cell units
+        rounded.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1_ - x0, y1_ - y0, fill=False,
+                                    ls=(0, (2, 2)), edgecolor="white", linewidth=1))
     rounded.add_patch(Rectangle((ex1 - 0.5, ey1 - 0.5), ex2 - ex1, ey2 - ey1, fill=False,
                                 ls="--", edgecolor="white", linewidth=2.5))
     zoom(rounded, box, 1 / stride, map_size)
+    (left, right), (bottom, top) = rounded.get_xlim(), rounded.get_ylim()  # and past the map's
+    rounded.set_xlim(min(left, x1 - 0.8), max(right, x1 + w - 0.2))  # edge, where the rounded
+    rounded.set_ylim(max(bottom, y1 + h - 0.2), min(top, y1 - 0.8))  # RoI can reach
+    rounded.set_facecolor("black")
     rounded.set_axis_off()
-    rounded.set_title(f"1. the RoI / {stride} px: {ex2 - ex1:.1f} x {ey2 - ey1:.1f}\ncells "
-                      f"(dashed), rounded to\n{w} x {h} whole cells (red)")
+    rounded.set_title(f"1. the RoI / {stride} px, {ex2 - ex1:.1f} x {ey2 - ey1:.1f}\ncells, "
+                      f"cut into {n} x {n} exact bins\n(white), rounded to {w} x {h} cells (red)")
 
     # 2. the n x n bins, each rounded to whole cells: what each one max-pools
     bins = roi_pool_bins(box, 1 / stride, n, map_size)  # (n, n, 4)
-    draw_pooling_bins(bins_ax, feature, box, 1 / stride, n, colour=RED)
+    draw_pooling_bins(bins_ax, feature, box, 1 / stride, n, colour=RED, exact=False)
     bins_ax.set_axis_off()
-    bins_ax.set_title(f"2. its {n} x {n} bins, each rounded to whole cells\n(pulled apart): "
-                      f"{_bin_sizes(bins)} cells a side; dashed: the exact bin;\na cell an exact "
-                      f"edge cuts goes to both bins")
+    bins_ax.set_title(f"2. the {n} x {n} bins RoI pooling takes: whole cells,\n{_bin_sizes(bins)} "
+                      f"a side (pulled apart to show each); a cell\nan exact edge cuts goes to "
+                      f"both its bins")
 
     # 3. one max per bin and channel: roi_pool itself, on the stand-in map's 3 channels
     rgb = torch.from_numpy(feature).permute(2, 0, 1)[None].float()  # (H, W, 3) -> (1, 3, H, W)
@@ -96,12 +103,12 @@ def fig_spp(src: Inputs) -> Figure:
         H, W = src.image.shape[-2:]
         rois = [src.roi, torch.tensor([0.0, 0.0, float(W), float(H)])]
     bins = sum(n * n for n in levels)
-    fig = Figure(figsize=(SLIDE_WIDTH, 8.2), layout="compressed")
+    fig = Figure(figsize=(SLIDE_WIDTH, 7.8), layout="compressed")
     axes = fig.subplots(len(rois), len(levels), squeeze=False)
     for row, box in zip(axes, rois):
         for ax, n, colour in zip(row, levels, PALETTE):
             grid = roi_pool_bins(box, 1 / stride, n, map_size)
-            draw_pooling_bins(ax, feature, box, 1 / stride, n, colour=colour)
+            draw_pooling_bins(ax, feature, box, 1 / stride, n, colour=colour, exact=n == 1)
             ax.set_axis_off()
             ax.set_title(f"{n} x {n} = {n * n} bin{'s' if n > 1 else ''}, "
                          f"{_bin_sizes(grid)} cells a side", color=colour)
@@ -109,7 +116,6 @@ def fig_spp(src: Inputs) -> Figure:
         row[0].text(-0.04, 0.5, f"RoI {w:.0f} x {h:.0f} px\n= {w / stride:.1f} x {h / stride:.1f} "
                     f"cells", transform=row[0].transAxes, rotation=90, ha="right", va="center")
     fig.suptitle(f"SPP (SPP-net sec. 2.2): {' + '.join(f'{n}x{n}' for n in levels)} = {bins} bins, "
-                 f"one {bins} x C vector for any RoI\neach bin max-pools the whole cells it is "
-                 f"rounded to (bins pulled apart; dashed: the exact bin);\non the small RoI, "
-                 f"neighbouring bins share most of their cells")
+                 f"one {bins} x C vector for a RoI of any size\neach bin max-pools the whole cells "
+                 f"it is rounded to (bins pulled apart; dashed: the exact RoI)")
     return fig

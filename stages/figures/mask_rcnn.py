@@ -25,7 +25,7 @@ import torch
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 from stages.backbone import STRIDES
 from stages.figures.common import (CAPTION, GREEN, RED, Inputs, Skip, box_size, map_of_image,
@@ -74,9 +74,10 @@ def _draw_max_or_mean(ax, example: dict):
     """The worked example: the map with its values, the one bin, its 4 samples, max and mean."""
     values = example["map"].numpy()
     ax.imshow(values, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i + 0.28, f"{v:.2f}", ha="center", va="center", fontsize=12,
-                color="white" if v < 0.45 else "black")
+    for (i, j), v in np.ndenumerate(values):  # in the cell's corner away from its sample point
+        away_x, away_y = (1 if j % 2 else -1), (1 if i % 2 else -1)
+        ax.text(j + 0.18 * away_x, i + 0.22 * away_y, f"{v:.2f}", ha="center", va="center",
+                fontsize=12, color="white" if v < 0.45 else "black")
     ax.add_patch(Rectangle((-0.5, -0.5), 4, 4, fill=False, edgecolor="white", linewidth=3))
     for (x, y), v in zip(example["points"].tolist(), example["samples"].tolist()):
         ax.scatter([x], [y], s=90, color=RED, edgecolors="white", linewidths=1.5, zorder=3)
@@ -86,10 +87,10 @@ def _draw_max_or_mean(ax, example: dict):
     ax.set_ylim(3.5, -0.5)
     ax.set_axis_off()
     samples = ", ".join(f"{v:.2f}" for v in example["samples"].tolist())
-    ax.set_title("3. one bin, its 4 samples (dots):\ntwo ways to reduce them")
-    ax.text(0.5, -0.03, f"max({samples})\n= {example['max']:.2f}   reduce=\"max\": the lecture\n"
-            f"mean = {example['mean']:.4f}   reduce=\"mean\":\ntorchvision, Detectron and\n"
-            f"the paper's results (Table 2c:\nthe two about equal)", transform=ax.transAxes,
+    ax.set_title("3. the lecture's example: one bin,\nits 4 bilinear samples, reduced")
+    ax.text(0.5, -0.03, f"max({samples}) = {example['max']:.2f}\nreduce=\"max\", as in the "
+            f"lecture\nmean = {example['mean']:.4f}: reduce=\"mean\",\ntorchvision's and "
+            f"Detectron's; the paper\nfinds the two equal (Table 2c)", transform=ax.transAxes,
             ha="center", va="top", fontsize=13, linespacing=1.25)
 
 
@@ -104,10 +105,10 @@ def fig_roi_align(src: Inputs) -> Figure:
     map_size = feature.shape[:2]
     fig = Figure(figsize=(SLIDE_WIDTH, 6.6), layout="compressed")
     pool, align, example = fig.subplots(1, 3, width_ratios=[1.25, 1, 0.85])
-    draw_pooling_bins(pool, feature, box, 1 / stride, n, colour=RED)
+    draw_pooling_bins(pool, feature, box, 1 / stride, n, colour=RED, exact=False)
     pool.set_axis_off()
     pool.set_title(f"1. RoIPool (Fast R-CNN): {n} x {n} bins,\neach rounded to whole cells "
-                   f"(pulled\napart; dashed: the exact bin); max")
+                   f"(pulled\napart to show each); max of each")
     align.imshow(feature, interpolation="nearest", alpha=0.55)
     draw_roi_align_points(align, box, 1 / stride, n, map_size, sampling_ratio=s, aligned=True,
                           colour=RED, checkerboard="white", point_size=12)
@@ -190,11 +191,11 @@ def fig_fpn(src: Inputs) -> Figure:
     for k in range(5, 1, -1):  # the large (coarse-level) boxes underneath
         draw_captioned_boxes(ax, None, rois[picked[k]], colours=colours[k], linewidth=2.5)
     ax.legend(handles=[Line2D([], [], color=colours[k], linewidth=3,
-                              label=f"P{k}: {int((levels == k).sum())}, sqrt(wh) {sizes_of[k]}")
+                              label=f"P{k}: {int((levels == k).sum())}, {sizes_of[k]}")
                        for k in range(2, 6)],
               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=13)
     ax.set_title(f"the RPN's {len(rois)} proposals; up to {shown} per level\ndrawn, coloured by "
-                 f"the level that pools them")
+                 f"the level that pools them;\nbelow: how many, and their sqrt(wh)")
     pyramid = {f"P{k}": p for k, p in zip(range(2, 6), maps)}
     level_axes = [fig.add_subplot(grid[i // 2, 2 + i % 2]) for i in range(4)]
     draw_fpn_levels(level_axes, pyramid, scale=cfg.input_scale)  # in image pixels: boxes as they are
@@ -202,11 +203,12 @@ def fig_fpn(src: Inputs) -> Figure:
         draw_captioned_boxes(a, None, rois[picked[k]], colours=colours[k], linewidth=2.5)
         a.set_xlim(0, image.shape[-1])
         a.set_ylim(image.shape[-2], 0)
-        a.set_title(f"{name}: {p.shape[-2]} x {p.shape[-1]}, {2 ** k / cfg.input_scale:g} px\n"
-                    f"{int((levels == k).sum())} proposals", color=colours[k], fontsize=14)
+        count = int((levels == k).sum())
+        a.set_title(f"{name}: {p.shape[-2]} x {p.shape[-1]}, stride {2 ** k / cfg.input_scale:g} px"
+                    f"\n{count} proposal{'' if count == 1 else 's'}", color=colours[k], fontsize=14)
     fig.suptitle(f"FPN: small RoIs are pooled from the fine P2, large ones from the coarse P4-P5\n"
                  f"FPN Eq. 1: k = floor({cfg.fpn_k0} + log2(sqrt(wh) / {cfg.fpn_canonical_size:g})); "
-                 f"maps: mean of the {maps[0].shape[1]} channels, trained")
+                 f"maps: the trained FPN's, mean of {maps[0].shape[1]} channels")
     return fig
 
 
@@ -214,13 +216,37 @@ def fig_fpn(src: Inputs) -> Figure:
 # The masks
 # ------------------------------------------------------------------------------------------------
 
+def matched_colours(pred_boxes: torch.Tensor, gt_boxes: torch.Tensor, iou: float = 0.5) -> list[str]:
+    """A colour per prediction [D, 4] (best first): ``PALETTE[g]``, ground-truth object g's colour,
+    for the unmatched object g it overlaps most with box IoU >= ``iou`` (greedily, best
+    prediction first, as COCO matches); otherwise a colour of its own, after the objects'."""
+    from stages.ops import box_iou
+
+    ious = box_iou(pred_boxes.float(), gt_boxes.float()) if len(gt_boxes) else None  # (D, G)
+    taken, colours = set(), []
+    extra = len(gt_boxes)  # the next colour no object has
+    for d in range(len(pred_boxes)):
+        g = -1
+        if ious is not None:
+            free = ious[d].clone()
+            free[list(taken)] = -1  # each object matches one prediction at most
+            if float(free.max()) >= iou:
+                g = int(free.argmax())
+        if g >= 0:
+            taken.add(g)
+        else:
+            g, extra = extra, extra + 1
+        colours.append(PALETTE[g % len(PALETTE)])
+    return colours
+
+
 def fig_masks(src: Inputs) -> Figure:
     """A trained Mask R-CNN's detections with their masks on the first validation images, each
     under its ground truth; one colour per object (instance), in both rows."""
     model, cfg = trained_model(src, "mask_rcnn", ("mask_rcnn", "mask_rcnn_torchvision"))
     n = min(4, len(src.val))
     threshold = 0.5
-    fig = Figure(figsize=(SLIDE_WIDTH, 7.9), layout="compressed")
+    fig = Figure(figsize=(SLIDE_WIDTH, 7.6), layout="compressed")
     axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         image, target = src.val[i]
@@ -228,19 +254,25 @@ def fig_masks(src: Inputs) -> Figure:
             out = model([image])[0]
         scores = out["scores"]
         keep = torch.nonzero(scores >= threshold).flatten()
-        note = f"{len(keep)} detections >= {threshold:g}"
+        note = f"{len(keep)} detections"
         if len(keep) == 0:  # a briefly trained model: show its best three, and say so
             keep = torch.arange(min(3, len(scores)))
             note = f"none >= {threshold:g}: best {len(keep)}"
-        draw_detections(axes[0, i], image, target["boxes"], target["labels"], None,
-                         target.get("masks"), src.class_names, linewidth=2, fontsize=CAPTION)
-        axes[0, i].set_title(f"image {i}: ground truth,\n{len(target['boxes'])} objects", pad=18)
+        gt = target["boxes"]
+        draw_detections(axes[0, i], image, gt, target["labels"], None, target.get("masks"),
+                        src.class_names, linewidth=2, fontsize=CAPTION,
+                        colours=[PALETTE[g % len(PALETTE)] for g in range(len(gt))])
+        axes[0, i].set_title(f"image {i}: {len(gt)} objects", pad=18)
         draw_detections(axes[1, i], image, out["boxes"][keep], out["labels"][keep], scores[keep],
-                        out["masks"][keep], src.class_names, linewidth=2, fontsize=CAPTION)
-        axes[1, i].set_title(f"predicted: {note}", pad=18)  # pad: above the captions
+                        out["masks"][keep], src.class_names, linewidth=2, fontsize=CAPTION,
+                        colours=matched_colours(out["boxes"][keep], gt))
+        axes[1, i].set_title(note, pad=18)  # pad: above the captions
+    for row, label in zip(axes[:, 0], ("ground truth", f"predicted, >= {threshold:g}")):
+        row.text(-0.04, 0.5, label, transform=row.transAxes, rotation=90, ha="right",
+                 va="center", fontsize=15)
     fig.suptitle(f"Mask R-CNN (sec. 3.1): a {cfg.mask_size} x {cfg.mask_size} mask per detection, "
-                 f"pasted into its box and thresholded at 0.5\ntop: the ground truth; bottom: "
-                 f"the predictions; one colour per object")
+                 f"pasted into its box\na colour per object; a prediction takes the colour of "
+                 f"the object it finds (box IoU >= 0.5)")
     return fig
 
 
@@ -257,12 +289,25 @@ class NoDetection(ValueError):
     """The model found nothing on the image, so there is no mask to follow."""
 
 
+def _around(ax, box, image_size: tuple[int, int], margin: float = 0.5):
+    """Zoom on a box (x1, y1, x2, y2): a square ``margin`` of its longer side wider each way,
+    kept inside the image."""
+    x1, y1, x2, y2 = box
+    H, W = image_size
+    side = min(max(x2 - x1, y2 - y1) * (1 + 2 * margin), H, W)
+    cx = min(max((x1 + x2) / 2, side / 2), W - side / 2)  # the centre, moved to stay inside
+    cy = min(max((y1 + y2) / 2, side / 2), H - side / 2)
+    ax.set_xlim(cx - side / 2, cx + side / 2)
+    ax.set_ylim(cy + side / 2, cy - side / 2)
+
+
 def _show_mask(ax, image, values, box, colour: str = "white"):
-    """The image, ``values`` (H, W) in [0, 1] over it (0 left clear), the box."""
+    """The image around the box, ``values`` (H, W) in [0, 1] over it (0 left clear), the box."""
     ax.imshow(to_numpy_image(image))
     ax.imshow(np.ma.masked_less(values, 0.02), cmap="magma", alpha=0.8, vmin=0, vmax=1)
     x1, y1, x2, y2 = box
     ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2, edgecolor=colour))
+    _around(ax, box, tuple(image.shape[-2:]))
     ax.set_axis_off()
 
 
@@ -293,22 +338,22 @@ def mask_path_figure(model, image: torch.Tensor, class_names, target: dict | Non
     S, m = pooled.shape[-1], probs.shape[-1]
     name = class_names[int(label)]
     xyxy = box[0].tolist()
-    fig = Figure(figsize=(SLIDE_WIDTH, 7.7), layout="compressed")
+    fig = Figure(figsize=(SLIDE_WIDTH, 8.0), layout="compressed")
     axes = fig.subplots(2, 4)
     draw_detections(axes[0, 0], image, box, label, out["scores"][:1], class_names=class_names,
                     linewidth=2.5, fontsize=CAPTION, instance_colours=False)
-    axes[0, 0].set_title("1. the best detection:\nits box", pad=16)
+    axes[0, 0].set_title("1. the best detection:\nits box", pad=16)  # pad: above its caption
     axes[0, 1].imshow(pooled[0].mean(0).numpy(), cmap="viridis")
     axes[0, 1].set_title(f"2. RoIAlign: {pooled.shape[1]} x {S} x {S}\n(mean of the channels)")
     axes[0, 2].imshow(upsampled[0].mean(0).numpy(), cmap="viridis")
     axes[0, 2].set_title(f"3. {cfg.mask_convs} convs, 2x deconv:\n{upsampled.shape[1]} x {m} x {m}")
     axes[0, 3].imshow(probs[0].numpy(), cmap="magma", vmin=0, vmax=1)
     axes[0, 3].set_title(f"4. 1x1 conv: {logits.shape[1]} masks;\n{name}'s, {cfg.mask_loss}")
-    _show_mask(axes[1, 0], image, pasted.numpy(), xyxy)
-    axes[1, 0].set_title("5. resized into the box\n(bilinear), pasted")
+    _show_mask(axes[1, 0], image, pasted.numpy(), xyxy)  # bilinear, as paste_masks
+    axes[1, 0].set_title("5. resized into the box")
     predicted = pasted >= 0.5
     _show_mask(axes[1, 1], image, predicted.float().numpy(), xyxy)
-    axes[1, 1].set_title("6. thresholded at 0.5:\nthe mask")
+    axes[1, 1].set_title("6. thresholded at 0.5")
     gt_ax, both_ax = axes[1, 2], axes[1, 3]
     gt = None
     if target is not None and len(target["boxes"]):
@@ -321,11 +366,13 @@ def mask_path_figure(model, image: torch.Tensor, class_names, target: dict | Non
             ax.imshow(to_numpy_image(image))
             ax.set_axis_off()
         why = "no ground truth given" if target is None else "no object under the box"
-        gt_ax.set_title(f"7. ground truth:\n{why}")
+        gt_ax.set_title("7. ground truth")
+        gt_ax.text(0.5, 0.5, why, transform=gt_ax.transAxes, ha="center", va="center",
+                   bbox=dict(facecolor="white", alpha=0.85))
         both_ax.set_title("8. against it: -")
     else:
         _show_mask(gt_ax, image, gt.float().numpy(), xyxy)
-        gt_ax.set_title(f"7. ground truth: the\n{class_names[int(target['labels'][g])]} under the box")
+        gt_ax.set_title(f"7. ground truth: {class_names[int(target['labels'][g])]}")
         agreement = np.zeros((*gt.shape, 4))  # (H, W, RGBA): both, predicted only, missed
         for where, colour in ((predicted & gt, GREEN), (predicted & ~gt, RED),
                               (~predicted & gt, PALETTE[0])):
@@ -333,11 +380,14 @@ def mask_path_figure(model, image: torch.Tensor, class_names, target: dict | Non
         mask_iou = (predicted & gt).sum() / (predicted | gt).sum().clamp(min=1)
         both_ax.imshow(to_numpy_image(image))
         both_ax.imshow(agreement)
+        _around(both_ax, xyxy, tuple(image.shape[-2:]))
         both_ax.set_axis_off()
-        both_ax.set_title(f"8. mask IoU {float(mask_iou):.2f}: green\nboth, red extra, blue missed")
+        both_ax.set_title(f"8. mask IoU {float(mask_iou):.2f}")
+        both_ax.legend(handles=[Patch(color=c, label=t) for c, t in
+                                ((GREEN, "both"), (RED, "extra"), (PALETTE[0], "missed"))],
+                       loc="lower right", fontsize=12, framealpha=0.85, handlelength=1)
     for ax in axes[0, 1:]:
         ax.set_axis_off()
-    fig.suptitle(f"The mask branch (Mask R-CNN sec. 3, Fig. 4): top, the network, RoIAlign -> "
-                 f"{cfg.mask_convs} convs -> 2x deconv\n-> one {m} x {m} mask per class; bottom, "
-                 f"the detected class's mask into the image, binarised at 0.5")
+    fig.suptitle(f"The mask branch (Mask R-CNN sec. 3, Fig. 4) on the best detection\ntop: "
+                 f"the network, one {m} x {m} mask per class; bottom: into the image (zoomed)")
     return fig
