@@ -4,7 +4,7 @@ of the tensor that its module produced in one real forward pass of our model.
     name            function              file (.png)            paper, figure
     rcnn_diagram    fig_rcnn_diagram      16_rcnn_diagram        R-CNN sec. 2, Fig. 1 (the process)
     fast_diagram    fig_fast_diagram      17_fast_rcnn_diagram   Fast R-CNN sec. 2, Fig. 1
-    faster_diagram  fig_faster_diagram    18_faster_rcnn_diagram Faster R-CNN sec. 3, Fig. 2, 3 (RPN)
+    faster_diagram  fig_faster_diagram    18_faster_rcnn_diagram Faster R-CNN sec. 3, Fig. 2-3 (RPN)
     mask_diagram    fig_mask_diagram      19_mask_rcnn_diagram   Mask R-CNN sec. 3, Fig. 4 (heads)
     fpn_diagram     fig_fpn_diagram       20_fpn_diagram         FPN sec. 3, Fig. 3 (top-down path)
 
@@ -34,6 +34,8 @@ Coordinates: a diagram is drawn on a 12.8 x 7.2 inch slide (1920 x 1080 px at 15
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 import textwrap
 from dataclasses import dataclass
@@ -113,7 +115,7 @@ class Recording:
 
     stage: str
     shapes: dict[str, tuple]  # "roi_pool" -> (118, 40, 7, 7)
-    sizes: dict[str, int]  # "R" -> 118, "C" -> 40, ...: from the config and the model, not the shapes
+    sizes: dict[str, int]  # "R" -> 118, "C" -> 40, ...: from the config and model, not the shapes
     model: str  # the builder and config that made the model: for the caption
 
 
@@ -169,7 +171,7 @@ def _record_rcnn(image, K: int, data_root: Path) -> Recording:
     cache = _selective_search_cache(data_root)
     model = RCNN(cfg, lambda im: cache.get(im)[0], cnn, svms, regressors).eval()
     recorder = ShapeRecorder()
-    recorder.output("C3", cnn.body.stages["C3"])  # the body runs as forward_normalized: hook its level
+    recorder.output("C3", cnn.body.stages["C3"])  # body.forward_normalized: hook the level inside
     recorder.output("pool5", cnn.pool5)
     recorder.output("fc7", cnn.fc)
     with recorder:
@@ -285,12 +287,27 @@ def _record_fpn(image, K: int, data_root: Path) -> Recording:
 # The shorthand: "(R, 4(K+1))" -> (118, 16), checked against the recording
 # ------------------------------------------------------------------------------------------------
 
+ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+              ast.Div: operator.truediv}
+
+
+def _dimension(node: ast.AST, sizes: dict[str, int]) -> float:
+    """One dimension of a shorthand: a number, a letter of ``sizes``, or + - * / of those."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return sizes[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in ARITHMETIC:
+        return ARITHMETIC[type(node.op)](_dimension(node.left, sizes),
+                                         _dimension(node.right, sizes))
+    raise ValueError(f"not a shape dimension: {ast.unparse(node)}")
+
+
 def evaluate_shorthand(shorthand: str, sizes: dict[str, int]) -> tuple:
     """A shape in the docstrings' shorthand, with the sizes put in: "(N, 4A, H/4, W/4)" with
     N = 1, A = 9, H = W = 128 -> (1, 36, 32, 32). A number before a letter or "(" multiplies."""
     expression = re.sub(r"(\d)([A-Za-z(])", r"\1*\2", shorthand)  # 4A -> 4*A, 4(K+1) -> 4*(K+1)
-    # our own constant strings, evaluated with nothing but the sizes in scope
-    values = eval(expression, {"__builtins__": {}}, dict(sizes))  # noqa: S307
+    values = [_dimension(d, sizes) for d in ast.parse(expression, mode="eval").body.elts]
     return tuple(int(v) if float(v).is_integer() else v for v in values)
 
 
@@ -468,8 +485,8 @@ def caption_for(recording: Recording, legend: dict[str, str], image_note: str) -
     """What the numbers are: the model, the image, and each letter of the shorthand, wrapped to
     the slide's width (about 120 characters at 13 pt)."""
     letters = ", ".join(legend_entry(k, what, recording.sizes) for k, what in legend.items())
-    text = (f"Shapes recorded by forward hooks in one forward pass (eval mode) of {recording.model}, "
-            f"untrained, on {image_note}: {letters}")
+    text = (f"Shapes recorded by forward hooks in one forward pass (eval mode) of "
+            f"{recording.model}, untrained, on {image_note}: {letters}")
     return textwrap.fill(text, width=CAPTION_CHARS)
 
 
@@ -581,7 +598,8 @@ FASTER_DIAGRAM = Diagram(
     ),
     legend={"N": "image", "H,W": "px: the image (enlarged 2x: input_scale)",
             "C": "channels of C3", "A": "anchors per location (3 sizes x 3 ratios)",
-            "R": "proposals this untrained RPN keeps (at most rpn_post_nms_test)", "fc_dim": "(fc width)",
+            "R": "proposals this untrained RPN keeps (at most rpn_post_nms_test)",
+            "fc_dim": "(fc width)",
             "K": "classes (+1: background)"},
     groups=(("Region Proposal\nNetwork (sec. 3.1)", (COLS[1] - 1.25, 0.8, COLS[3] + 1.25, 4.4)),),
 )
@@ -617,7 +635,8 @@ MASK_DIAGRAM = Diagram(
     ),
     legend={"N": "image", "H,W": "px: the image",
             "C": "channels of C3", "R": "proposals this untrained RPN keeps",
-            "fc_dim": "(fc width)", "K": "classes", "D": "detections (at most detections_per_image)",
+            "fc_dim": "(fc width)", "K": "classes",
+            "D": "detections (at most detections_per_image)",
             "c": "mask-head channels", "m": "px: the mask size"},
 )
 

@@ -10,7 +10,7 @@ Each figure shows one idea of one paper, and is made by one function of its stag
 diagrams by ``.diagrams``), in lecture order:
 
     name            file (.png)                             idea (paper, sec.)          needs
-    proposals       01_sliding_windows_vs_selective_search  where to look, at what cost (R-CNN 2.1) -
+    proposals       01_sliding_windows_vs_selective_search  where to look, cost (R-CNN 2.1) -
     warped_regions  02_warped_regions                       crop + warp (R-CNN App. A)  -
     hard_negatives  03_hard_negatives                       hard negatives (R-CNN 2.3)  (rcnn)
     roi_pool        04_roi_pooling_grid                     RoI pooling (Fast 2.1)      -
@@ -33,13 +33,14 @@ diagrams by ``.diagrams``), in lecture order:
     selective_search 21_selective_search_steps              grouping (Uijlings 3.1)     -
 
 What a figure needs. The figures of geometry (proposals, warps, pooling bins, anchors) draw one
-validation image of ``--data`` (``--image`` picks which) and always render; so do the architecture
-diagrams (16-20), whose every box shows the shape its module gave in one forward pass of the stage's
-model (untrained, default config) on that image, and the selective-search steps (21), the package's
-own segmentation and merges on it. The figures of what a network *learned* read a trained run under ``--runs`` (default ``runs/``, each stage's default
-output folder): ``<runs>/faster_rcnn/checkpoint.pt``, ``<runs>/mask_rcnn/checkpoint.pt``,
-``<runs>/comparison.json`` (``python -m stages.compare`` writes all of them there, so after the
-README's main command every figure renders); without it the figure is skipped with a line that
+validation image of ``--data`` (``--image`` picks which) and always render; so do the
+architecture diagrams (16-20), whose every box shows the shape its module gave in one forward pass
+of the stage's model (untrained, default config) on that image, and the selective-search steps
+(21), the package's own segmentation and merges on it. The figures of what a network *learned*
+read a trained run under ``--runs`` (default ``runs/``, each stage's default output folder):
+``<runs>/faster_rcnn/checkpoint.pt``, ``<runs>/mask_rcnn/checkpoint.pt``, ``<runs>/comparison.json``
+(``python -m stages.compare`` writes all of them there, so after the README's main command every
+figure renders); without it the figure is skipped with a line that
 names the command to run. The real-photo figure draws ``python -m stages.predict``'s figure for one
 photo, ``--photo`` (in the gallery a Penn-Fudan validation photo), from the runs trained on such
 photos under ``--photo-runs`` (default ``runs/pennfudan``, where ``python -m stages.compare --data

@@ -4,7 +4,7 @@ SVMs get wrong.
 
     name              function               file (.png)                              paper, section
     proposals         fig_proposals          01_sliding_windows_vs_selective_search   R-CNN 2.1, 2.2
-    warped_regions    fig_warped_regions     02_warped_regions                        R-CNN 2.1, App. A
+    warped_regions    fig_warped_regions     02_warped_regions                        R-CNN App. A
     hard_negatives    fig_hard_negatives     03_hard_negatives                        R-CNN 2.3
     selective_search  fig_selective_search   21_selective_search_steps                Uijlings 3.1
 
@@ -49,17 +49,30 @@ def denormalize(regions: torch.Tensor) -> torch.Tensor:
 
 def _boxes_and_crops(image, gt_boxes, boxes, crops, captions, colours, cols: int = 4) -> Figure:
     """The image with numbered boxes (ground truth in white) on the left; each box's crop, as
-    the CNN sees it, in a grid on the right, captioned in the box's colour."""
+    the CNN sees it, in a grid on the right (``cols`` wide), captioned in the box's colour.
+
+    Placed by hand, in inches: a caption wider than its crop made matplotlib's layout shrink the
+    crop, which widened the overhang, until the crops were specks."""
     n = len(boxes)
     rows = max(1, math.ceil(n / cols))
-    fig = Figure(figsize=(16, 7.6), layout="compressed")
-    grid = fig.add_gridspec(rows, 3 + cols, wspace=0.15, hspace=0.35)
-    ax = fig.add_subplot(grid[:, :3])
+    lines = max((c.count("\n") + 1 for c in captions), default=1)  # caption lines
+    W, top, side, cell = 16.0, 1.1, 1.9, 2.2  # inches: width, suptitle, crop, crop + gap
+    row = side + 0.3 * lines + 0.15  # a crop and its caption
+    H = top + rows * row + 0.3
+    fig = Figure(figsize=(W, H))
+
+    def axes_at(x: float, y_top: float, w: float, h: float):  # inches from the top left
+        return fig.add_axes((x / W, 1 - (y_top + h) / H, w / W, h / H))
+
+    picture = min(6.2, H - top - 1.9)  # the image, square, with room for a title and a note
+    ax = axes_at(0.3, top + 0.45, picture, picture)
     draw_boxes(ax, image, gt_boxes, "white", linewidth=2.5)
     draw_captioned_boxes(ax, None, boxes, [str(i + 1) for i in range(n)], colours, fontsize=CAPTION)
     ax.set_title("the image; white: its objects")
+    x0 = W - 0.15 - cols * cell
     for i in range(n):
-        a = fig.add_subplot(grid[i // cols, 3 + i % cols])
+        r, c = divmod(i, cols)
+        a = axes_at(x0 + c * cell + (cell - side) / 2, top + r * row + row - side, side, side)
         a.imshow(to_numpy_image(crops[i]), interpolation="nearest")
         a.set_title(f"{i + 1}: {captions[i]}", color=colours[i], fontsize=13)
         a.set_axis_off()
@@ -139,15 +152,17 @@ def fig_proposals(src: Inputs) -> Figure:
             title += f"\ngreen: best per object, IoU {best_iou.mean():.2f}"
         ax.set_title(title)
         costs.append((name, len(boxes), made_in * 1000, len(boxes) * ms_per_region))
-    _draw_costs(fig.add_subplot(grid[1, :]), costs, ms_per_region)
+    _draw_costs(fig.add_subplot(grid[1, :]), costs, ms_per_region,
+                min(cfg.feature_batch, len(windows)))
     fig.suptitle("Where to look, and what it costs: R-CNN runs its CNN on every box "
                  "(sec. 2.1, 2.2)")
     return fig
 
 
-def _draw_costs(ax, costs: list[tuple], ms_per_region: float) -> None:
+def _draw_costs(ax, costs: list[tuple], ms_per_region: float, batch: int) -> None:
     """One bar per proposal method: ms per image to make the boxes, then to warp every box and run
-    the CNN on it (boxes x ms per region), each bar labelled with its sum."""
+    the CNN on it (boxes x ms per region, timed on a ``batch`` of windows), each bar labelled with
+    its sum."""
     total = max(made + cnn for _, _, made, cnn in costs)
     for y, (name, n, made, cnn) in enumerate(costs):
         ax.barh(y, made, color=ORANGE, label="making the boxes" if y == 0 else None)
@@ -159,8 +174,10 @@ def _draw_costs(ax, costs: list[tuple], ms_per_region: float) -> None:
     ax.set_yticks(range(len(costs)), [name for name, *_ in costs])
     ax.invert_yaxis()  # in the order of the panels above
     ax.set_xlim(0, total * 1.6)  # room for the sums
-    ax.set_xlabel(f"ms per image on this CPU ({torch.get_num_threads()} thread(s)); warp + CNN "
-                  f"measured on a batch of windows: {ms_per_region:.2f} ms per box")
+    threads = torch.get_num_threads()
+    ax.set_xlabel(f"ms per image on this CPU ({threads} thread{'s' if threads > 1 else ''}); "
+                  f"warp + CNN timed on a batch of {batch} windows (as R-CNN batches them): "
+                  f"{ms_per_region:.2f} ms per box")
     ax.legend(loc="lower right", frameon=False)
 
 
@@ -322,7 +339,7 @@ def selective_search_steps(image: torch.Tensor, cfg: SelectiveSearchConfig) -> S
         warnings.simplefilter("ignore")
         img, regions = selectivesearch.selective_search(to_uint8_hwc(image), scale=cfg.scale,
                                                         sigma=cfg.sigma, min_size=cfg.min_size)
-        features = _extract_regions(img)  # segment label -> its box, size, colour/texture histograms
+        features = _extract_regions(img)  # segment label -> box, size, colour/texture histograms
     labels = img[:, :, 3].astype(np.int64)  # (H, W): the Felzenszwalb segments
     n = len(np.unique(labels))
     imsize = labels.size
@@ -378,11 +395,25 @@ def _draw_partition(ax, steps: SearchSteps, merges: int, colours: np.ndarray) ->
     ax.set_yticks([])
 
 
+def _best_object_merge(steps: SearchSteps, gt_boxes: torch.Tensor) -> tuple[int, float]:
+    """``(m, IoU)``: the merge whose region's box fits a ground-truth object best (m counts from
+    1), the moment selective search "found" an object; (0, 0.0) without merges or objects."""
+    if not steps.pairs or len(gt_boxes) == 0:
+        return 0, 0.0
+    rects = [steps.regions[steps.n_initial + j]["rect"] for j in range(len(steps.pairs))]
+    boxes = torch.tensor([[x, y, x + w + 1, y + h + 1] for x, y, w, h in rects],
+                         dtype=torch.float32)  # (M, 4)
+    best_iou = box_iou(boxes, gt_boxes.float()).max(dim=1).values  # (M,)
+    m = int(best_iou.argmax())
+    return m + 1, float(best_iou[m])
+
+
 def fig_selective_search(src: Inputs) -> Figure:
     """Selective search (Uijlings et al. 2013, sec. 3.1) on one image as the ``selectivesearch``
     package runs it, the hierarchy that stage 1 (``stages.selective_search``) wraps: the initial
-    Felzenszwalb segmentation, three of its merges (the most similar neighbours first, s = colour
-    + texture + size + fill), and the proposals: every region's box, cleaned up."""
+    Felzenszwalb segmentation, three of its merges (the first, the one whose box fits an object
+    best, one half-way), each with its similarity s = colour + texture + size + fill (the most
+    similar neighbours merge first), and the proposals: every region's box, cleaned up."""
     from stages.rcnn.config import RCNNConfig
     cfg = RCNNConfig().selective_search()  # the settings stage 1 runs (and caches) it with
     image, target = src.image, src.target
@@ -390,29 +421,37 @@ def fig_selective_search(src: Inputs) -> Figure:
     proposals, _ = src.selective_search  # the same run's boxes, cleaned up, as stages 1-2 read them
     n, M = steps.n_initial, len(steps.pairs)
     colours = _region_colours(steps)
-    fig = Figure(figsize=(12.8, 8.6), layout="compressed")
-    axes = fig.subplots(2, 3)
-    draw_boxes(axes[0, 0], image, target["boxes"], "white", linewidth=2.5)
-    axes[0, 0].set_title(f"the image: {len(target['boxes'])} objects (white)")
-    _draw_partition(axes[0, 1], steps, 0, colours)
-    axes[0, 1].set_title(f"Felzenszwalb: {n} initial regions\n(scale {cfg.scale:g}, sigma "
-                         f"{cfg.sigma:g}, min_size {cfg.min_size})")
-    shown = sorted({1, max(1, M // 2), M}) if M else []
-    for ax, m in zip([axes[0, 2], axes[1, 0], axes[1, 1]], shown):
+    found, found_iou = _best_object_merge(steps, target["boxes"])
+    shown = sorted({m for m in (1, found, M // 2) if m >= 1})
+    # placed by hand, in inches (as _boxes_and_crops): 2 rows of 3 square panels
+    W, side, top, above, below = 12.8, 3.2, 1.05, 0.75, 0.8
+    H = top + 2 * (above + side + below)
+    fig = Figure(figsize=(W, H))
+    gap = (W - 3 * side) / 3
+    axes = [fig.add_axes(((gap / 2 + c * (side + gap)) / W,
+                          1 - (top + r * (above + side + below) + above + side) / H,
+                          side / W, side / H)) for r in range(2) for c in range(3)]
+    draw_boxes(axes[0], image, target["boxes"], "white", linewidth=2.5)
+    axes[0].set_title(f"the image: {len(target['boxes'])} objects\n(white)")
+    _draw_partition(axes[1], steps, 0, colours)
+    axes[1].set_title(f"Felzenszwalb: {n} initial regions\n(scale {cfg.scale:g}, sigma "
+                      f"{cfg.sigma:g}, min_size {cfg.min_size})")
+    for ax, m in zip(axes[2:5], shown):
         _draw_partition(ax, steps, m, colours)
         sim = steps.similarity[m - 1]
-        ax.set_title(f"merge {m} of {M}: {n - m} regions left\nred: the merged region's box")
+        what = f"its box fits an object, IoU {found_iou:.2f}" if m == found else "red: its box"
+        left = f"{n - m} region{'s' if n - m != 1 else ''} left"
+        ax.set_title(f"merge {m} of {M}: {left}\n{what}")
         ax.set_xlabel(f"s = colour + texture + size + fill\n= {sim['colour']:.2f} + "
                       f"{sim['texture']:.2f} + {sim['size']:.2f} + {sim['fill']:.2f} = "
                       f"{sim['s']:.2f}")
-    for ax in [axes[0, 2], axes[1, 0], axes[1, 1]][len(shown):]:
+    for ax in axes[2 + len(shown):5]:
         ax.set_axis_off()
-    ax = axes[1, 2]
-    draw_boxes(ax, image, proposals, ORANGE, linewidth=0.8, alpha=0.8)
-    draw_captioned_boxes(ax, None, target["boxes"], colours="white", linewidth=2.0)
-    ax.set_title(f"proposals: the boxes of all {n + M} regions\n-> {len(proposals)} after "
-                 f"dropping < {cfg.min_box:g} px and repeats")
-    fig.suptitle("Selective search (Uijlings et al. 2013, sec. 3.1): segment, then merge the two "
-                 "most similar\nneighbouring regions, again and again; every region formed "
-                 "is a proposal (the selectivesearch package)", fontsize=16)
+    draw_boxes(axes[5], image, proposals, ORANGE, linewidth=0.8, alpha=0.8)
+    draw_captioned_boxes(axes[5], None, target["boxes"], colours="white", linewidth=2.0)
+    axes[5].set_title(f"proposals: all {n + M} regions' boxes\n-> {len(proposals)} after "
+                      f"dropping < {cfg.min_box:g} px, repeats")
+    fig.suptitle("Selective search (Uijlings et al. 2013, sec. 3.1), the selectivesearch package: "
+                 "segment,\nthen merge the two most similar neighbouring regions, again and again; "
+                 "every region is a proposal", fontsize=16, y=1 - 0.1 / H, va="top")
     return fig
