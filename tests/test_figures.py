@@ -41,8 +41,9 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)  # no temporary files left
     for path in report.written:
         assert_picture(path)
-    assert set(report.skipped) == NEEDS_RUN == {"rpn", "masks", "mask_path", "precision_recall",
-                                                "comparison", "real_photos", "error_types"}
+    assert set(report.skipped) == NEEDS_RUN == {"rpn", "fpn", "masks", "mask_path",
+                                                "precision_recall", "comparison", "real_photos",
+                                                "error_types"}
     printed = capsys.readouterr().out
     for name, command in (("rpn", "python -m stages.faster_rcnn"),
                           ("masks", "python -m stages.mask_rcnn"),
@@ -57,7 +58,7 @@ def test_without_runs_every_figure_that_needs_none_is_written_and_the_rest_skipp
     # the two figures that use a run if present say what they drew instead
     assert "hard_negatives: no trained run" in printed and "fpn: no trained run" in printed
     assert "detections.json" in report.skipped["error_types"]
-    assert "7 skipped" in printed
+    assert "8 skipped" in printed
 
 
 def test_with_trained_runs_the_run_figures_are_written(tmp_path, trained_runs, data_args,

@@ -18,7 +18,7 @@ diagrams by ``.diagrams``), in lecture order:
     anchors         06_anchors                              anchors (Faster 3.1.1)      -
     rpn             07_rpn_objectness_and_proposals         RPN + NMS (Faster 3.1, 3.3) faster_rcnn
     roi_align       08_roi_pool_vs_roi_align                RoIAlign (Mask Fig. 3)      -
-    fpn             09_fpn_levels                           pyramid levels (FPN Eq. 1)  (mask_rcnn)
+    fpn             09_fpn_levels                           pyramid levels (FPN Eq. 1)  mask_rcnn --fpn
     masks           10_predicted_masks                      masks (Mask R-CNN 3)        mask_rcnn
     mask_path       11_mask_path                            mask branch (Mask 3, Fig. 4) mask_rcnn
     precision_recall 12_precision_recall                    AP = area under PR (COCO)   mask_rcnn
@@ -45,11 +45,11 @@ names the command to run. The real-photo figure draws ``python -m stages.predict
 photo, ``--photo`` (in the gallery a Penn-Fudan validation photo), from the runs trained on such
 photos under ``--photo-runs`` (default ``runs/pennfudan``, where ``python -m stages.compare --data
 pennfudan:DIR --out runs/pennfudan`` writes them). Each "wrote" line names the run (checkpoint,
-steps, seconds) it drew. Two figures use a run when there is one and say in their title when there
-is not:
-hard negatives (the trained SVMs' scores from ``<runs>/rcnn``; without them, the negatives nearest
-to an object, which is where hard negatives come from) and FPN levels (a trained pyramid from
-``<runs>/mask_rcnn``; without it an untrained one, whose maps still show each level's resolution).
+steps, seconds) it drew. The FPN figure needs a run trained with ``--fpn`` (``<runs>/mask_rcnn_fpn``,
+or ``<runs>/mask_rcnn`` when that one has the pyramid): its trained maps and its RPN's proposals,
+each pooled from the level FPN Eq. 1 assigns. The hard-negatives figure uses a run when there is
+one and says in its title when there is not (the trained SVMs' scores from ``<runs>/rcnn``;
+without them, the negatives nearest to an object, which is where hard negatives come from).
 
 Checkpoints are read the way the stages read them (``stages.training.checkpoint.load_checkpoint``: refused
 when written by another stage or for other classes) and rebuilt with the stage's own model
@@ -178,9 +178,11 @@ FIGURES = (
     FigureSpec("roi_align", "08_roi_pool_vs_roi_align.png", fig_roi_align,
                "Mask R-CNN 3, Fig. 3: RoIPool bins vs RoIAlign sample points"),
     FigureSpec("fpn", "09_fpn_levels.png", fig_fpn,
-               "FPN 3, Eq. 1: pyramid maps P2-P5 and the RoIs each level pools", uses="mask_rcnn"),
+               "FPN 3, Eq. 1: trained pyramid maps P2-P5 and the RPN proposals each level pools",
+               needs="mask_rcnn --fpn"),
     FigureSpec("masks", "10_predicted_masks.png", fig_masks,
-               "Mask R-CNN 3: predicted masks and mask probabilities", needs="mask_rcnn"),
+               "Mask R-CNN 3: ground truth above the predicted masks, one colour per object",
+               needs="mask_rcnn"),
     FigureSpec("mask_path", "11_mask_path.png", fig_mask_path,
                "Mask R-CNN 3, Fig. 4: 14 x 14 RoI features -> 28 x 28 mask -> pasted -> 0.5",
                needs="mask_rcnn"),
