@@ -22,6 +22,8 @@ plumbing, the measurements and the pictures.
     figures/        draw (matplotlib helpers), one module of lecture figures per stage, gallery
     compare         python -m stages.compare: every stage on the same data, one table, one plot
     predict         python -m stages.predict: every trained stage on your own photos, side by side
+    errors          python -m stages.errors: TIDE's error types for a run or any COCO results file
+    notebook        the notebooks' setup (setup) and show_source: one home for what they share
 
 ``python -m stages`` lists the stages and the commands that run them.
 """

@@ -314,9 +314,9 @@ def test_cnn_ms_per_region_is_a_positive_time(src):
 
 
 def test_what_a_hard_negative_crop_shows():
-    from stages.figures.rcnn import _what_it_shows
+    from stages.figures.rcnn import what_it_shows
 
     target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([1])}
     boxes = torch.tensor([[0.0, 0.0, 10.0, 20.0], [50.0, 50.0, 60.0, 60.0]])
-    assert _what_it_shows(boxes, target, ["background", "circle"]) == [
+    assert what_it_shows(boxes, target, ["background", "circle"]) == [
         "on circle, IoU 0.50", "on background"]

@@ -237,7 +237,7 @@ def fig_hard_negatives(src: Inputs) -> Figure:
     S, p = cfg.warp_size, cfg.context_pad_pixels
     iou = max_iou_per_class(boxes, target["boxes"], target["labels"], K)  # (R, K)
     negative = iou < cfg.svm_neg_iou  # (R, K): region r is a negative of class k
-    shows = _what_it_shows(boxes, target, src.class_names)  # (R,) "on circle, IoU 0.62"
+    shows = what_it_shows(boxes, target, src.class_names)  # (R,) "on circle, IoU 0.62"
     regions = crop_regions(normalize(image), boxes, S, p)  # (R, 3, S, S)
     n = 12  # the grid of _boxes_and_crops: 3 x 4
     if state is not None:
@@ -286,7 +286,7 @@ def fig_hard_negatives(src: Inputs) -> Figure:
     return fig
 
 
-def _what_it_shows(boxes: torch.Tensor, target: dict, class_names: list[str]) -> list[str]:
+def what_it_shows(boxes: torch.Tensor, target: dict, class_names: list[str]) -> list[str]:
     """Per region [R, 4]: the object it overlaps most and by how much, "on circle, IoU 0.62", or
     "on background" when it overlaps none by 0.1."""
     if len(target["boxes"]) == 0:
