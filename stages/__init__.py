@@ -15,7 +15,8 @@ plumbing, the measurements and the pictures.
     faster_rcnn/    stage 3, Faster R-CNN: anchors, rpn, model (stage 2's, another proposer)
     mask_rcnn/      stage 4, Mask R-CNN: pooling (RoIAlign), fpn, mask_head, model, ablation
     evaluation/     one evaluator: ap (by hand), coco (pycocotools), evaluator, result, tables,
-                    recall (of proposals), comparison (the report of python -m stages.compare)
+                    recall (of proposals), errors (TIDE's error types), comparison (the report
+                    of python -m stages.compare)
     training/       engine (the loop), run (a stage command's life), cli, checkpoint, device,
                     distributed (torchrun), io
     torchvision/    torchvision's fine-tuning path (finetune, weights), the peers, the adapter
