@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from stages.faster_rcnn.__main__ import main
+from stages.training import run
 
 # the tiny CNN at a narrow width: seconds per epoch (the errors, not the accuracy, are tested)
 NARROW = ["--backbone", "tiny", "--backbone-channels", "8", "16", "16", "16", "16", "--fc-dim", "32"]
@@ -30,7 +31,7 @@ def test_a_loss_that_becomes_nan_ends_in_one_line(tiny_synthetic, data_root, tmp
 
 
 def test_an_image_missing_mid_training_ends_in_one_line_and_keeps_the_checkpoint(
-        tiny_synthetic, data_root, tmp_path):
+        tiny_synthetic, data_root, tmp_path, monkeypatch):
     folder = tmp_path / "data"
     shutil.copytree(tiny_synthetic, folder)
     argv = _argv(folder, data_root, tmp_path / "run")
@@ -38,7 +39,14 @@ def test_an_image_missing_mid_training_ends_in_one_line_and_keeps_the_checkpoint
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     before = checkpoint.read_bytes()
     victim = sorted((folder / "images").glob("*.png"))[0]  # position 0: a training image
-    victim.unlink()  # gone after the data was loaded, found when the next epoch reads it
+    victim.unlink()
+    # gone before the run starts: the check of every image finds it before the first step
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--epochs", "2", "--resume"])
+    assert str(e.value) == f"error: {victim}: image file not found"
+    assert checkpoint.read_bytes() == before
+    # gone after that check (while the run trains): found when the next epoch reads it
+    monkeypatch.setattr(run, "check_inputs", lambda *args, **kwargs: [])
     with pytest.raises(SystemExit) as e:
         main(argv + ["--epochs", "2", "--resume"])
     message = str(e.value)
