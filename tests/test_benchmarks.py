@@ -96,3 +96,24 @@ def test_bench_peers_table_and_checks_from_existing_runs(tmp_path, capsys, monke
     summary = bench_peers.summarize(tmp_path, ["mask"])
     assert summary["missing"] == ["not run: mask_rcnn skipped, stages.mask_rcnn is not built yet"]
     assert summary["checks"] == []
+
+
+def test_the_walk_to_the_peers_adds_one_difference_per_row_and_every_flag_parses(monkeypatch):
+    """Each stage-3 row keeps the flags of the row above and adds one; every row's command line is
+    one its stage's parser accepts (nothing is trained)."""
+    walk = bench("walk_to_peer")
+    stage3 = [row for row in walk.walk_rows() if row.command == "faster_rcnn"]
+    for before, after in zip(stage3, stage3[1:]):
+        assert after.flags[:len(before.flags)] == before.flags and len(after.flags) == len(before.flags) + 2
+    assert walk.ROWS["ours_mask_walked"].flags == stage3[-1].flags
+    from stages.training import run
+    from stages.faster_rcnn import FasterRCNNConfig
+    from stages.mask_rcnn import MaskRCNNConfig
+    from stages.mask_rcnn.config import ModelChoice
+    parsers = {"faster_rcnn": run.build_parser(None, FasterRCNNConfig, prog="faster"),
+               "mask_rcnn": run.build_parser(None, MaskRCNNConfig, ModelChoice, prog="mask")}
+    for row in walk.walk_rows():
+        if row.command in parsers:
+            args = parsers[row.command].parse_args(list(row.flags))
+            for flag, value in zip(row.flags[::2], row.flags[1::2]):
+                assert getattr(args, flag[2:].replace("-", "_")) == pytest.approx(float(value))
