@@ -133,13 +133,17 @@ def test_at_iou_075_the_ap_is_pycocotools_ap75_and_a_box_of_iou_05_to_075_is_loc
     assert strict["counts"]["loc"] == 1 and strict["dAP"]["loc"] == pytest.approx(100.0)
 
 
-def test_command_takes_t_f_and_names_the_ap(tmp_path):
+def test_command_takes_t_f_and_names_the_ap(tmp_path, capsys):
     (tmp_path / "res.json").write_text(json.dumps(DETS))
     (tmp_path / "gt.json").write_text(json.dumps(GT))
-    r = run_command(tmp_path / "res.json", tmp_path / "gt.json", "--t-f", "0.75")
-    assert r.returncode == 0 and "TIDE errors, bbox: AP75 " in r.stdout and "t_f = 0.75" in r.stdout
-    r = run_command(tmp_path / "res.json", tmp_path / "gt.json", "--t-f", "0.05")
-    assert r.returncode == 2 and "argument --t-f: 0.05: expected an IoU in (0.1, 1]" in r.stderr
+    files = [str(tmp_path / "res.json"), str(tmp_path / "gt.json")]
+    assert errors_main(files + ["--t-f", "0.75"]) == 0
+    out = capsys.readouterr().out
+    assert "TIDE errors, bbox: AP75 " in out and "t_f = 0.75" in out
+    with pytest.raises(SystemExit) as e:  # the parser refuses it
+        errors_main(files + ["--t-f", "0.05"])
+    assert e.value.code == 2
+    assert "argument --t-f: 0.05: expected an IoU in (0.1, 1]" in capsys.readouterr().err
 
 
 def test_fixing_all_six_gives_ap50_100():
@@ -316,13 +320,13 @@ def test_command_reads_a_run_folder_boxes_and_masks(tmp_path, capsys):
     (lambda d: None, "no such file"),
     (lambda d: (d / "res.json").write_text("[{"), "not JSON"),
 ])
-def test_command_missing_or_bad_file_is_one_line_and_exit_2(tmp_path, make, problem):
+def test_command_missing_or_bad_file_is_one_line_and_exit_2(tmp_path, make, problem, capsys):
     (tmp_path / "gt.json").write_text(json.dumps(GT))
     make(tmp_path)
-    r = run_command(tmp_path / "res.json", tmp_path / "gt.json")
-    assert r.returncode == 2 and r.stdout == ""
-    assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
-    assert r.stderr.startswith(f"error: {tmp_path / 'res.json'}: {problem}")
+    assert errors_main([str(tmp_path / "res.json"), str(tmp_path / "gt.json")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"error: {tmp_path / 'res.json'}: {problem}")
 
 
 @pytest.mark.parametrize("results, annotations, problem", [

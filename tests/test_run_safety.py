@@ -183,7 +183,8 @@ def test_a_signal_mid_training_leaves_a_checkpoint_that_resume_continues(
     state = load_checkpoint(out / "checkpoint.pt")
     step = state["step"]
     assert step >= 1 and f"at step {step}," in last
-
+    if signum != signal.SIGINT:  # resuming is the same whatever the signal: once is enough
+        return
     resumed = _child(argv + ["--steps", str(step + 2), "--resume"])
     stdout, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-2000:]
