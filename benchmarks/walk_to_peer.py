@@ -2,7 +2,7 @@
 
     python benchmarks/walk_to_peer.py                          every row, 120 s of training each
     python benchmarks/walk_to_peer.py --rows ours_faster fc1024 --budget 60
-    python benchmarks/walk_to_peer.py --runs runs/walk
+    python benchmarks/walk_to_peer.py --runs runs/walk_s1 --seed 1 --rows ours_faster beta19
 
 torchvision's ``FasterRCNN`` on our backbone (``python -m stages.torchvision.peers faster_rcnn``)
 beat our Faster R-CNN by 8 box AP points in the run that issue 28 quotes, with the same backbone,
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", default="runs/walk", help="one run folder per row")
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the seed of every row (another seed redraws the samples and flips)")
     return parser
 
 
@@ -99,7 +101,7 @@ def train_row(row: Row, args) -> tuple[dict, float]:
     """Train and evaluate one row with its stage command; (result record as a dict, wall s)."""
     out = Path(args.runs) / row.name
     argv = ["--data", args.data, "--time-budget", str(args.budget), "--out", str(out),
-            "--device", args.device, "--no-progress", "--seed", "0", *row.flags,
+            "--device", args.device, "--no-progress", "--seed", str(args.seed), *row.flags,
             *run.overwrite_flag(out)]  # this benchmark's own folder, trained again
     print(f"\n[walk] {row.name}: {row.what}", flush=True)
     t0 = time.perf_counter()
@@ -128,7 +130,7 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     print(f"# the walk to torchvision's peers: {args.budget:g} s of training per row, data "
-          f"{args.data}, seed 0, {platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"{args.data}, seed {args.seed}, {platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}")
     results, seconds = {}, {}
     for name in args.rows:
