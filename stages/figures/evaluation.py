@@ -176,7 +176,7 @@ def fig_error_types(src: Inputs) -> Figure:
                     bbox={"facecolor": "#d62728", "alpha": 0.8, "pad": 1})
         where = f"{folder.parent.name}/{folder.name}" if folder.parent != src.runs else folder.name
         iou = f"IoU {ex['iou']:.2f}" if ex["det_box"] and ex["gt_box"] else "no overlap"
-        with_what = {"bkg": " with the nearest object", "missed": " with the nearest box"}
+        with_what = {"bkg": " (nearest object)", "missed": " (nearest box)"}
         ax.set_xlabel(f"{iou}{with_what.get(kind, '')}; run {where}", fontsize=11)
     fig.suptitle("TIDE's error types, one real example each: dashed red = the detection, solid "
                  "green = the object it is judged against\nloc, cls and both are told apart at "
