@@ -540,22 +540,31 @@ RCNN_DIAGRAM = Diagram(
 
 TOP_2, MID_2 = 5.05, 2.75  # the rows of a two-row diagram
 
+
+def fast_rcnn_nodes(top: float, mid: float) -> tuple:
+    """Fast R-CNN without its proposer, on rows ``top`` and ``mid``: the image, the shared map, RoI
+    pooling, fc6 / fc7 and the two sibling outputs. Faster R-CNN keeps all of them and replaces the
+    proposer only (its diagram draws the same nodes), so the two diagrams cannot drift apart."""
+    return (
+        node("input", "image, enlarged 2x", "(N, 3, 2H, 2W)", (COLS[0], top), "data"),
+        node("C3", "backbone to C3\n(the shared map)", "(N, C, H/4, W/4)", (COLS[1], top),
+             "backbone", height=1.55),
+        node("roi_pool", "RoI pooling 7 x 7", "(R, C, 7, 7)", (COLS[2], top), "pool"),
+        node("fc7", "fc6, fc7", "(R, fc_dim)", (COLS[3], top), "head"),
+        node("cls_score", "cls_score\n(softmax)", "(R, K+1)", (COLS[4], top), "head",
+             height=1.55),
+        node("bbox_pred", "bbox_pred\n(a box per class)", "(R, 4(K+1))", (COLS[4], mid), "head",
+             height=1.55),
+    )
+
 FAST_DIAGRAM = Diagram(
     title="Fast R-CNN (Girshick 2015): one CNN pass per image, RoI pooling per proposal",
     subtitle="sec. 2, Fig. 1: the shared map is computed once; each proposal is pooled from it "
              "to 7 x 7, then fc layers and two sibling outputs",
     nodes=(
-        node("input", "image, enlarged 2x", "(N, 3, 2H, 2W)", (COLS[0], TOP_2), "data"),
-        node("C3", "backbone to C3\n(the shared map)", "(N, C, H/4, W/4)", (COLS[1], TOP_2),
-             "backbone", height=1.55),
-        node("roi_pool", "RoI pooling 7 x 7", "(R, C, 7, 7)", (COLS[2], TOP_2), "pool"),
-        node("fc7", "fc6, fc7", "(R, fc_dim)", (COLS[3], TOP_2), "head"),
-        node("cls_score", "cls_score\n(softmax)", "(R, K+1)", (COLS[4], TOP_2), "head",
-             height=1.55),
+        *fast_rcnn_nodes(TOP_2, MID_2),
         node("proposals", "selective search\n(cached)", "(R, 4)", (COLS[1], MID_2),
              "proposals", height=1.55),
-        node("bbox_pred", "bbox_pred\n(a box per class)", "(R, 4(K+1))", (COLS[4], MID_2),
-             "head", height=1.55),
     ),
     edges=(
         Edge("input", "C3"), Edge("C3", "roi_pool"), Edge("roi_pool", "fc7"),
@@ -573,14 +582,7 @@ FASTER_DIAGRAM = Diagram(
     subtitle="sec. 3, Fig. 2-3: a Region Proposal Network slides a 3 x 3 conv over the map and "
              "scores A anchors per location; the head is Fast R-CNN's",
     nodes=(
-        node("input", "image, enlarged 2x", "(N, 3, 2H, 2W)", (COLS[0], TOP), "data"),
-        node("C3", "backbone to C3\n(the shared map)", "(N, C, H/4, W/4)", (COLS[1], TOP),
-             "backbone", height=1.55),
-        node("roi_pool", "RoI pooling 7 x 7", "(R, C, 7, 7)", (COLS[2], TOP), "pool"),
-        node("fc7", "fc6, fc7", "(R, fc_dim)", (COLS[3], TOP), "head"),
-        node("cls_score", "cls_score\n(softmax)", "(R, K+1)", (COLS[4], TOP), "head", height=1.55),
-        node("bbox_pred", "bbox_pred\n(a box per class)", "(R, 4(K+1))", (COLS[4], MID), "head",
-             height=1.55),
+        *fast_rcnn_nodes(TOP, MID),  # Fast R-CNN as it was; the RPN below replaces its proposer
         node("rpn_conv", "RPN: 3 x 3 conv", "(N, C, H/4, W/4)", (COLS[1], MID), "proposals"),
         node("objectness", "objectness,\nA = {A} anchors", "(N, A, H/4, W/4)", (COLS[2], MID),
              "proposals", height=1.55),
