@@ -201,7 +201,11 @@ def coco_metrics(coco_gt: COCO, detections: list[dict], iou_type: str = "bbox") 
     detections: COCO result dicts, as from `detections_to_coco`. For "bbox" their boxes are used, for
     "segm" their RLE masks. The input dicts are not modified (loadRes writes ids and areas into them).
     """
-    stats = _evaluated(coco_gt, detections, iou_type).stats[:6]  # fractions, or -1
+    return _metrics_of(_evaluated(coco_gt, detections, iou_type))
+
+
+def _metrics_of(coco_eval: COCOeval) -> dict[str, float]:
+    stats = coco_eval.stats[:6]  # fractions, or -1
     return {name: (-1.0 if s < 0 else 100.0 * float(s)) for name, s in zip(METRIC_NAMES, stats)}
 
 
@@ -216,7 +220,18 @@ def per_class_ap(coco_gt: COCO, detections: list[dict],
     > -1, exactly what summarize() computes for all K at once; AP50 the same at T = 0.50 only.
     COCO's AP is the mean of these over the classes whose AP is not -1 (a test checks it).
     """
+    return _per_class_of(_evaluated(coco_gt, detections, iou_type), coco_gt)
+
+
+def coco_scores(coco_gt: COCO, detections: list[dict],
+                iou_type: str = "bbox") -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(`coco_metrics`, `per_class_ap`) from one COCOeval run: what the evaluator reports, without
+    matching the detections twice."""
     coco_eval = _evaluated(coco_gt, detections, iou_type)
+    return _metrics_of(coco_eval), _per_class_of(coco_eval, coco_gt)
+
+
+def _per_class_of(coco_eval: COCOeval, coco_gt: COCO) -> dict[str, dict[str, float]]:
     p = coco_eval.params
     precision = coco_eval.eval["precision"][:, :, :, p.areaRngLbl.index("all"),
                                             p.maxDets.index(100)]  # (T, R, K, A, M) -> (T, R, K)

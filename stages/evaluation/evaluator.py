@@ -25,8 +25,8 @@ from collections import defaultdict
 import torch
 from tqdm import tqdm
 
-from stages.evaluation.coco import (coco_from_entries, coco_metrics, detections_to_coco,
-                                    explain_missing, gt_entries, image_id_of, per_class_ap)
+from stages.evaluation.coco import (coco_from_entries, coco_metrics, coco_scores,
+                                    detections_to_coco, explain_missing, gt_entries, image_id_of)
 from stages.evaluation.errors import breakdown
 from stages.training.device import synchronize
 
@@ -106,10 +106,16 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
             bar.update(len(items))
 
     coco_gt = coco_from_entries(gt_images, gt_annotations, dataset.class_names)
-    box = coco_metrics(coco_gt, detections, "bbox")
-    mask = None
-    if any_masks:
-        mask = coco_metrics(coco_gt, [d for d in detections if "segmentation" in d], "segm")
+    masked = [d for d in detections if "segmentation" in d]
+
+    def score(dets: list[dict], iou_type: str) -> tuple[dict, dict | None]:
+        """COCO's metrics and, with the analysis, each class's AP from the same COCOeval run."""
+        if analysis:
+            return coco_scores(coco_gt, dets, iou_type)
+        return coco_metrics(coco_gt, dets, iou_type), None
+
+    box, box_per_class = score(detections, "bbox")
+    mask, mask_per_class = score(masked, "segm") if any_masks else (None, None)
     ms_per_image = 1000.0 * seconds / n
     timing_ms = {part: 1000.0 * s / n for part, s in part_seconds.items() if part != "cache_read"}
     ms_proposals = timing_ms.get("proposals", 0.0)
@@ -117,13 +123,12 @@ def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_
                                     if s not in explain_missing(box)]
     per_class, errors = {}, {}
     if analysis:
-        per_class["box"] = per_class_ap(coco_gt, detections, "bbox")
+        per_class["box"] = box_per_class
         errors["box"] = breakdown(coco_gt.dataset, detections, "bbox")
         # the same at IoU 0.75: which errors cost AP75 (a box of IoU 0.5-0.75 is then "loc")
         errors["box_t75"] = breakdown(coco_gt.dataset, detections, "bbox", t_f=0.75)
         if mask is not None:
-            masked = [d for d in detections if "segmentation" in d]
-            per_class["mask"] = per_class_ap(coco_gt, masked, "segm")
+            per_class["mask"] = mask_per_class
             errors["mask"] = breakdown(coco_gt.dataset, masked, "segm")
     return {"box": box, "mask": mask, "ms_per_image": ms_per_image, "ms_proposals": ms_proposals,
             "ms_network": ms_per_image - ms_proposals, "timing_ms": timing_ms, "n_images": n,

@@ -269,7 +269,7 @@ def check_output_folder(run: RunConfig, out_dir: Path, stage: str) -> None:
         raise SystemExit(f"error: {out_dir} already holds a trained run ({checkpoint.name}); "
                          f"give --resume to continue it, --eval-only to score it, --overwrite to "
                          f"replace it, or another --out")
-    if distributed.is_main() and _on_rank_0():
+    if _on_rank_0():  # one process deletes; the others wait at the barrier
         removed = [name for name in RUN_FILES if (out_dir / name).is_file()]
         for name in removed:
             (out_dir / name).unlink()
