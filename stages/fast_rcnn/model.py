@@ -2,7 +2,7 @@
 
 **Reused from stage 1 (R-CNN):** selective-search proposals (the same on-disk cache), the
 backbone, fc6/fc7 (``stages.rcnn.cnn.FC6FC7``), the box coding of R-CNN Appendix C
-(``stages.ops.BoxCoder``), per-class NMS at 0.3.
+(``stages.ops.BoxCoder``), per-class NMS (the paper's 0.3; ours 0.5, torchvision's: the config says why).
 **Replaced:** warping every region and running the CNN on each -> one CNN pass per image and RoI
 pooling of each proposal from the shared feature map (sec. 2.1); the post-hoc SVMs and separate
 box regressors -> a softmax and class-specific box outputs trained together (sec. 2.3).

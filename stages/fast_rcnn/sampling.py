@@ -3,7 +3,8 @@
 For every image of a mini-batch, the ground-truth boxes join its proposals, then:
 
     u (label)  = the class of the best-overlapping gt box if IoU >= 0.5  (foreground),
-                 0 (background) if the best IoU is in [0.1, 0.5)
+                 0 (background) if the best IoU is in [lo, 0.5): the paper's lo = 0.1,
+                 ours 0 (torchvision's; FastRCNNConfig.bg_iou_lo says why)
     sample     up to 25 % of R foreground RoIs, the rest background, at random
     v (target) = the box-regression target t of each RoI towards its matched gt box
                  (R-CNN Appendix C; encoded with BoxCoder, whose weights normalise t)

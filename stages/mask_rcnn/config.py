@@ -52,7 +52,7 @@ class MaskRCNNConfig(FasterRCNNConfig):
     mask_loss: Literal["sigmoid", "softmax"] = "sigmoid"  # sigmoid: per-class binary masks (the paper) | softmax (Table 2b)
     # (sec. 3.1 "Inference": masks are binarised at 0.5: the model returns probabilities, pasted
     # into the image, and the evaluator thresholds them at 0.5)
-    # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; our 256 as in stages 2-3) ---
+    # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; ours too, as in stages 2-3) ---
     detections_per_image: int = 50  # the paper's 100; our images hold at most 6 objects
 
 
