@@ -17,7 +17,8 @@ def main() -> None:
         print(f"  {i}. python -m {module:<20} {paper}{status}")
         print(f"     {'':<30}{idea}")
     print("\nShared tools:")
-    tools = [("stages.data.synthetic", "generate the built-in shapes dataset and save a preview grid"),
+    tools = [("stages.data.synthetic", "generate the built-in shapes dataset"),
+             ("stages.figures.dataset_preview", "the built-in dataset's first images with their ground truth, one PNG"),
              ("stages.compare", "all stages on the same data: one table, one plot (README's main job)"),
              ("stages.predict", "every trained stage on your own photos, side by side"),
              ("stages.errors", "TIDE's error types for a run, or any COCO results file"),
@@ -25,7 +26,7 @@ def main() -> None:
              ("stages.figures.gallery", "every lecture figure as PNG into one folder")]
     for module, what in tools:
         status = "" if available(module) else "   (not built yet)"
-        print(f"  python -m {module:<25} {what}{status}")
+        print(f"  python -m {module:<31} {what}{status}")
     print("\nEvery stage command takes --data, --preset, --epochs/--time-budget/--steps, --seed,")
     print("--device, --out, --resume, --eval-only and --overwrite; add --help to any command for")
     print("its own options.")

@@ -51,7 +51,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages.data.datasets import DatasetError, to_rgb8
 from stages.data.transforms import Resize
-from stages.evaluation.coco import mask_to_rle, xyxy_to_xywh
+from stages.data.coco_format import mask_to_rle, xyxy_to_xywh
 from stages.figures.common import CAPTION, DPI, FONTS
 from stages.figures.draw import draw_detections
 from stages.training import io

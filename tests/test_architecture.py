@@ -1,14 +1,17 @@
 """The package's shape, read from the source alone (``ast``: nothing is imported, so it is fast).
 
     (a) no import cycle between the modules of ``stages/``: the graph holds every import,
-        at the top of a module AND inside functions (a lazy import hides a cycle, it does not
-        remove it), ``from stages.x import y`` counting as an import of ``stages.x.y`` when y is
+        at the top of a module, inside functions (a lazy import hides a cycle, it does not
+        remove it) AND under ``if TYPE_CHECKING:`` (a circle of types is still a circle), ``from stages.x import y`` counting as an import of ``stages.x.y`` when y is
         a submodule, and an import of ``stages.a.b`` from outside ``stages.a`` counting as one of
         the package ``stages.a`` too (Python runs ``stages/a/__init__.py`` first);
     (b) no module (of ``stages/``, ``tests/`` or ``benchmarks/``) imports an underscore-prefixed
         name from a module of ``stages``: what another module needs gets a public name and home;
     (c) no module or package of ``stages/`` is named like a generic "utils" / "helpers": a reader
-        finds a concept by its name (house style, principle 1).
+        finds a concept by its name (house style, principle 1);
+    (d) the layers go one way (``LAYERS``, bottom first): a module imports its own layer and the
+        layers below, never one above; among the stages, only earlier generations; and
+        ``training/``, ``ops/`` and ``data/`` import no stage, no figure and no evaluation code.
 
 A failure prints what to fix: the cycle as a chain of modules, the file and line of each import.
 """
@@ -44,15 +47,6 @@ def parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def type_checking_only(tree: ast.Module) -> set[int]:
-    """ids of the import nodes under ``if TYPE_CHECKING:`` (never run, so never a cycle)."""
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
-    return skip
-
-
 def resolve_from(node: ast.ImportFrom, importer: str, importer_is_package: bool) -> str:
     """The absolute module of ``from <module> import ...``, relative imports resolved."""
     if node.level == 0:
@@ -68,12 +62,9 @@ def imports(path: Path, root: Path = ROOT, package: str = PACKAGE):
     ``import a.b`` -> ``("a.b", [], line)``; ``from a import b, c`` -> ``("a", ["b", "c"], line)``.
     """
     tree = parse(path)
-    skip = type_checking_only(tree)
     inside = path.is_relative_to(root / package)
     name = module_name(path, root) if inside else path.stem
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
+    for node in ast.walk(tree):  # under ``if TYPE_CHECKING:`` too: a type-only circle is a circle
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, [], node.lineno
@@ -186,8 +177,8 @@ def test_the_graph_sees_lazy_relative_and_submodule_imports(tmp_path):
     graph = import_graph(tmp_path, "pkg")
     assert graph["pkg.a"] == {"pkg.sub": 2, "pkg.sub.b": 2}  # b's package __init__ runs first
     assert graph["pkg.sub.b"] == {"pkg.c": 2}  # not pkg.sub: b is inside it; numpy is not ours
-    assert graph["pkg.c"] == {"pkg.a": 4}  # the TYPE_CHECKING import never runs
-    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    assert graph["pkg.c"] == {"pkg.sub": 3, "pkg.a": 4}  # a type-only import counts too
+    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]  # one cycle per component
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,3 +218,87 @@ def test_no_generic_utils_module_in_stages():
     generic = [str(p.relative_to(ROOT)) for p in sorted((ROOT / PACKAGE).rglob("*"))
                if (p.is_dir() or p.suffix == ".py") and GENERIC.search(p.stem)]
     assert not generic, f"modules named like a grab-bag (name them after their concept): {generic}"
+
+
+# ------------------------------------------------------------------------------------------------
+# (d) the layers, bottom first: the package map of the code
+# ------------------------------------------------------------------------------------------------
+
+LAYERS = (
+    # generic, below everything: box ops and lesson ops, the dataset item, files, devices, flags
+    ("foundations", ("stages.ops", "stages.data", "stages.files", "stages.devices", "stages.flags")),
+    # what every stage shares: the CNN, selective search, the one evaluator, the one training loop
+    ("shared", ("stages.backbone", "stages.selective_search", "stages.evaluation", "stages.training")),
+    # the four generations, each the previous one plus its paper's change (GENERATIONS)
+    ("stages", ("stages.rcnn", "stages.fast_rcnn", "stages.faster_rcnn", "stages.mask_rcnn")),
+    # running a stage: a typed run_stage(), a trained run read back from its folder
+    ("running", ("stages.running",)),
+    # torchvision's tutorial path and the peers on our backbone
+    ("torchvision", ("stages.torchvision",)),
+    # what users run on top: the commands, the comparison, predictions, figures, notebooks' helpers
+    ("commands", ("stages.compare", "stages.comparison", "stages.predict", "stages.figures",
+                  "stages.errors", "stages.notebook", "stages.__main__", "stages")),
+)
+GENERATIONS = ("stages.rcnn", "stages.fast_rcnn", "stages.faster_rcnn", "stages.mask_rcnn")
+LOW = ("stages.training", "stages.ops", "stages.data")  # generic: no stage, figure or evaluation
+NOT_BELOW_LOW = GENERATIONS + ("stages.figures", "stages.evaluation")
+
+
+def owner(module: str, prefixes) -> str | None:
+    """The longest prefix of ``prefixes`` that ``module`` is or lies inside, or None."""
+    hits = [p for p in prefixes if module == p or module.startswith(p + ".")]
+    return max(hits, key=len) if hits else None
+
+
+def layer_of(module: str) -> int:
+    """The index in ``LAYERS`` of a module; a stage's command (``__main__``) is a command."""
+    if module.endswith(".__main__"):
+        return len(LAYERS) - 1
+    prefixes = {p: i for i, (_, ps) in enumerate(LAYERS) for p in ps}
+    return prefixes[owner(module, prefixes)]
+
+
+def layer_violations(graph: dict[str, dict[str, int]]) -> list[str]:
+    found = []
+    for importer, edges in sorted(graph.items()):
+        for target, line in sorted(edges.items()):
+            why = None
+            if layer_of(target) > layer_of(importer):
+                why = (f"{LAYERS[layer_of(importer)][0]} imports {LAYERS[layer_of(target)][0]}, "
+                       "a layer above it")
+            elif owner(importer, LOW) and owner(target, NOT_BELOW_LOW):
+                why = f"{owner(importer, LOW)} is generic: it imports no stage, figure or evaluation"
+            elif (owner(importer, GENERATIONS) and owner(target, GENERATIONS)
+                  and not importer.endswith(".__main__") and GENERATIONS.index(owner(target, GENERATIONS))
+                  > GENERATIONS.index(owner(importer, GENERATIONS))):
+                why = "a stage imports only earlier generations"
+            if why:
+                found.append(f"{importer} -> {target} (line {line}): {why}")
+    return found
+
+
+def test_every_module_has_a_layer():
+    unplaced = []
+    for module in find_modules():
+        try:
+            layer_of(module)
+        except KeyError:
+            unplaced.append(module)
+    assert not unplaced, f"modules in no layer of LAYERS (place each one): {unplaced}"
+
+
+def test_the_layer_rule_worked_example():
+    graph = {"stages.ops.nms": {"stages.evaluation.coco": 3},       # foundations -> shared: up
+             "stages.training.engine": {"stages.evaluation": 9},     # a generic layer -> evaluation
+             "stages.fast_rcnn.model": {"stages.mask_rcnn.fpn": 5},  # a later generation
+             "stages.mask_rcnn.model": {"stages.fast_rcnn.head": 7, "stages.ops.boxes": 2},
+             "stages.compare": {"stages.running": 1}}
+    found = layer_violations(graph)
+    assert [f.split(" (")[0] for f in found] == ["stages.fast_rcnn.model -> stages.mask_rcnn.fpn",
+                                                  "stages.ops.nms -> stages.evaluation.coco",
+                                                  "stages.training.engine -> stages.evaluation"]
+
+
+def test_layers_go_one_way():
+    found = layer_violations(import_graph())
+    assert not found, "imports against the layers (LAYERS, bottom first):\n  " + "\n  ".join(found)

@@ -27,6 +27,7 @@ COMMANDS = {
     "python -m stages.figures": "stages.figures.gallery",
     "python -m stages.predict": "stages.predict",
     "python -m stages.data.synthetic": "stages.data.synthetic",
+    "python -m stages.figures.dataset_preview": "stages.figures.dataset_preview",
 }
 
 

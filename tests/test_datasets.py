@@ -116,9 +116,13 @@ def test_generated_data_is_regenerated_when_damaged(tmp_path):
     assert not list(tmp_path.glob(".*")), "temporary folders were left behind"
 
 
-def test_synthetic_command_writes_a_preview(tmp_path, capsys):
-    synthetic.main(["--data-root", str(tmp_path), "--n-train", "4", "--n-val", "2",
-                    "--preview", str(tmp_path / "grid.png")])
+def test_synthetic_command_generates_and_the_preview_command_draws_it(tmp_path, capsys):
+    from stages.figures import dataset_preview
+
+    folder = synthetic.main(["--data-root", str(tmp_path), "--n-train", "4", "--n-val", "2"])
+    assert (folder / "train.json").exists() and "4 train images" in capsys.readouterr().out
+    dataset_preview.main(["--data-root", str(tmp_path), "--n-train", "4", "--n-val", "2",
+                          "--preview", str(tmp_path / "grid.png")])
     with Image.open(tmp_path / "grid.png") as im:
         assert im.size[0] > 200 and im.size[1] > 100
     assert "4 train images" in capsys.readouterr().out

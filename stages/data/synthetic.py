@@ -29,7 +29,8 @@ Layout on disk, generated on first use (``ensure_synthetic``)::
                                       a folder without a matching manifest is regenerated
 
 The whole folder is written under a temporary name and renamed into place (atomic).
-Run ``python -m stages.data.synthetic`` to generate it and save a preview grid.
+Run ``python -m stages.data.synthetic`` to generate it, ``python -m stages.figures.dataset_preview``
+to generate it and save a preview grid.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ import cv2
 import numpy as np
 import torch
 
+from stages.data.coco_format import mask_to_rle
 from stages.data.datasets import CocoDataset
-from stages.evaluation import mask_to_rle
 from stages.training import io
 from stages.training.cli import add_dataclass_args, command_parser, dataclass_from_args
 
@@ -304,28 +305,32 @@ def ensure_synthetic(cfg: SyntheticConfig = SyntheticConfig(), data_root: str | 
     return generate(cfg, folder)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m stages.data.synthetic``: generate the built-in dataset and save a preview grid."""
-    parser = command_parser("python -m stages.data.synthetic", main.__doc__)
+def add_generation_args(parser) -> None:
+    """The command-line flags of the dataset: its folder, SyntheticConfig's fields, --force."""
     parser.add_argument("--data-root", default="data",
                         help="folder that holds generated data (default: data)")
     add_dataclass_args(parser, SyntheticConfig, "SyntheticConfig")
-    parser.add_argument("--preview", default=None,
-                        help="where to save the preview grid (default: <dataset folder>/preview.png)")
     parser.add_argument("--force", action="store_true", help="regenerate even if complete")
-    args = parser.parse_args(argv)
+
+
+def generated_folder(args) -> Path:
+    """The dataset folder those flags ask for, generated (again, with --force) where needed; says
+    what it holds."""
     cfg = dataclass_from_args(SyntheticConfig, args)
-    folder = Path(args.data_root) / cfg.folder_name
-    folder = generate(cfg, folder) if args.force else ensure_synthetic(cfg, args.data_root)
-
-    from stages.figures.draw import preview_grid  # imported here: matplotlib is slow to import
-
+    folder = generate(cfg, Path(args.data_root) / cfg.folder_name) if args.force \
+        else ensure_synthetic(cfg, args.data_root)
     train = CocoDataset(folder / "train.json", folder / "images")
     n_objects = sum(len(a) for a in train.annotations_per_image)
     print(f"{folder}: {len(train)} train images, {n_objects} objects, classes {CLASS_NAMES[1:]}")
-    preview = Path(args.preview) if args.preview else folder / "preview.png"
-    preview_grid(train, preview, n=16)
-    print(f"preview grid saved to {preview}")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``python -m stages.data.synthetic``: generate the built-in dataset (its preview grid:
+    ``python -m stages.figures.dataset_preview``)."""
+    parser = command_parser("python -m stages.data.synthetic", main.__doc__)
+    add_generation_args(parser)
+    return generated_folder(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ Shape shorthand and naming
 
 Map of this module
 ------------------
-    formats:       xyxy_to_xywh (boxes), mask_to_rle (masks -> COCO's run-length encoding)
+    formats:       xyxy_to_xywh (boxes), mask_to_rle (masks -> COCO's run-length encoding), from
+                   stages.data.coco_format (the dataset writer needs them too)
     ground truth:  gt_entries (one dataset item) -> coco_from_entries; coco_ground_truth (a dataset)
     results:       detections_to_coco (one model output)
     scores:        coco_metrics (METRIC_NAMES, in percent), per_class_ap (AP and AP50 of each
@@ -44,26 +45,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from stages.data.coco_format import mask_to_rle, xyxy_to_xywh  # noqa: F401 (part of this module's API)
+
 # pycocotools' summarize() order for these six; the other six stats are recall numbers we don't show
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-
-
-def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
-    """[N, 4] (x1, y1, x2, y2) -> [N, 4] (x, y, w, h), COCO's box format."""
-    return torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-
-
-def mask_to_rle(masks: torch.Tensor) -> list[dict]:
-    """Binary masks [N, H, W] -> N compressed RLE dicts, JSON-ready (``counts`` as str)."""
-    N, H, W = masks.shape
-    if N == 0:
-        return []
-    # pycocotools wants a Fortran-ordered uint8 array [H, W, N]
-    array = np.asfortranarray(masks.permute(1, 2, 0).to(torch.uint8).numpy())  # (N,H,W)->(H,W,N)
-    rles = mask_utils.encode(array)
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")  # bytes -> str, so json.dumps accepts it
-    return rles
 
 
 def image_id_of(target: dict) -> int:
