@@ -20,7 +20,7 @@ concept:
     svm.py               one linear SVM per class, hard negative mining (sec. 2.3, Appendix B)
     bbox_regression.py   class-specific ridge regression of t_x, t_y, t_w, t_h (Appendix C)
     model.py             RCNN: the test-time pipeline behind the shared model call (sec. 2.2)
-    train.py             the training steps, each a function; train_rcnn runs them all
+    train.py             the training phases, each a function; train_rcnn runs them all
     __main__.py          python -m stages.rcnn
 
 What Fast R-CNN (stage 2) changes: the CNN runs once per image instead of once per region, RoI

@@ -1,4 +1,4 @@
-"""Training R-CNN, in the paper's separate steps (sec. 2.3), each a plain function.
+"""Training R-CNN, in the paper's separate phases (sec. 2.3), each a plain function.
 
     data = prepare_training_data(dataset, cfg)       images, their proposals, their ground truth
     cnn, _, _ = train_cnn(data, cfg, device=d)       1. pre-train on gt crops, 2. fine-tune (on d)
