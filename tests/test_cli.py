@@ -166,3 +166,15 @@ def test_literal_fields_are_checked_when_a_config_is_built_in_python():
     cli.add_dataclass_args(parser, Example)
     assert parser.parse_args(["--mode", "b", "--sizes", "3", "4"]).sizes == [3, 4]
     assert "which one; none: neither" in parser.format_help()
+
+
+def test_a_checkpoint_saved_before_a_rename_is_read_under_the_new_names():
+    old = {"nms_iou": 0.4, "rpn_nms": 0.6, "method": "opencv_fast", "scale": 50.0, "max_boxes": 9,
+           "lr": 0.01}
+    assert cli.with_current_names(old) == {"nms_thresh": 0.4, "rpn_nms_thresh": 0.6,
+                                           "ss_method": "opencv_fast", "ss_scale": 50.0,
+                                           "ss_max_boxes": 9, "lr": 0.01}
+    assert cli.dataclass_from_dict(RCNNConfig, old).nms_thresh == 0.4
+    assert cli.dataclass_from_dict(MaskRCNNConfig, old).rpn_nms_thresh == 0.6
+    # a name saved under both spellings keeps its current one
+    assert cli.with_current_names({"nms_iou": 0.4, "nms_thresh": 0.5}) == {"nms_thresh": 0.5}

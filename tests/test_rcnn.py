@@ -420,6 +420,14 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     torch.testing.assert_close(resumed["extra"]["svm"]["weight"], state["extra"]["svm"]["weight"])
 
 
+def test_phases_done_reads_checkpoints_written_before_the_word_phases():
+    from stages.rcnn.model import phases_done
+
+    assert phases_done({"extra": {"phases_done": ["cnn", "svm_bbox"]}}) == ["cnn", "svm_bbox"]
+    assert phases_done({"extra": {"steps_done": ["cnn"]}}) == ["cnn"]  # the old key
+    assert phases_done({"extra": None}) == [] and phases_done({}) == []
+
+
 def test_trained_model_survives_its_checkpoint_format(trained, tiny):
     model, _, _ = trained
     svms = type(model.svms).from_tensors(model.svms.to_tensors())

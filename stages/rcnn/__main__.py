@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 
 from stages.training import distributed, engine, io, run
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stages.training.cli import dataclass_from_dict
 from stages.training.engine import CHECKPOINT
 from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
 from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint, phases_done
@@ -57,9 +58,7 @@ REPORT_IMAGES = 50  # validation images in the proposal report
 def trained_config(saved: dict, requested: RCNNConfig, given: set[str]) -> RCNNConfig:
     """The checkpoint's config, with the test-time fields (``RCNNConfig.TEST_TIME``) that were
     ``given`` on this command line: ``--eval-only --no-bbox-reg`` changes only ``bbox_reg``."""
-    fields = {f.name for f in dataclasses.fields(RCNNConfig)}
-    cfg = RCNNConfig(**{k: tuple(v) if isinstance(v, list) else v
-                        for k, v in saved.items() if k in fields})
+    cfg = dataclass_from_dict(RCNNConfig, saved)  # old names read under new ones (RENAMED)
     switches = {k: getattr(requested, k) for k in RCNNConfig.TEST_TIME if k in given}
     if switches:
         print(f"[rcnn] test-time switches over the checkpoint's config: {switches}")

@@ -310,8 +310,8 @@ def _or_auto(convert_value):
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None = None,
                        skip: tuple = (), defaults: dict | None = None,
                        from_data: tuple = ()) -> None:
-    """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its comment
-    as the help, its default printed once. ``skip``: fields this command does not read;
+    """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its
+    ``param`` help, its default printed once. ``skip``: fields this command does not read;
     ``defaults``: {field: value} where this command's default differs from the field's;
     ``from_data``: fields whose default the data decides (``stages.data.box_statistics``): their
     flag also takes "auto" (unless its values are a fixed list of choices) and defaults to None,
@@ -361,9 +361,25 @@ def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**values)
 
 
+# Fields renamed since checkpoints were first written (issue 26: one name per idea), old -> new:
+# a saved config that holds an old name is read under the new one
+RENAMED = {"nms_iou": "nms_thresh", "rpn_nms": "rpn_nms_thresh", "method": "ss_method",
+           "scale": "ss_scale", "sigma": "ss_sigma", "min_size": "ss_min_size",
+           "min_box": "ss_min_box", "max_boxes": "ss_max_boxes"}
+
+
+def with_current_names(values: dict) -> dict:
+    """A saved config (a checkpoint's ``config``) with the names of ``RENAMED`` brought up to date;
+    a name saved under both spellings keeps its current one."""
+    renamed = {RENAMED[k]: v for k, v in values.items() if k in RENAMED}
+    return {**renamed, **{k: v for k, v in values.items() if k not in RENAMED}}
+
+
 def dataclass_from_dict(cls, values: dict):
     """Build ``cls`` from a saved dict, such as a checkpoint's ``config`` (``vars(args)``): the
-    fields it has (lists become tuples again), the defaults for fields added since it was saved;
-    other keys (the shared ``RunConfig`` flags) are ignored."""
+    fields it has (lists become tuples again; names from before a rename read under the new one,
+    ``with_current_names``), the defaults for fields added since it was saved; other keys (the
+    shared ``RunConfig`` flags) are ignored."""
+    values = with_current_names(values)
     return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
                   for f in dataclasses.fields(cls) if f.name in values})

@@ -41,7 +41,7 @@ from stages.training import distributed, engine
 from stages.backbone import BackboneError
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_parser,
-                                 dataclass_from_args)
+                                 dataclass_from_args, with_current_names)
 from stages.data import box_statistics
 from stages.data.box_statistics import BoxStats, gather
 from stages.data.checks import check_inputs
@@ -294,7 +294,7 @@ def checkpoint_config(run: RunConfig, out_dir: Path) -> dict | None:
         config = load_checkpoint(path)["config"]
     except CheckpointError:
         return None
-    return config if isinstance(config, dict) else None
+    return with_current_names(config) if isinstance(config, dict) else None
 
 
 def choose_long_side(run: RunConfig, train, stage: str) -> tuple[RunConfig, BoxStats | None]:
