@@ -130,7 +130,7 @@ def test_field_help_comes_from_each_fields_metadata_not_from_the_source():
     assert "Figure 4 right" in cli.field_help(MaskRCNNConfig)["mask_pool_size"]
     assert "paper: ignored (sec. 3.3)" in cli.field_help(MaskRCNNConfig)["ignore_cross_boundary"]
     # the recipe is one dataclass that the stage configs inherit, its help with it
-    assert issubclass(MaskRCNNConfig, Recipe) and issubclass(FastRCNNConfig, Recipe)
+    assert all(issubclass(cls, Recipe) for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig))
     assert cli.field_help(MaskRCNNConfig)["lr"] == cli.field_help(Recipe)["lr"]
     # every field of every stage config has one
     for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig, cli.RunConfig, Recipe):

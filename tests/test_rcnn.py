@@ -35,8 +35,8 @@ from stages.data.transforms import val_transforms
 # budgets for the end-to-end tests: seconds, not minutes (a narrow backbone, the same layers)
 TINY_CHANNELS = (8, 16, 16, 16, 16)
 TINY_RCNN = RCNNConfig(pretrain_epochs=10, finetune_epochs=20.0, pretrain_lr=0.03,
-                       finetune_lr=0.03, svm_C=1.0, workers=1, backbone="tiny",
-                       backbone_channels=TINY_CHANNELS, finetune_optimizer="sgd", warp_size=56)
+                       lr=0.03, svm_C=1.0, workers=1, backbone="tiny",
+                       backbone_channels=TINY_CHANNELS, optimizer="sgd", warp_size=56)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from stages.training import distributed, engine, io, run
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stages.training.cli import dataclass_from_dict
 from stages.training.engine import CHECKPOINT
-from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
+from stages.rcnn.config import RCNNConfig, resolve
 from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint, phases_done
 from stages.rcnn.proposers import (OTHER_METHOD_IMAGES, compare_methods, format_proposal_report,
                                    make_proposer, plot_recall)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None):
     # --checkpoint-every: its checkpoint is written once the CNN is fine-tuned, then once the
     # SVMs and regressors are fitted (a Ctrl-C in between keeps the last of them)
     parser = run.build_parser(__doc__, RCNNConfig, prog=f"python -m stages.{STAGE}",
-                              skip=("eval_every", "checkpoint_every"))
+                              skip=("eval_every", "checkpoint_every", *RCNNConfig.NOT_READ))
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
     cfg = resolve(run.stage_config(RCNNConfig, args, ctx), ctx.run.preset, ctx.run.epochs)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None):
         else:
             budget = ctx.run.time_budget
             if budget is None and ctx.run.steps is None:  # --steps replaces the preset's budget
-                budget = TIME_BUDGET[ctx.run.preset]
+                budget = cfg.quick_time_budget if ctx.run.preset == "quick" else None
             cnn, history, stopped_by = train_cnn(data, cfg, seed=ctx.run.seed, time_budget=budget,
                                                  max_steps=ctx.run.steps, device=ctx.device,
                                                  steps_replace_epochs=ctx.run.epochs is None)

@@ -6,9 +6,12 @@ Every default cites where it comes from: the paper (Girshick et al., CVPR 2014, 
 value, the comment says "scaled" or "ours" and why. The command line is built from these fields
 (``--warp-size 56``, ``--no-bbox-reg``, ...).
 
-The budget of a run (how long the CNN trains) depends on ``--preset``: fields left at ``None``
-take the preset's value (``PRESETS``), so ``--finetune-epochs 5`` still wins over any preset, and
-``TIME_BUDGET`` caps the CNN's training seconds unless ``--time-budget`` says otherwise.
+How the CNN trains is the shared recipe (``stages.recipe.Recipe``) with R-CNN's values: AdamW at
+1e-3, weight decay 5e-4, the rate / 10 for the last quarter, no warm-up, no clipping. The budget
+of a run depends on ``--preset``, as in every stage: ``quick_time_budget`` (60 s) caps the CNN's
+training in the quick preset unless ``--time-budget`` or ``--steps`` says otherwise. R-CNN trains
+in phases, and the epochs of its two CNN phases left at ``None`` take the preset's value
+(``PRESETS``), so ``--finetune-epochs 5`` still wins over any preset.
 """
 
 from __future__ import annotations
@@ -18,14 +21,34 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stages.backbone import BackboneConfig, backbone_suffix
+from stages.recipe import Recipe
 from stages.training.cli import param
 from stages.rcnn.sliding_windows import SlidingWindowConfig
 from stages.selective_search import SelectiveSearchConfig
 
 
 @dataclass(frozen=True)
-class RCNNConfig(BackboneConfig):
+class RCNNConfig(Recipe, BackboneConfig):
     """Everything that defines an R-CNN run except the data and the run flags (``RunConfig``)."""
+
+    # -- the training recipe (stages.recipe.Recipe), R-CNN's values: how its CNN is fine-tuned ----
+    # stage 2's optimizer and rate, for the same pre-trained network; the rcnn code's weight decay
+    optimizer: Literal["adamw", "sgd"] = param("adamw", help=(
+        "adamw | sgd (with --momentum): the CNN's fine-tuning (its crop pre-training: SGD)"),
+        paper="SGD (sec. 2.3)", measured="section 16")
+    lr: float = param(1e-3, help="the fine-tuning's rate (AdamW at stage 2's rate)",
+                      paper="0.001, SGD, from ImageNet weights (sec. 2.3)", measured="section 16")
+    weight_decay: float = param(5e-4, help="L2 penalty on the weights",
+                                paper="0.0005 (rcnn code, AlexNet's)")
+    lr_drop: float = param(0.75, help=(
+        "lr / 10 after this fraction of the training (of its steps or of its time budget)"),
+        paper="Caffe's step policy (rcnn code)")
+    # R-CNN's fine-tuning has no warm-up and no gradient clipping: these values say so (the flags
+    # are not offered: NOT_READ)
+    warmup_steps: int = param(1, help="steps of linear warm-up: 1, none")
+    clip_grad_norm: float = param(0.0, help="gradient norm cap: 0, none")
+    quick_time_budget: float = param(60.0, help=(
+        "seconds of the CNN's training in the quick preset (unless --time-budget or --steps)"))
 
     # -- proposals (sec. 2.1) ---------------------------------------------------------------------
     proposals: Literal["selective_search", "sliding_window"] = param("selective_search", help=(
@@ -81,12 +104,6 @@ class RCNNConfig(BackboneConfig):
     finetune_epochs: float | None = param(None, help=(
         "(K+1)-way training on proposals; 1 epoch = every positive once; none: the preset's "
         "(PRESETS)"))
-    finetune_optimizer: Literal["adamw", "sgd"] = param("adamw", help=(
-        "sgd | adamw: stage 2's, for the same pre-trained network"),
-        paper="SGD (sec. 2.3)", measured="section 16")
-    finetune_lr: float = param(1e-3, help="the fine-tuning's rate (AdamW at stage 2's rate)",
-                               paper="0.001, SGD, from ImageNet weights (sec. 2.3)",
-                               measured="section 16")
     fg_iou: float = param(0.5, help="fine-tuning positive: IoU >= this with a ground truth",
                           paper="0.5 (sec. 2.3)")
     batch_positives: int = param(16, help="positive windows per mini-batch, over all classes",
@@ -153,6 +170,11 @@ class RCNNConfig(BackboneConfig):
         return SlidingWindowConfig(sizes=tuple(self.sw_sizes), ratios=tuple(self.sw_ratios),
                                    stride=self.sw_stride)
 
+    # the Recipe's fields that R-CNN does not read, so its command does not offer them: its
+    # fine-tuning has no warm-up and no clipping, its preset fixes epochs per phase (PRESETS), its
+    # pool5 is a max pool of the warped region and its NMS ours (no kernel to choose)
+    NOT_READ = ("warmup_steps", "clip_grad_norm", "full_epochs", "pool_kernel", "nms_kernel")
+
     # the fields that shape the trained weights; the others only choose what runs at test time
     # (so ``--eval-only --no-bbox-reg`` evaluates the same trained model without regression)
     TEST_TIME = ("proposals", "ss_scale", "ss_sigma", "ss_min_size", "ss_min_box", "ss_method",
@@ -177,7 +199,6 @@ PRESETS = {
     "quick": {"pretrain_epochs": 0, "finetune_epochs": 1.5},
     "full": {"pretrain_epochs": 60, "finetune_epochs": 24.0},
 }
-TIME_BUDGET = {"quick": 60.0, "full": None}  # seconds of CNN training, unless --time-budget
 
 
 def resolve(cfg: RCNNConfig, preset: str = "quick", epochs: int | None = None) -> RCNNConfig:

@@ -210,7 +210,7 @@ RANGES = {
     "seed": NON_NEGATIVE, "long_side": NON_NEGATIVE, "checkpoint_every": POSITIVE,
     # the backbone and the training recipe
     "backbone_channels": AT_LEAST_1, "freeze_at": Range(0, 5), "lr": POSITIVE,
-    "pretrain_lr": POSITIVE, "finetune_lr": POSITIVE, "momentum": BELOW_1,
+    "pretrain_lr": POSITIVE, "momentum": BELOW_1,
     "weight_decay": NON_NEGATIVE, "warmup_steps": AT_LEAST_1, "clip_grad_norm": NON_NEGATIVE,
     "lr_drop": FRACTION, "quick_time_budget": POSITIVE, "full_epochs": AT_LEAST_1,
     "images_per_batch": AT_LEAST_1, "flip": FRACTION, "dropout": BELOW_1,
