@@ -293,19 +293,17 @@ def build_backbone(name: str, last_level: str, *, pretrained: str = "auto",
 class BackboneConfig:
     """The backbone's fields, shared by every stage's config (and the peers')."""
 
-    backbone: Literal["efficientnet_lite0", "tiny"] = param("efficientnet_lite0", help=(
-        "efficientnet_lite0 (ImageNet-pretrained) | tiny (random)"),
-        paper="an ImageNet-trained network: AlexNet, VGG16, ResNet (R-CNN sec. 2.3)")
-    pretrained: str = param("auto", help=(
-        "auto: ImageNet for efficientnet_lite0, none for tiny | imagenet | none | PATH"))
+    backbone: Literal["efficientnet_lite0", "tiny"] = param(
+        "efficientnet_lite0", paper="an ImageNet-trained network: AlexNet, VGG16, ResNet (R-CNN sec. 2.3)",
+        help="efficientnet_lite0 (ImageNet-pretrained) | tiny (random)")
+    pretrained: str = param("auto", help="auto: ImageNet for efficientnet_lite0, none for tiny | imagenet | none | PATH")
     backbone_channels: tuple = param(BACKBONE_CHANNELS, help="the tiny CNN's widths: stem, C2..C5")
     # The fine-tuning recipe, for pre-trained weights only: the stem's conv1 is generic (Fast R-CNN
     # sec. 4.5) and batch norm keeps ImageNet's statistics, as torchvision and detectron2
     # fine-tune (2 images per batch give noisy batch statistics)
-    freeze_at: int = param(1, help="parts not trained: 0 none, 1 the stem, 2 the stem and C2, ...",
-                           paper="conv1 frozen (Fast R-CNN sec. 4.5)", measured="section 16")
-    frozen_bn: bool = param(True, help="batch norm keeps its ImageNet statistics and affine",
-                            measured="section 16")
+    freeze_at: int = param(1, paper="conv1 frozen (Fast R-CNN sec. 4.5)", measured="section 16",
+                           help="parts not trained: 0 none, 1 the stem, 2 the stem and C2, ...")
+    frozen_bn: bool = param(True, measured="section 16", help="batch norm keeps its ImageNet statistics and affine")
 
     def __post_init__(self):  # a value outside a Literal field's choices: one clear line
         check_choices(self)

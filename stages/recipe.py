@@ -33,26 +33,23 @@ class Recipe:
     """How a stage trains (optimizer, schedule, budgets) and which kernels run: no paper's values."""
 
     # what takes a step: the papers' SGD, or AdamW (measured better from ImageNet weights)
-    optimizer: Literal["adamw", "sgd"] = param("adamw", help="adamw | sgd (with --momentum)",
-                                               paper="SGD (Fast R-CNN sec. 2.3)",
-                                               measured="section 16")
-    lr: float = param(1e-3, help="the learning rate after the warm-up",
-                      paper="SGD at 0.001 (Fast R-CNN sec. 2.3)", measured="section 16")
-    momentum: float = param(0.9, help="SGD only", paper="0.9 (Fast R-CNN sec. 2.3)")
-    weight_decay: float = param(1e-4, help="L2 penalty on the weights (torchvision: 1e-4)",
-                                paper="0.0005 (Fast R-CNN sec. 2.3)")
+    optimizer: Literal["adamw", "sgd"] = param("adamw", paper="SGD (Fast R-CNN sec. 2.3)", measured="section 16",
+                                               help="adamw | sgd (with --momentum)")
+    lr: float = param(1e-3, paper="SGD at 0.001 (Fast R-CNN sec. 2.3)", measured="section 16",
+                      help="the learning rate after the warm-up")
+    momentum: float = param(0.9, paper="0.9 (Fast R-CNN sec. 2.3)", help="SGD only")
+    weight_decay: float = param(1e-4, paper="0.0005 (Fast R-CNN sec. 2.3)", help="L2 penalty on the weights (torchvision: 1e-4)")
     # the rate at each step
-    warmup_steps: int = param(50, help="steps of linear warm-up of the learning rate",
-                              measured="section 16")
-    clip_grad_norm: float = param(10.0, help=(
-        "scale all gradients down to this norm when above it, a guard against one bad batch "
-        "blowing the weights up (tests/test_training_errors.py); 0: off"), measured="section 16")
-    lr_drop: float = param(0.75, help="lr / 10 after this fraction of the training",
-                           paper="30k of 40k iterations (Fast R-CNN sec. 2.3)")
+    warmup_steps: int = param(50, measured="section 16", help="steps of linear warm-up of the learning rate")
+    clip_grad_norm: float = param(10.0, measured="section 16",
+                                  help=("scale all gradients down to this norm when above it, a guard against one bad batch "
+                                        "blowing the weights up (tests/test_training_errors.py); 0: off"))
+    lr_drop: float = param(0.75, paper="30k of 40k iterations (Fast R-CNN sec. 2.3)",
+                           help="lr / 10 after this fraction of the training")
     # the presets
-    quick_time_budget: float = param(120.0, help=(
-        "seconds of training in the quick preset (the README's comparison: four stages within "
-        "12 minutes on 2 cores)"))
+    quick_time_budget: float = param(120.0,
+                                     help=("seconds of training in the quick preset (the README's comparison: four stages "
+                                           "within 12 minutes on 2 cores)"))
     full_epochs: int = param(30, help="epochs of training in the full preset")
     # the kernels: ours is equal (tested) but a Python loop over RoIs, ~10x slower per step; the
     # notebooks and tests run ours, training runs torchvision's for speed

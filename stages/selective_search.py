@@ -100,18 +100,17 @@ class SelectiveSearchConfig:
     the OpenCV modes. So no scaling: the package gives the same boxes as before on every image.
     """
 
-    ss_method: Literal["package", "opencv_fast", "opencv_quality"] = param("package", help=(
-        "package: the pure-Python package, one hierarchy, the readable one, made for the "
-        "synthetic shapes | opencv_fast / opencv_quality: OpenCV's diversified search (12 / 100 "
-        "hierarchies), for photos"), paper="fast mode (R-CNN sec. 2.1)", measured="section 16")
-    ss_scale: float = param(100.0, help=(
-        "package: Felzenszwalb scale: larger -> bigger initial regions, fewer boxes"))
+    ss_method: Literal["package", "opencv_fast", "opencv_quality"] = param(
+        "package", paper="fast mode (R-CNN sec. 2.1)", measured="section 16",
+        help=("package: the pure-Python package, one hierarchy, the readable one, made for the synthetic shapes | opencv_fast /"
+              " opencv_quality: OpenCV's diversified search (12 / 100 hierarchies), for photos"))
+    ss_scale: float = param(100.0, help="package: Felzenszwalb scale: larger -> bigger initial regions, fewer boxes")
     ss_sigma: float = param(0.8, help="package: Gaussian smoothing before the segmentation")
     ss_min_size: int = param(10, help="package: pixels, for the initial segmentation")
     ss_min_box: float = param(4.0, help="drop proposals narrower or shorter than this, pixels")
-    ss_max_boxes: int | None = param(None, help=(
-        "keep the first this many proposals of the method's ranking (none: all); for OpenCV's "
-        "modes, whose ranking puts large regions first (see opencv_boxes)"))
+    ss_max_boxes: int | None = param(None,
+                                     help=("keep the first this many proposals of the method's ranking (none: all); for "
+                                           "OpenCV's modes, whose ranking puts large regions first (see opencv_boxes)"))
 
     def __post_init__(self):  # a method outside the three: one clear line
         check_choices(self)

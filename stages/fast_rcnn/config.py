@@ -28,48 +28,41 @@ class FastRCNNConfig(Recipe, BackboneConfig):
     SUPPORTED = {"pool": ("roi", "spp")}  # the poolings stages 2 and 3 build; align: stage 4
 
     # --- pooling (sec. 2.1; SPP-net sec. 2.2) ---
-    pool: Pool = param("roi", help="roi: RoI max pooling (one level) | spp: a {4, 2, 1} spatial pyramid",
-                       paper="RoI max pooling (sec. 2.1)")
-    pool_size: int = param(7, help="H = W: the side of a pooled RoI", paper="H = W = 7 for VGG16 (sec. 2.1)")
+    pool: Pool = param("roi", paper="RoI max pooling (sec. 2.1)",
+                       help="roi: RoI max pooling (one level) | spp: a {4, 2, 1} spatial pyramid")
+    pool_size: int = param(7, paper="H = W = 7 for VGG16 (sec. 2.1)", help="H = W: the side of a pooled RoI")
     # --- image scale. Our objects are 12-56 px on 128-px images: on the stride-8 map a 20-px
     #     object covers 2.5 cells, and RoI pooling's rounding to whole cells costs it most of its
     #     localisation. So the image is enlarged 2x before the backbone (bilinear); boxes stay in
     #     the original pixels and the map's stride becomes 8 / 2 = 4 of them ---
-    input_scale: float = param(2.0, help="the image is resized by this factor before the backbone",
-                               paper="single scale, shorter side s = 600 px: VOC's images 1.6x "
-                                     "(sec. 5.2)", measured="section 16")
-    spp_levels: tuple = param((4, 2, 1), help="--pool spp: the pyramid's grids",
-                              paper="SPP-net's classification pyramid; its detection one is "
-                                    "{6, 3, 2, 1} (SPP-net sec. 2.2)")
+    input_scale: float = param(
+        2.0, paper="single scale, shorter side s = 600 px: VOC's images 1.6x (sec. 5.2)", measured="section 16",
+        help="the image is resized by this factor before the backbone")
+    spp_levels: tuple = param(
+        (4, 2, 1), paper="SPP-net's classification pyramid; its detection one is {6, 3, 2, 1} (SPP-net sec. 2.2)",
+        help="--pool spp: the pyramid's grids")
     # --- network: VGG16's fc6 / fc7 are 4096-d on 512 channels; our C3 has 40 (EfficientNet-Lite0)
     #     or 96 (tiny) ---
-    fc_dim: int = param(256, help="width of fc6 and fc7", paper="4096 (VGG16)")
+    fc_dim: int = param(256, paper="4096 (VGG16)", help="width of fc6 and fc7")
     # --- mini-batches (sec. 2.3) ---
-    images_per_batch: int = param(2, help="images per mini-batch",
-                                  paper="N = 2 (sec. 2.3)", measured="section 16")
-    rois_per_image: int = param(64, help="RoIs sampled per image for the loss",
-                                paper="R = 128 per batch of N = 2: 64 per image (sec. 2.3)")
-    fg_fraction: float = param(0.25, help="the share of foreground RoIs", paper="25 % (sec. 2.3)")
-    fg_iou: float = param(0.5, help="foreground: IoU >= this with a ground-truth box",
-                          paper="0.5 (sec. 2.3)")
-    bg_iou_lo: float = param(0.1, help=(
-        "background: max IoU in [lo, hi), \"a heuristic for hard example mining\"; when too few, "
-        "the rest come from [0, lo) (our change)"), paper="0.1 (sec. 2.3)")
-    bg_iou_hi: float = param(0.5, help="background: max IoU below this (the foreground threshold)",
-                             paper="0.5 (sec. 2.3)")
-    flip: float = param(0.5, help="horizontal flip probability", paper="0.5 (sec. 2.3)")
+    images_per_batch: int = param(2, paper="N = 2 (sec. 2.3)", measured="section 16", help="images per mini-batch")
+    rois_per_image: int = param(64, paper="R = 128 per batch of N = 2: 64 per image (sec. 2.3)",
+                                help="RoIs sampled per image for the loss")
+    fg_fraction: float = param(0.25, paper="25 % (sec. 2.3)", help="the share of foreground RoIs")
+    fg_iou: float = param(0.5, paper="0.5 (sec. 2.3)", help="foreground: IoU >= this with a ground-truth box")
+    bg_iou_lo: float = param(0.1, paper="0.1 (sec. 2.3)",
+                             help=("background: max IoU in [lo, hi), \"a heuristic for hard example mining\"; when too few, the "
+                                   "rest come from [0, lo) (our change)"))
+    bg_iou_hi: float = param(0.5, paper="0.5 (sec. 2.3)", help="background: max IoU below this (the foreground threshold)")
+    flip: float = param(0.5, paper="0.5 (sec. 2.3)", help="horizontal flip probability")
     # --- multi-task loss (sec. 2.3, Eq. 1-3) ---
-    loss_lambda: float = param(1.0, help="lambda in L = L_cls + lambda [u >= 1] L_loc",
-                               paper="lambda = 1 (Eq. 1)")
-    smooth_l1_beta: float = param(1.0, help="where smooth L1 turns from squared to linear",
-                                  paper="smooth_L1(x) = 0.5 x^2 if |x| < 1 else |x| - 0.5 (Eq. 3)")
-    box_weights: tuple = param((10.0, 10.0, 5.0, 5.0), help=(
-        "target normalisation: = 1 / std of t"), paper="targets normalised to zero mean, unit "
-                                                      "variance (sec. 2.3)")
+    loss_lambda: float = param(1.0, paper="lambda = 1 (Eq. 1)", help="lambda in L = L_cls + lambda [u >= 1] L_loc")
+    smooth_l1_beta: float = param(1.0, paper="smooth_L1(x) = 0.5 x^2 if |x| < 1 else |x| - 0.5 (Eq. 3)",
+                                  help="where smooth L1 turns from squared to linear")
+    box_weights: tuple = param((10.0, 10.0, 5.0, 5.0), paper="targets normalised to zero mean, unit variance (sec. 2.3)",
+                               help="target normalisation: = 1 / std of t")
     # --- test (sec. 3) ---
     score_thresh: float = param(0.05, help="detections scoring below this are dropped before NMS")
-    nms_thresh: float = param(0.3, help=(
-        "per-class NMS: a box overlapping a better one by more than this IoU is dropped"),
-        paper="0.3 (sec. 3, R-CNN's)")
-    detections_per_image: int = param(100, help="the best-scoring ones kept per image",
-                                      paper="COCO counts 100")
+    nms_thresh: float = param(0.3, paper="0.3 (sec. 3, R-CNN's)",
+                              help="per-class NMS: a box overlapping a better one by more than this IoU is dropped")
+    detections_per_image: int = param(100, paper="COCO counts 100", help="the best-scoring ones kept per image")

@@ -33,44 +33,40 @@ class RCNNConfig(Recipe, BackboneConfig):
 
     # -- the training recipe (stages.recipe.Recipe), R-CNN's values: how its CNN is fine-tuned ----
     # stage 2's optimizer and rate, for the same pre-trained network; the rcnn code's weight decay
-    optimizer: Literal["adamw", "sgd"] = param("adamw", help=(
-        "adamw | sgd (with --momentum): the CNN's fine-tuning (its crop pre-training: SGD)"),
-        paper="SGD (sec. 2.3)", measured="section 16")
-    lr: float = param(1e-3, help="the fine-tuning's rate (AdamW at stage 2's rate)",
-                      paper="0.001, SGD, from ImageNet weights (sec. 2.3)", measured="section 16")
-    weight_decay: float = param(5e-4, help="L2 penalty on the weights",
-                                paper="0.0005 (rcnn code, AlexNet's)")
-    lr_drop: float = param(0.75, help=(
-        "lr / 10 after this fraction of the training (of its steps or of its time budget)"),
-        paper="Caffe's step policy (rcnn code)")
+    optimizer: Literal["adamw", "sgd"] = param("adamw", paper="SGD (sec. 2.3)", measured="section 16",
+                                               help=("adamw | sgd (with --momentum): the CNN's fine-tuning (its crop "
+                                                     "pre-training: SGD)"))
+    lr: float = param(1e-3, paper="0.001, SGD, from ImageNet weights (sec. 2.3)", measured="section 16",
+                      help="the fine-tuning's rate (AdamW at stage 2's rate)")
+    weight_decay: float = param(5e-4, paper="0.0005 (rcnn code, AlexNet's)", help="L2 penalty on the weights")
+    lr_drop: float = param(0.75, paper="Caffe's step policy (rcnn code)",
+                           help="lr / 10 after this fraction of the training (of its steps or of its time budget)")
     # R-CNN's fine-tuning has no warm-up and no gradient clipping: these values say so (the flags
     # are not offered: NOT_READ)
     warmup_steps: int = param(1, help="steps of linear warm-up: 1, none")
     clip_grad_norm: float = param(0.0, help="gradient norm cap: 0, none")
-    quick_time_budget: float = param(60.0, help=(
-        "seconds of the CNN's training in the quick preset (unless --time-budget or --steps)"))
+    quick_time_budget: float = param(60.0,
+                                     help="seconds of the CNN's training in the quick preset (unless --time-budget or --steps)")
 
     # -- proposals (sec. 2.1) ---------------------------------------------------------------------
-    proposals: Literal["selective_search", "sliding_window"] = param("selective_search", help=(
-        "selective_search | sliding_window: where the regions come from"),
-        paper="selective search's fast mode; sliding windows as the baseline (sec. 2.1)")
+    proposals: Literal["selective_search", "sliding_window"] = param(
+        "selective_search", paper="selective search's fast mode; sliding windows as the baseline (sec. 2.1)",
+        help="selective_search | sliding_window: where the regions come from")
     # selective search (stages.selective_search.SelectiveSearchConfig, the same ss_* fields as
     # stage 2's): the paper's "fast mode" gives ~2000 boxes on a 500 x 375 VOC image; the package
     # at scale 100 gives ~110 on our 128 x 128 images. ss_scale, ss_sigma and ss_min_size are the
     # package's; OpenCV's modes have their own
-    ss_scale: float = param(100.0, help=(
-        "package: Felzenszwalb scale: larger -> bigger initial regions, fewer boxes"))
+    ss_scale: float = param(100.0, help="package: Felzenszwalb scale: larger -> bigger initial regions, fewer boxes")
     ss_sigma: float = param(0.8, help="package: Gaussian smoothing before the segmentation")
     ss_min_size: int = param(10, help="package: initial regions smaller than this (pixels) are merged")
     ss_min_box: float = param(4.0, help="proposals narrower or shorter than this (pixels) are dropped")
-    ss_method: Literal["package", "opencv_fast", "opencv_quality"] | None = param(None, help=(
-        "package: the pure-Python selective search (one hierarchy) | opencv_fast / "
-        "opencv_quality: OpenCV's, the paper's diversified modes. None: the data decides: the "
-        "package on the built-in synthetic set, opencv_fast on photos"),
-        paper="fast mode (sec. 2.1)", measured="section 16")
-    ss_max_boxes: int | None = param(None, help=(
-        "keep the first this many selective-search boxes (OpenCV's ranking: large regions "
-        "first); none: all"), measured="section 16")
+    ss_method: Literal["package", "opencv_fast", "opencv_quality"] | None = param(
+        None, paper="fast mode (sec. 2.1)", measured="section 16",
+        help=("package: the pure-Python selective search (one hierarchy) | opencv_fast / opencv_quality: OpenCV's, the paper's "
+              "diversified modes. None: the data decides: the package on the built-in synthetic set, opencv_fast on photos"))
+    ss_max_boxes: int | None = param(None, measured="section 16",
+                                     help=("keep the first this many selective-search boxes (OpenCV's ranking: large regions "
+                                           "first); none: all"))
     # sliding windows (stages.rcnn.sliding_windows.SlidingWindowConfig), the exhaustive baseline:
     # 5 sizes x 3 ratios at half a window's stride = 1080 windows per 128 x 128 image, recall 0.98
     # at IoU 0.5 but 0.20 at 0.7 (a quarter stride: 4084 windows, 1.00 / 0.77, 4x the CNN's time)
@@ -82,77 +78,56 @@ class RCNNConfig(Recipe, BackboneConfig):
     # Scaled: our stages 2-4 read the 128-px image enlarged 2x (input_scale), and 96 is 38 % of its
     # 256 px, as 227 is of Fast R-CNN's s = 600 (Fast R-CNN sec. 5.2). Its C3 (stride 8) is 12 x 12,
     # max-pooled to pool5 = Fast R-CNN's 7 x 7.
-    warp_size: int = param(96, help="the CNN's input side S, pixels",
-                           paper="S = 227 (sec. 2.1)", measured="section 16")
-    context_pad: float = param(16.0, help=(
-        "p: pixels of context around the box at 227; scaled to p * warp_size / 227"),
-        paper="p = 16 (Appendix A)")
+    warp_size: int = param(96, paper="S = 227 (sec. 2.1)", measured="section 16", help="the CNN's input side S, pixels")
+    context_pad: float = param(16.0, paper="p = 16 (Appendix A)",
+                               help="p: pixels of context around the box at 227; scaled to p * warp_size / 227")
 
     # -- the CNN (sec. 2.1, 2.3): stage 2's network, run on each region (stages.rcnn.cnn) ----------
     # the backbone (BackboneConfig's fields, up to C3) is FastRCNNConfig's: the same CNN
-    pool_size: int = param(7, help="pool5's side: Fast R-CNN's RoI pooling size",
-                           paper="VGG16's pool5: 7 x 7")
-    fc_dim: int = param(256, help="width of fc6 and fc7, as Fast R-CNN's head",
-                        paper="4096 (AlexNet, VGG16)")
-    dropout: float = param(0.0, help="on fc6 and fc7 (none, as stage 2's head)",
-                           paper="0.5 (AlexNet)", measured="section 16")
-    pretrain_epochs: int | None = param(None, help=(
-        "K-way training on ground-truth crops (stands in for ImageNet); none: the preset's "
-        "(PRESETS)"), paper="ImageNet weights, downloaded (sec. 2.3)")
-    pretrain_lr: float = param(0.03, help="the crop pre-training's rate (SGD, momentum 0.9)",
-                               measured="section 16")
-    finetune_epochs: float | None = param(None, help=(
-        "(K+1)-way training on proposals; 1 epoch = every positive once; none: the preset's "
-        "(PRESETS)"))
-    fg_iou: float = param(0.5, help="fine-tuning positive: IoU >= this with a ground truth",
-                          paper="0.5 (sec. 2.3)")
-    batch_positives: int = param(16, help="positive windows per mini-batch, over all classes",
-                                 paper="32 (sec. 2.3)")
-    batch_negatives: int = param(16 * 3, help="background windows per mini-batch (the paper's 1:3 mix)",
-                                 paper="96 (sec. 2.3)", measured="section 16")
+    pool_size: int = param(7, paper="VGG16's pool5: 7 x 7", help="pool5's side: Fast R-CNN's RoI pooling size")
+    fc_dim: int = param(256, paper="4096 (AlexNet, VGG16)", help="width of fc6 and fc7, as Fast R-CNN's head")
+    dropout: float = param(0.0, paper="0.5 (AlexNet)", measured="section 16", help="on fc6 and fc7 (none, as stage 2's head)")
+    pretrain_epochs: int | None = param(None, paper="ImageNet weights, downloaded (sec. 2.3)",
+                                        help=("K-way training on ground-truth crops (stands in for ImageNet); none: the "
+                                              "preset's (PRESETS)"))
+    pretrain_lr: float = param(0.03, measured="section 16", help="the crop pre-training's rate (SGD, momentum 0.9)")
+    finetune_epochs: float | None = param(None,
+                                          help=("(K+1)-way training on proposals; 1 epoch = every positive once; none: the "
+                                                "preset's (PRESETS)"))
+    fg_iou: float = param(0.5, paper="0.5 (sec. 2.3)", help="fine-tuning positive: IoU >= this with a ground truth")
+    batch_positives: int = param(16, paper="32 (sec. 2.3)", help="positive windows per mini-batch, over all classes")
+    batch_negatives: int = param(16 * 3, paper="96 (sec. 2.3)", measured="section 16",
+                                 help="background windows per mini-batch (the paper's 1:3 mix)")
 
     # -- linear SVMs (sec. 2.3) -------------------------------------------------------------------
-    classifier: Literal["svm", "softmax"] = param("svm", help=(
-        "svm | softmax (Fast R-CNN Table 8 compares the two)"),
-        paper="per-class linear SVMs (sec. 2.3, Appendix B)")
-    svm_neg_iou: float = param(0.3, help="negative: IoU < this with every instance of the class",
-                               paper="0.3 (sec. 2.3)")
+    classifier: Literal["svm", "softmax"] = param(
+        "svm", paper="per-class linear SVMs (sec. 2.3, Appendix B)",
+        help="svm | softmax (Fast R-CNN Table 8 compares the two)")
+    svm_neg_iou: float = param(0.3, paper="0.3 (sec. 2.3)", help="negative: IoU < this with every instance of the class")
     # the hinge losses are summed, so fewer examples than VOC's mean stronger regularisation
-    svm_C: float = param(0.1, help="the SVMs' C (chosen on the data we report on: say so)",
-                         paper="rcnn code: 0.001, for VOC's ~5000 images and 4096-d fc7",
-                         measured="section 16")
-    svm_pos_weight: float = param(2.0, help="a positive's hinge loss counts this many times",
-                                  paper="rcnn code: 2")
-    svm_bias_mult: float = param(10.0, help="the bias is learnt as the weight of a constant this large",
-                                 paper="rcnn code: 10")
-    feature_norm: float = param(20.0, help="features scaled to this mean L2 norm",
-                                paper="rcnn code: 20")
-    hard_negative_rounds: int = param(3, help="rounds of hard-negative mining",
-                                      paper="\"converges quickly\" (sec. 2.3); rcnn code: 1 pass + retrains")
-    hard_threshold: float = param(-1.0, help="a negative scoring above this is inside the margin: hard",
-                                  paper="rcnn code: -1")
-    evict_threshold: float = param(-1.2, help="a cached negative scoring below this is evicted: easy",
-                                   paper="rcnn code: -1.2")
-    initial_negatives: int = param(2000, help="negatives of round 0, drawn at random",
-                                   paper="rcnn code: all negatives of the first images")
+    svm_C: float = param(0.1, paper="rcnn code: 0.001, for VOC's ~5000 images and 4096-d fc7", measured="section 16",
+                         help="the SVMs' C (chosen on the data we report on: say so)")
+    svm_pos_weight: float = param(2.0, paper="rcnn code: 2", help="a positive's hinge loss counts this many times")
+    svm_bias_mult: float = param(10.0, paper="rcnn code: 10", help="the bias is learnt as the weight of a constant this large")
+    feature_norm: float = param(20.0, paper="rcnn code: 20", help="features scaled to this mean L2 norm")
+    hard_negative_rounds: int = param(3, paper="\"converges quickly\" (sec. 2.3); rcnn code: 1 pass + retrains",
+                                      help="rounds of hard-negative mining")
+    hard_threshold: float = param(-1.0, paper="rcnn code: -1", help="a negative scoring above this is inside the margin: hard")
+    evict_threshold: float = param(-1.2, paper="rcnn code: -1.2", help="a cached negative scoring below this is evicted: easy")
+    initial_negatives: int = param(2000, paper="rcnn code: all negatives of the first images",
+                                   help="negatives of round 0, drawn at random")
 
     # -- box regression (Appendix C) --------------------------------------------------------------
-    bbox_reg: bool = param(True, help="class-specific ridge regression from pool5 features",
-                           paper="Appendix C")
-    bbox_iou: float = param(0.6, help="a training pair needs IoU > this with its best ground truth",
-                            paper="0.6 (Appendix C)")
-    bbox_lambda: float = param(1000.0, help="ridge penalty lambda, on features at norm 20",
-                               paper="lambda = 1000 (Appendix C)")
+    bbox_reg: bool = param(True, paper="Appendix C", help="class-specific ridge regression from pool5 features")
+    bbox_iou: float = param(0.6, paper="0.6 (Appendix C)", help="a training pair needs IoU > this with its best ground truth")
+    bbox_lambda: float = param(1000.0, paper="lambda = 1000 (Appendix C)", help="ridge penalty lambda, on features at norm 20")
 
     # -- test (sec. 2.2) --------------------------------------------------------------------------
-    nms_thresh: float = param(0.3, help=(
-        "per-class greedy NMS: a box overlapping a better one by more than this IoU is dropped"),
-        paper="0.3 (sec. 2.2 learns it; the rcnn code's value)")
-    detections_per_image: int = param(100, help="the best-scoring ones kept per image",
-                                      paper="COCO counts 100")
+    nms_thresh: float = param(0.3, paper="0.3 (sec. 2.2 learns it; the rcnn code's value)",
+                              help="per-class greedy NMS: a box overlapping a better one by more than this IoU is dropped")
+    detections_per_image: int = param(100, paper="COCO counts 100", help="the best-scoring ones kept per image")
     feature_batch: int = param(256, help="regions per CNN forward pass (memory, not results)")
-    workers: int = param(2, help=(
-        "processes computing selective search for the training images (speed only)"))
+    workers: int = param(2, help="processes computing selective search for the training images (speed only)")
 
     @property
     def context_pad_pixels(self) -> float:

@@ -81,17 +81,19 @@ class PeerConfig(Recipe, BackboneConfig):
     # our stages' choices, so that only the detector's design differs: one level (C3, 3 x 3 anchors
     # on it) unless --fpn (C2..C5 -> FPN -> P2..P6), images enlarged 2x (stage 2's input_scale)
     fpn: bool = param(False, help="C2..C5 -> torchvision's FPN -> P2..P6 (--no-fpn: one level, C3)")
-    input_scale: float = param(FasterRCNNConfig.input_scale,
-                               help="images enlarged by this before the backbone (stage 2's)")
-    fpn_channels: int = param(64, help="the FPN's width (torchvision: 256; our stage 4's --fpn-channels)")
-    representation_size: int = param(1024, help="TwoMLPHead's width, torchvision's")
-    mask_head_channels: int = param(256, help="MaskRCNNHeads' width, torchvision's")
+    input_scale: float = param(FasterRCNNConfig.input_scale, help="images enlarged by this before the backbone (stage 2's)")
+    fpn_channels: int = param(64, paper="d = 256 (FPN sec. 3), torchvision's too",
+                              help="the FPN's width (our stage 4's --fpn-channels)")
+    representation_size: int = param(1024, paper="2 x 1024-d fc (FPN sec. 4.2)", help="TwoMLPHead's width, torchvision's")
+    mask_head_channels: int = param(256, paper="256 (Mask R-CNN Figure 4)", help="MaskRCNNHeads' width, torchvision's")
     # --- scaled to 128-px images (docstring): torchvision 2000 / 1000 / 512 ---
-    rpn_post_nms_top_n_train: int = param(300, help="training: proposals kept after the RPN's NMS")
-    rpn_post_nms_top_n_test: int = param(300, help="test: proposals kept after the RPN's NMS")
-    box_batch_size_per_image: int = param(64, help="RoIs sampled per image for the box head's loss")
-    images_per_batch: int = param(FasterRCNNConfig.images_per_batch,
-                                  help="images per mini-batch (stage 3's)")
+    rpn_post_nms_top_n_train: int = param(300, paper="2000 (Faster R-CNN sec. 3.3); torchvision 2000",
+                                          help="training: proposals kept after the RPN's NMS")
+    rpn_post_nms_top_n_test: int = param(300, paper="300 (Faster R-CNN sec. 4.1); torchvision 1000",
+                                         help="test: proposals kept after the RPN's NMS")
+    box_batch_size_per_image: int = param(64, paper="R = 128 for N = 2 (Fast R-CNN sec. 2.3); torchvision 512",
+                                          help="RoIs sampled per image for the box head's loss")
+    images_per_batch: int = param(FasterRCNNConfig.images_per_batch, help="images per mini-batch (stage 3's)")
 
     # the recipe's kernels are ours or torchvision's for our own operators; a peer runs
     # torchvision's model, with its own

@@ -84,41 +84,38 @@ def command_parser(prog: str, description: str | None) -> ArgumentParser:
 class RunConfig:
     """Flags every stage shares."""
 
-    data: str = param("synthetic", help=(
-        "synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR: the images (synthetic comes "
-        "split; with --val-data all of them train; else 4 of every 5 train, sorted by file "
-        "name, and the 5th validates)"))
-    val_data: str | None = param(None, help=(
-        "coco:VAL.json[:IMAGE_DIR]: the validation images; none: every 5th image of --data (its "
-        "categories must match --data's)"))
+    data: str = param("synthetic",
+                      help=("synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR: the images (synthetic comes split; with "
+                            "--val-data all of them train; else 4 of every 5 train, sorted by file name, and the 5th validates)"))
+    val_data: str | None = param(None,
+                                 help=("coco:VAL.json[:IMAGE_DIR]: the validation images; none: every 5th image of --data (its "
+                                       "categories must match --data's)"))
     data_root: str = param("data", help="where generated data and caches live")
-    preset: Literal["quick", "full"] = param("quick", help=(
-        "quick: minutes on a CPU laptop (the stage's quick_time_budget seconds); full: longer "
-        "(its full_epochs epochs)"))
-    epochs: int | None = param(None, help=(
-        "passes over the training images; none: the preset's number"))
+    preset: Literal["quick", "full"] = param("quick",
+                                             help=("quick: minutes on a CPU laptop (the stage's quick_time_budget seconds); "
+                                                   "full: longer (its full_epochs epochs)"))
+    epochs: int | None = param(None, help="passes over the training images; none: the preset's number")
     time_budget: float | None = param(None, help="seconds of training; none: the preset's budget")
-    steps: int | None = param(None, help=(
-        "optimizer steps of training in all (global mini-batches; R-CNN: its CNN's); replaces "
-        "the preset's budget: compare machines by steps, runs on one machine by seconds"))
-    eval_every: float | None = param(None, help=(
-        "score the validation images every this many seconds of training (not counted in the "
-        "budget); none or 0: only at the end"))
+    steps: int | None = param(None,
+                              help=("optimizer steps of training in all (global mini-batches; R-CNN: its CNN's); replaces the "
+                                    "preset's budget: compare machines by steps, runs on one machine by seconds"))
+    eval_every: float | None = param(None,
+                                     help=("score the validation images every this many seconds of training (not counted in the"
+                                           " budget); none or 0: only at the end"))
     seed: int = param(0, help="seeds Python, NumPy and torch: the same flags give the same run")
-    device: Literal["auto", "cpu", "cuda"] = param("auto", help=(
-        "auto: a CUDA GPU when there is one (under torchrun: each process its own, LOCAL_RANK)"))
-    out: str | None = param(None, help=(
-        "output folder; none: runs/<stage>. A folder that holds a trained run (checkpoint.pt) "
-        "is never replaced unasked: give --resume, --eval-only or --overwrite"))
+    device: Literal["auto", "cpu", "cuda"] = param(
+        "auto",
+        help="auto: a CUDA GPU when there is one (under torchrun: each process its own, LOCAL_RANK)")
+    out: str | None = param(None,
+                            help=("output folder; none: runs/<stage>. A folder that holds a trained run (checkpoint.pt) is "
+                                  "never replaced unasked: give --resume, --eval-only or --overwrite"))
     resume: bool = param(False, help="continue from <out>/checkpoint.pt (an error if there is none)")
-    overwrite: bool = param(False, help=(
-        "replace the run in <out>: its checkpoint and results are deleted"))
+    overwrite: bool = param(False, help="replace the run in <out>: its checkpoint and results are deleted")
     eval_only: bool = param(False, help="evaluate <out>/checkpoint.pt without training")
-    checkpoint_every: float = param(60.0, help=(
-        "seconds of training between checkpoints (also at the end of every epoch, and on Ctrl-C "
-        "or SIGTERM): a kill loses at most this much"))
-    long_side: int | None = param(None, help=(
-        "resize images so the longer side has this many pixels; 0: keep them as they are"))
+    checkpoint_every: float = param(60.0,
+                                    help=("seconds of training between checkpoints (also at the end of every epoch, and on "
+                                          "Ctrl-C or SIGTERM): a kill loses at most this much"))
+    long_side: int | None = param(None, help="resize images so the longer side has this many pixels; 0: keep them as they are")
     progress: bool = param(True, help="progress bars")
 
     def __post_init__(self):  # a value outside a field's range or choices: one clear line
