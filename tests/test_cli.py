@@ -176,5 +176,6 @@ def test_a_checkpoint_saved_before_a_rename_is_read_under_the_new_names():
                                            "ss_max_boxes": 9, "lr": 0.01}
     assert cli.dataclass_from_dict(RCNNConfig, old).nms_thresh == 0.4
     assert cli.dataclass_from_dict(MaskRCNNConfig, old).rpn_nms_thresh == 0.6
+    assert cli.dataclass_from_dict(RCNNConfig, {"finetune_optimizer": "sgd"}).optimizer == "sgd"
     # a name saved under both spellings keeps its current one
     assert cli.with_current_names({"nms_iou": 0.4, "nms_thresh": 0.5}) == {"nms_thresh": 0.5}

@@ -362,7 +362,8 @@ def dataclass_from_args(cls, args: argparse.Namespace):
 # a saved config that holds an old name is read under the new one
 RENAMED = {"nms_iou": "nms_thresh", "rpn_nms": "rpn_nms_thresh", "method": "ss_method",
            "scale": "ss_scale", "sigma": "ss_sigma", "min_size": "ss_min_size",
-           "min_box": "ss_min_box", "max_boxes": "ss_max_boxes"}
+           "min_box": "ss_min_box", "max_boxes": "ss_max_boxes",
+           "finetune_optimizer": "optimizer", "finetune_lr": "lr"}  # R-CNN's, now the Recipe's
 
 
 def with_current_names(values: dict) -> dict:
