@@ -11,7 +11,7 @@ How the CNN trains is the shared recipe (``stages.recipe.Recipe``) with R-CNN's 
 of a run depends on ``--preset``, as in every stage: ``quick_time_budget`` (60 s) caps the CNN's
 training in the quick preset unless ``--time-budget`` or ``--steps`` says otherwise. R-CNN trains
 in phases, and the epochs of its two CNN phases left at ``None`` take the preset's value
-(``PRESETS``), so ``--finetune-epochs 5`` still wins over any preset.
+(``PHASE_EPOCHS``), so ``--finetune-epochs 5`` still wins over any preset.
 """
 
 from __future__ import annotations
@@ -89,11 +89,11 @@ class RCNNConfig(Recipe, BackboneConfig):
     dropout: float = param(0.0, paper="0.5 (AlexNet)", measured="section 16", help="on fc6 and fc7 (none, as stage 2's head)")
     pretrain_epochs: int | None = param(None, paper="ImageNet weights, downloaded (sec. 2.3)",
                                         help=("K-way training on ground-truth crops (stands in for ImageNet); none: the "
-                                              "preset's (PRESETS)"))
+                                              "preset's (PHASE_EPOCHS)"))
     pretrain_lr: float = param(0.03, measured="section 16", help="the crop pre-training's rate (SGD, momentum 0.9)")
     finetune_epochs: float | None = param(None,
                                           help=("(K+1)-way training on proposals; 1 epoch = every positive once; none: the "
-                                                "preset's (PRESETS)"))
+                                                "preset's (PHASE_EPOCHS)"))
     fg_iou: float = param(0.5, paper="0.5 (sec. 2.3)", help="fine-tuning positive: IoU >= this with a ground truth")
     batch_positives: int = param(16, paper="32 (sec. 2.3)", help="positive windows per mini-batch, over all classes")
     batch_negatives: int = param(16 * 3, paper="96 (sec. 2.3)", measured="section 16",
@@ -146,7 +146,7 @@ class RCNNConfig(Recipe, BackboneConfig):
                                    stride=self.sw_stride)
 
     # the Recipe's fields that R-CNN does not read, so its command does not offer them: its
-    # fine-tuning has no warm-up and no clipping, its preset fixes epochs per phase (PRESETS), its
+    # fine-tuning has no warm-up and no clipping, its preset fixes epochs per phase (PHASE_EPOCHS), its
     # pool5 is a max pool of the warped region and its NMS ours (no kernel to choose)
     NOT_READ = ("warmup_steps", "clip_grad_norm", "full_epochs", "pool_kernel", "nms_kernel")
 
@@ -163,23 +163,25 @@ class RCNNConfig(Recipe, BackboneConfig):
                 f"bbox_reg={'on' if self.bbox_reg else 'off'}" + backbone_suffix(self))
 
 
-# The budget of each preset, for the fields left at None. "quick": the whole command (selective
-# search for 500 images, fine-tuning, SVM features of every training region, evaluation) in about
-# 4-5 minutes on 2 CPU cores; the CNN fine-tunes from ImageNet weights for its time budget (60 s,
-# ~150 mini-batches of 96-px warps: the feature pass over every training region then takes ~2.5 min), so the crop pre-training that stands in for ImageNet (for
-# --backbone tiny) is skipped. (Measured earlier with the tiny CNN from random weights, 130 s in
-# all: giving part of it to crop pre-training lowered softmax box AP, 23.7 against 27.4.) "full"
-# pre-trains on crops, then fine-tunes without a time limit.
-PRESETS = {
+# The epochs of R-CNN's two CNN phases in each preset, for the fields left at None (the preset's
+# seconds are the Recipe's quick_time_budget, as in every stage). "quick": the whole command
+# (selective search for 500 images, fine-tuning, SVM features of every training region,
+# evaluation) in about 4-5 minutes on 2 CPU cores; the CNN fine-tunes from ImageNet weights for its
+# 60 s (~150 mini-batches of 96-px warps: the feature pass over every training region then takes
+# ~2.5 min), so the crop pre-training that stands in for ImageNet (for --backbone tiny) is skipped.
+# (Measured earlier with the tiny CNN from random weights, 130 s in all: giving part of it to crop
+# pre-training lowered softmax box AP, 23.7 against 27.4.) "full" pre-trains on crops, then
+# fine-tunes without a time limit.
+PHASE_EPOCHS = {
     "quick": {"pretrain_epochs": 0, "finetune_epochs": 1.5},
     "full": {"pretrain_epochs": 60, "finetune_epochs": 24.0},
 }
 
 
 def resolve(cfg: RCNNConfig, preset: str = "quick", epochs: int | None = None) -> RCNNConfig:
-    """Fill the fields left at ``None`` from ``PRESETS[preset]``; ``epochs`` (the shared
+    """Fill the fields left at ``None`` from ``PHASE_EPOCHS[preset]``; ``epochs`` (the shared
     ``--epochs`` flag) sets the fine-tuning epochs."""
-    values = {k: v for k, v in PRESETS[preset].items() if getattr(cfg, k) is None}
+    values = {k: v for k, v in PHASE_EPOCHS[preset].items() if getattr(cfg, k) is None}
     if epochs is not None:
         values["finetune_epochs"] = float(epochs)
     return dataclasses.replace(cfg, **values)

@@ -143,7 +143,7 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
                                 max_steps=pretrain_cap)
     if cfg.pretrain_epochs == 0:
         log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
-            "stages.rcnn.config.PRESETS)")
+            "stages.rcnn.config.PHASE_EPOCHS)")
     elif history:
         log(f"[rcnn] 1. pre-trained on {len(gt_boxes)} ground-truth crops: {len(history)} "
             f"mini-batches ({history[-1]['epoch']} of {cfg.pretrain_epochs} epochs) in "
