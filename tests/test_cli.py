@@ -95,11 +95,15 @@ def test_stage_flags_list_their_choices_and_the_description_keeps_its_examples(m
 
 def test_a_stage_offers_only_the_flags_it_reads(monkeypatch):
     mask = parser_of(COMMANDS["python -m stages.mask_rcnn"], monkeypatch).format_help()
-    assert "--spp-levels" not in mask and "--min-size" not in mask  # stage 4 pools align | roi
+    assert "--spp-levels" not in mask and "--ss-min-size" not in mask  # align | roi; the RPN proposes
     rcnn = parser_of(COMMANDS["python -m stages.rcnn"], monkeypatch).format_help()
     assert "--eval-every" not in rcnn and "--input-scale" not in rcnn
     fast = parser_of(COMMANDS["python -m stages.fast_rcnn"], monkeypatch).format_help()
     assert "--spp-levels" in fast and "--eval-every" in fast and "--val-data" in fast
+    # one spelling of the selective-search flags in stages 1 and 2 (one shared cache)
+    for flag in ("--ss-method", "--ss-scale", "--ss-min-box", "--ss-max-boxes"):
+        assert flag in fast and flag in rcnn
+    assert "--scale " not in fast and "--method " not in fast
 
 
 @pytest.mark.parametrize("module, argv, allowed", [
