@@ -11,9 +11,10 @@ the paper's value with its section, and where the default was measured (a sectio
 ``benchmarks/report.md``); nothing is read from the source. A field typed
 ``Literal["roi", "spp"]`` lists and enforces those choices, on the command line (argparse
 ``choices``) and when the config is built in Python (``check_choices``); a config class that
-builds only some of a vocabulary's words narrows them (``SUPPORTED``). A number is checked the same way against its field's range (``RANGES``:
-``--lr`` > 0, ``--fg-iou`` in [0, 1], ...; NaN and infinity are never a value): a value outside it
-ends the command in one line naming the flag and the range, before any data is read.
+builds only some of a vocabulary's words narrows them (``SUPPORTED``). A number is checked the
+same way against its field's range (``RANGES``: ``--lr`` > 0, ``--fg-iou`` in [0, 1], ...; NaN and
+infinity are never a value): a value outside it ends the command in one line naming the flag and
+the range, before any data is read.
 """
 
 from __future__ import annotations
