@@ -9,6 +9,8 @@ plumbing, the measurements and the pictures.
     ops/            from scratch: boxes, nms, box_coder, roi_pool, roi_align, rois, matcher
     backbone        the CNN all stages share: EfficientNet-Lite0 from ImageNet weights (or the
                     tiny CNN from random weights, the ablation)
+    recipe          the training recipe every stage config inherits: optimizer, warm-up,
+                    clipping, lr drop, the presets' budgets, kernels (no paper's values)
     selective_search  selective search and its disk cache, shared by stages 1 and 2
     rcnn/           stage 1, R-CNN: sliding windows, proposers, warped regions, CNN, SVMs, boxes
     fast_rcnn/      stage 2, Fast R-CNN: pooling (RoI, SPP), sampling, head, model

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.training.cli import check_choices
+from stages.training.cli import check_choices, param
 
 # The project's input normalisation (ImageNet statistics): R-CNN's warps and the figures use it.
 PIXEL_MEAN = (0.485, 0.456, 0.406)
@@ -293,17 +293,17 @@ def build_backbone(name: str, last_level: str, *, pretrained: str = "auto",
 class BackboneConfig:
     """The backbone's fields, shared by every stage's config (and the peers')."""
 
-    backbone: Literal["efficientnet_lite0", "tiny"] = "efficientnet_lite0"  # efficientnet_lite0 (ImageNet-pretrained) | tiny (random)
-    pretrained: str = "auto"  # auto: ImageNet for efficientnet_lite0, none for tiny | imagenet | none | PATH
-    backbone_channels: tuple = BACKBONE_CHANNELS  # the tiny CNN's widths: stem, C2..C5
-    # The fine-tuning recipe, for pre-trained weights only. Measured on stage 4, 60 s each from
-    # ImageNet weights (benchmarks/bench_finetune.py; box / mask AP, report.md section 5):
-    # which layers to fine-tune (Fast R-CNN sec. 4.5): all 32.8 / 38.0, all but the stem
-    # 37.3 / 39.1, all but the stem and C2 29.2 / 34.8 -> freeze the stem (its conv1, as the paper
-    # found, is generic); batch norm trained 30.2 / 31.1, frozen 37.3 / 39.1 -> frozen, as
-    # torchvision and detectron2 fine-tune (2 images per batch give noisy batch statistics).
-    freeze_at: int = 1  # parts not trained: 0 none, 1 the stem, 2 the stem and C2, ...
-    frozen_bn: bool = True  # batch norm keeps its ImageNet statistics and affine
+    backbone: Literal["efficientnet_lite0", "tiny"] = param(
+        "efficientnet_lite0", paper="an ImageNet-trained network: AlexNet, VGG16, ResNet (R-CNN sec. 2.3)",
+        help="efficientnet_lite0 (ImageNet-pretrained) | tiny (random)")
+    pretrained: str = param("auto", help="auto: ImageNet for efficientnet_lite0, none for tiny | imagenet | none | PATH")
+    backbone_channels: tuple = param(BACKBONE_CHANNELS, help="the tiny CNN's widths: stem, C2..C5")
+    # The fine-tuning recipe, for pre-trained weights only: the stem's conv1 is generic (Fast R-CNN
+    # sec. 4.5) and batch norm keeps ImageNet's statistics, as torchvision and detectron2
+    # fine-tune (2 images per batch give noisy batch statistics)
+    freeze_at: int = param(1, paper="conv1 frozen (Fast R-CNN sec. 4.5)", measured="section 17",
+                           help="parts not trained: 0 none, 1 the stem, 2 the stem and C2, ...")
+    frozen_bn: bool = param(True, measured="section 17", help="batch norm keeps its ImageNet statistics and affine")
 
     def __post_init__(self):  # a value outside a Literal field's choices: one clear line
         check_choices(self)

@@ -74,7 +74,7 @@ from stages.faster_rcnn.__main__ import main as faster_rcnn_main
 from stages.figures.comparison import plot_comparison
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 from stages.rcnn.__main__ import main as rcnn_main
-from stages.rcnn.config import TIME_BUDGET as RCNN_TIME_BUDGET
+from stages.rcnn.config import RCNNConfig
 from stages.torchvision.peers import run_peer
 from stages.training import distributed, io
 from stages.training.cli import RunConfig, add_dataclass_args, command_parser
@@ -336,7 +336,7 @@ def describe(args: argparse.Namespace) -> str:
         budget = f"{args.time_budget:g} s"
     elif args.preset == "quick":
         budget = (f"{FastRCNNConfig.quick_time_budget:g} s (R-CNN's CNN "
-                  f"{RCNN_TIME_BUDGET['quick']:g} s: the quick preset)")
+                  f"{RCNNConfig.quick_time_budget:g} s: the quick preset)")
     else:
         budget = "the full preset's epochs"
     if args.epochs is not None:

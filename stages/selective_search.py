@@ -7,7 +7,7 @@ of every region formed along the way (its sec. 3.1). Its alternative, and the ba
 the exhaustive *sliding window*: every box of a few sizes and shapes at a fixed stride (R-CNN's
 baseline only, so it lives with R-CNN: ``stages.rcnn.sliding_windows``).
 
-One call, ``selective_search(image, cfg)``, three implementations (``cfg.method``):
+One call, ``selective_search(image, cfg)``, three implementations (``cfg.ss_method``):
 
     package          the pure-Python ``selectivesearch`` package: *one* hierarchy (one colour
                      space, one Felzenszwalb k, one similarity: colour + texture + size + fill).
@@ -26,7 +26,7 @@ On real photos one hierarchy is not enough: on Penn-Fudan's pedestrians (34 vali
 (``benchmarks/bench_proposals.py`` prints the table). The synthetic set keeps the package.
 
 All three return boxes float [P, 4] in (x1, y1, x2, y2) absolute pixels (x2 = last column + 1),
-inside the image, without duplicates, in the method's own ranking order (``max_boxes`` keeps the
+inside the image, without duplicates, in the method's own ranking order (``ss_max_boxes`` keeps the
 first ones). Fast R-CNN (stage 2) reuses exactly these proposals through the same cache; Faster
 R-CNN (stage 3) replaces them with a learned network.
 
@@ -65,7 +65,7 @@ import numpy as np
 import torch
 
 from stages.training import io
-from stages.training.cli import check_choices
+from stages.training.cli import check_choices, param
 from stages.ops import clip_boxes_to_image, remove_small_boxes, unique_boxes
 
 
@@ -77,9 +77,9 @@ from stages.ops import clip_boxes_to_image, remove_small_boxes, unique_boxes
 class SelectiveSearchConfig:
     """Which selective search, the package's parameters, and our clean-up.
 
-    ``scale`` and ``sigma`` go to the package's Felzenszwalb segmentation that seeds the merging:
+    ``ss_scale`` and ``ss_sigma`` go to the package's Felzenszwalb segmentation that seeds the merging:
     a larger scale gives larger initial regions and so fewer proposals; sigma is the Gaussian
-    smoothing before segmenting. Its ``min_size`` merges initial regions smaller than that many
+    smoothing before segmenting. Its ``ss_min_size`` merges initial regions smaller than that many
     pixels. On our 128 x 128 images, scale 100 gives ~100-150 distinct boxes in ~100 ms (the
     paper's "fast mode" gives ~2000 on 500 x 375 VOC images). The OpenCV modes ignore these three:
     they run their own k values (fast: 150, 300, 450; quality: 150 to 750) with sigma 0.8.
@@ -100,18 +100,17 @@ class SelectiveSearchConfig:
     the OpenCV modes. So no scaling: the package gives the same boxes as before on every image.
     """
 
-    method: Literal["package", "opencv_fast", "opencv_quality"] = "package"  # selective search:
-    #   package: the pure-Python package, one hierarchy, the readable one, made for the synthetic
-    #   shapes | opencv_fast / opencv_quality: OpenCV's diversified search (12 / 100 hierarchies),
-    #   for photos (Penn-Fudan at 256 px: recall 0.52 / 0.87 / 0.95 at IoU 0.5)
-    scale: float = 100.0  # package: Felzenszwalb scale: larger -> bigger initial regions, fewer
-    #                       boxes
-    sigma: float = 0.8  # package: Gaussian smoothing before the segmentation
-    min_size: int = 10  # package: pixels, for the initial segmentation
-    min_box: float = 4.0  # drop proposals narrower or shorter than this, pixels
-    max_boxes: int | None = None  # keep the first this many proposals of the method's ranking
-    #                               (none: all); for OpenCV's modes, whose ranking puts large
-    #                               regions first (see opencv_boxes)
+    ss_method: Literal["package", "opencv_fast", "opencv_quality"] = param(
+        "package", paper="fast mode (R-CNN sec. 2.1)", measured="section 17",
+        help=("package: the pure-Python package, one hierarchy, the readable one, made for the synthetic shapes | opencv_fast /"
+              " opencv_quality: OpenCV's diversified search (12 / 100 hierarchies), for photos"))
+    ss_scale: float = param(100.0, help="package: Felzenszwalb scale: larger -> bigger initial regions, fewer boxes")
+    ss_sigma: float = param(0.8, help="package: Gaussian smoothing before the segmentation")
+    ss_min_size: int = param(10, help="package: pixels, for the initial segmentation")
+    ss_min_box: float = param(4.0, help="drop proposals narrower or shorter than this, pixels")
+    ss_max_boxes: int | None = param(None,
+                                     help=("keep the first this many proposals of the method's ranking (none: all); for "
+                                           "OpenCV's modes, whose ranking puts large regions first (see opencv_boxes)"))
 
     def __post_init__(self):  # a method outside the three: one clear line
         check_choices(self)
@@ -120,13 +119,15 @@ class SelectiveSearchConfig:
     def key(self) -> str:
         """The cache folder's name: a hash of the settings that shape the cached boxes.
 
-        Left out of it: ``max_boxes`` (the cache keeps every box, ``ProposalCache.get`` returns
-        the first ``max_boxes``); ``method`` when it is "package", so that the key, and the caches
-        written before the OpenCV modes existed, stay what they were; and the package's
-        Felzenszwalb settings when OpenCV runs, which does not read them."""
-        fields = asdict(self)
+        Left out of it: ``ss_max_boxes`` (the cache keeps every box, ``ProposalCache.get``
+        returns the first ``ss_max_boxes``); ``ss_method`` when it is "package", so that the key,
+        and the caches written before the OpenCV modes existed, stay what they were; and the
+        package's Felzenszwalb settings when OpenCV runs, which does not read them. The hash
+        reads the names without their ``ss_`` prefix (``scale``, ``min_box``...): the names
+        the fields had when the caches under ``data/proposals`` were written."""
+        fields = {name.removeprefix("ss_"): value for name, value in asdict(self).items()}
         del fields["max_boxes"]
-        if self.method == "package":
+        if self.ss_method == "package":
             del fields["method"]
         else:
             for name in ("scale", "sigma", "min_size"):
@@ -150,8 +151,8 @@ def package_boxes(image: torch.Tensor, cfg: SelectiveSearchConfig) -> torch.Tens
 
     with warnings.catch_warnings():  # the package calls a scikit-image API that warns
         warnings.simplefilter("ignore")
-        _, regions = selectivesearch.selective_search(to_uint8_hwc(image), scale=cfg.scale,
-                                                      sigma=cfg.sigma, min_size=cfg.min_size)
+        _, regions = selectivesearch.selective_search(to_uint8_hwc(image), scale=cfg.ss_scale,
+                                                      sigma=cfg.ss_sigma, min_size=cfg.ss_min_size)
     # rect = (min_x, min_y, max_x - min_x, max_y - min_y) over pixel indices: x2 = x + w + 1
     rects = [r["rect"] for r in regions]
     return torch.tensor([[x, y, x + w + 1, y + h + 1] for x, y, w, h in rects],
@@ -240,17 +241,17 @@ def opencv_boxes(image: torch.Tensor, method: str) -> torch.Tensor:
 def selective_search(image: torch.Tensor, cfg: SelectiveSearchConfig = SelectiveSearchConfig()):
     """Selective-search proposals of one image float [3, H, W]: float [P, 4] (x1, y1, x2, y2).
 
-    ``cfg.method`` chooses the implementation; the boxes are then clipped to the image, those
-    narrower or shorter than ``cfg.min_box`` dropped, duplicates removed (the first kept), all in
-    the method's order, and the first ``cfg.max_boxes`` returned (all if None)."""
+    ``cfg.ss_method`` chooses the implementation; the boxes are then clipped to the image, those
+    narrower or shorter than ``cfg.ss_min_box`` dropped, duplicates removed (the first kept), all in
+    the method's order, and the first ``cfg.ss_max_boxes`` returned (all if None)."""
     H, W = image.shape[-2:]
-    if cfg.method == "package":
+    if cfg.ss_method == "package":
         boxes = package_boxes(image, cfg)
     else:
-        boxes = opencv_boxes(image, cfg.method)
+        boxes = opencv_boxes(image, cfg.ss_method)
     boxes = clip_boxes_to_image(boxes, (H, W))
-    boxes = boxes[remove_small_boxes(boxes, cfg.min_box)]
-    return unique_boxes(boxes)[:cfg.max_boxes]  # (P, 4), P <= max_boxes
+    boxes = boxes[remove_small_boxes(boxes, cfg.ss_min_box)]
+    return unique_boxes(boxes)[:cfg.ss_max_boxes]  # (P, 4), P <= ss_max_boxes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ class ProposalCache:
     (selective search is not exactly flip-symmetric, but close; recomputing would double its cost).
 
     Layout: ``<root>/<cfg.key>/<key[:2]>/<key>.npz`` holding ``boxes`` float32 [P, 4] (every
-    box, in the method's order) and ``seconds``. ``get`` returns the first ``cfg.max_boxes``, so
+    box, in the method's order) and ``seconds``. ``get`` returns the first ``cfg.ss_max_boxes``, so
     caps of any size read the same entries. Entries are written atomically; one that fails to
     load is recomputed.
     """
@@ -303,7 +304,7 @@ class ProposalCache:
         """``(boxes [P, 4], seconds)`` for one image float [3, H, W]: from disk, or computed and stored.
 
         ``seconds`` is the time selective search took when it ran, so timings stay honest."""
-        cap = self.cfg.max_boxes  # applied on the way out: the entry keeps every box
+        cap = self.cfg.ss_max_boxes  # applied on the way out: the entry keeps every box
         key = image_key(image)
         found = self._read(key)
         if found is not None:
@@ -318,7 +319,7 @@ class ProposalCache:
             boxes = torch.stack([W - boxes[:, 2], boxes[:, 1], W - boxes[:, 0], boxes[:, 3]], 1)
             return boxes[:cap], seconds
         t0 = time.perf_counter()
-        boxes = selective_search(image, replace(self.cfg, max_boxes=None))
+        boxes = selective_search(image, replace(self.cfg, ss_max_boxes=None))
         seconds = time.perf_counter() - t0
         self.misses += 1
 

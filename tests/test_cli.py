@@ -1,4 +1,4 @@
-"""Every command's ``--help`` teaches: each flag has a description (its config field's comment),
+"""Every command's ``--help`` teaches: each flag has a description (its config field's ``param``),
 choices are listed and enforced, each default is printed once; a bad value is one line."""
 
 from __future__ import annotations
@@ -7,14 +7,17 @@ import argparse
 import dataclasses
 import importlib
 import re
+import typing
 from typing import Literal
 
 import pytest
 
 from stages.training import cli
 from stages.fast_rcnn import FastRCNNConfig
+from stages.fast_rcnn.config import Pool
 from stages.mask_rcnn import MaskRCNNConfig
 from stages.rcnn import RCNNConfig
+from stages.recipe import Recipe
 
 # every command a user runs: (its prog, the module whose main() builds its parser)
 COMMANDS = {
@@ -93,11 +96,15 @@ def test_stage_flags_list_their_choices_and_the_description_keeps_its_examples(m
 
 def test_a_stage_offers_only_the_flags_it_reads(monkeypatch):
     mask = parser_of(COMMANDS["python -m stages.mask_rcnn"], monkeypatch).format_help()
-    assert "--spp-levels" not in mask and "--min-size" not in mask  # stage 4 pools align | roi
+    assert "--spp-levels" not in mask and "--ss-min-size" not in mask  # align | roi; the RPN proposes
     rcnn = parser_of(COMMANDS["python -m stages.rcnn"], monkeypatch).format_help()
     assert "--eval-every" not in rcnn and "--input-scale" not in rcnn
     fast = parser_of(COMMANDS["python -m stages.fast_rcnn"], monkeypatch).format_help()
     assert "--spp-levels" in fast and "--eval-every" in fast and "--val-data" in fast
+    # one spelling of the selective-search flags in stages 1 and 2 (one shared cache)
+    for flag in ("--ss-method", "--ss-scale", "--ss-min-box", "--ss-max-boxes"):
+        assert flag in fast and flag in rcnn
+    assert "--scale " not in fast and "--method " not in fast
 
 
 @pytest.mark.parametrize("module, argv, allowed", [
@@ -116,37 +123,64 @@ def test_a_bad_choice_is_one_line_naming_the_allowed_values(module, argv, allowe
     assert all(f"'{value}'" in err for value in allowed)
 
 
-def test_field_help_reads_the_comment_its_continuation_and_the_block_above():
+def test_field_help_comes_from_each_fields_metadata_not_from_the_source():
     helps = cli.field_help(FastRCNNConfig)
     assert helps["pool"].startswith("roi: RoI max pooling (one level) | spp:")
-    # a comment continued on indented lines is one description
-    assert helps["images_per_batch"].endswith("box / mask AP in 219 steps, 2 gave 37.3 / 39.1 in 367")
-    # a subclass that writes the field again takes its own comment
+    # the paper's value with its section, and where the default was measured: no tuning diary
+    assert helps["images_per_batch"] == ("images per mini-batch; paper: N = 2 (sec. 2.3); "
+                                         "measured: benchmarks/report.md, section 17")
+    assert "gave" not in helps["images_per_batch"] and "AP" not in helps["images_per_batch"]
+    # a subclass that writes the field again has its own help
     assert cli.field_help(MaskRCNNConfig)["pool"].startswith("align: RoIAlign")
-    # a field with no comment on its line takes the block just above it
-    assert cli.field_help(MaskRCNNConfig)["mask_pool_size"].startswith("mask branch (sec. 3")
-    assert "The paper ignores anchors" in cli.field_help(MaskRCNNConfig)["ignore_cross_boundary"]
+    assert "Figure 4 right" in cli.field_help(MaskRCNNConfig)["mask_pool_size"]
+    assert "paper: ignored (sec. 3.3)" in cli.field_help(MaskRCNNConfig)["ignore_cross_boundary"]
+    # the recipe is one dataclass that the stage configs inherit, its help with it
+    assert all(issubclass(cls, Recipe) for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig))
+    assert cli.field_help(MaskRCNNConfig)["lr"] == cli.field_help(Recipe)["lr"]
     # every field of every stage config has one
-    for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig, cli.RunConfig):
+    for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig, cli.RunConfig, Recipe):
         missing = [f.name for f in dataclasses.fields(cls) if not cli.field_help(cls).get(f.name)]
         assert not missing, (cls.__name__, missing)
+    # nothing is read from the source: a class defined where there is none has its help too
+    Example = dataclasses.make_dataclass(
+        "Example", [("size", int, cli.param(3, help="a size", paper="3 (sec. 1)"))], frozen=True)
+    assert cli.field_help(Example) == {"size": "a size; paper: 3 (sec. 1)"}
 
 
 def test_literal_fields_are_checked_when_a_config_is_built_in_python():
     assert cli.field_choices(MaskRCNNConfig)["pool"] == ("align", "roi")
     assert cli.field_choices(FastRCNNConfig)["pool"] == ("roi", "spp")
-    with pytest.raises(ValueError, match=r"--pool 'align': expected one of roi, spp"):
+    # one pooling vocabulary: the same field type in every stage, each stage building some of it
+    hints = typing.get_type_hints
+    assert hints(MaskRCNNConfig)["pool"] == hints(FastRCNNConfig)["pool"] == Pool
+    assert typing.get_args(Pool) == ("roi", "spp", "align")
+    with pytest.raises(ValueError, match=r"--pool 'align': expected one of roi, spp \(FastRCNNConfig"):
         FastRCNNConfig(pool="align")
+    with pytest.raises(ValueError, match=r"--pool 'spp': expected one of align, roi \(MaskRCNNConfig"):
+        MaskRCNNConfig(pool="spp")
     with pytest.raises(ValueError, match="--classifier 'boost': expected one of svm, softmax"):
         RCNNConfig(classifier="boost")
 
     @dataclasses.dataclass(frozen=True)
     class Example:
-        mode: Literal["a", "b"] | None = None  # which one; none: neither
-        sizes: tuple = (1, 2)  # sizes
+        mode: Literal["a", "b"] | None = cli.param(None, help="which one; none: neither")
+        sizes: tuple = cli.param((1, 2), help="sizes")
 
     assert cli.field_choices(Example) == {"mode": ("a", "b")}
     parser = cli.command_parser("example", "An example.")
     cli.add_dataclass_args(parser, Example)
     assert parser.parse_args(["--mode", "b", "--sizes", "3", "4"]).sizes == [3, 4]
     assert "which one; none: neither" in parser.format_help()
+
+
+def test_a_checkpoint_saved_before_a_rename_is_read_under_the_new_names():
+    old = {"nms_iou": 0.4, "rpn_nms": 0.6, "method": "opencv_fast", "scale": 50.0, "max_boxes": 9,
+           "lr": 0.01}
+    assert cli.with_current_names(old) == {"nms_thresh": 0.4, "rpn_nms_thresh": 0.6,
+                                           "ss_method": "opencv_fast", "ss_scale": 50.0,
+                                           "ss_max_boxes": 9, "lr": 0.01}
+    assert cli.dataclass_from_dict(RCNNConfig, old).nms_thresh == 0.4
+    assert cli.dataclass_from_dict(MaskRCNNConfig, old).rpn_nms_thresh == 0.6
+    assert cli.dataclass_from_dict(RCNNConfig, {"finetune_optimizer": "sgd"}).optimizer == "sgd"
+    # a name saved under both spellings keeps its current one
+    assert cli.with_current_names({"nms_iou": 0.4, "nms_thresh": 0.5}) == {"nms_thresh": 0.5}

@@ -237,8 +237,8 @@ def test_selective_search_steps_are_the_packages_segmentation_and_merges(src):
     steps = selective_search_steps(src.image, cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        img, regions = selectivesearch.selective_search(to_uint8_hwc(src.image), scale=cfg.scale,
-                                                        sigma=cfg.sigma, min_size=cfg.min_size)
+        img, regions = selectivesearch.selective_search(to_uint8_hwc(src.image), scale=cfg.ss_scale,
+                                                        sigma=cfg.ss_sigma, min_size=cfg.ss_min_size)
     n, M = steps.n_initial, len(steps.pairs)
     assert n == len(np.unique(img[:, :, 3]))  # the initial regions: the label image's segments
     assert np.array_equal(steps.labels, img[:, :, 3].astype(np.int64))

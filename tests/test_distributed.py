@@ -96,7 +96,7 @@ def test_rcnn_fine_tunes_its_cnn_on_two_processes(argv, tmp_path):
     process's two steps, on both processes; rank 0 alone goes on to the SVMs and writes. (The
     default backbone: its batch norm is frozen. ``--backbone tiny`` trains batch norm on each
     process's own half, which DDP does not synchronise.)"""
-    argv = argv + ["--steps", "2", "--finetune-optimizer", "sgd", "--workers", "1",
+    argv = argv + ["--steps", "2", "--optimizer", "sgd", "--workers", "1",
                    "--warp-size", "56"]
     run_worker(tmp_path / "rec1", argv + ["--out", str(tmp_path / "one")], None, "rcnn")
     run_worker(tmp_path / "rec2", argv + ["--out", str(tmp_path / "two")], 2, "rcnn")

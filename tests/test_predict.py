@@ -70,7 +70,7 @@ def four_runs(tmp_path_factory, trained_runs, data_root) -> Path:
     model = RCNN(cfg, make_proposer(cfg), cnn, svms)
     save_checkpoint(runs / "rcnn" / "checkpoint.pt", stage="rcnn", class_names=CLASSES,
                     config={**dataclasses.asdict(cfg), "long_side": None}, model=cnn,
-                    extra={"steps_done": ["cnn", "svm_bbox"], **model.extra_tensors()})
+                    extra={"phases_done": ["cnn", "svm_bbox"], **model.extra_tensors()})
     # Fast R-CNN as python -m stages.fast_rcnn saves it: its config holds the selective-search flags
     cfg, ss = FastRCNNConfig(**tiny), SelectiveSearchConfig()
     model = build_fast_rcnn(cfg, K, ProposalCache(Path(data_root) / CACHE_DIR, ss))

@@ -35,8 +35,8 @@ from stages.data.transforms import val_transforms
 # budgets for the end-to-end tests: seconds, not minutes (a narrow backbone, the same layers)
 TINY_CHANNELS = (8, 16, 16, 16, 16)
 TINY_RCNN = RCNNConfig(pretrain_epochs=10, finetune_epochs=20.0, pretrain_lr=0.03,
-                       finetune_lr=0.03, svm_C=1.0, workers=1, backbone="tiny",
-                       backbone_channels=TINY_CHANNELS, finetune_optimizer="sgd", warp_size=56)
+                       lr=0.03, svm_C=1.0, workers=1, backbone="tiny",
+                       backbone_channels=TINY_CHANNELS, optimizer="sgd", warp_size=56)
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_training_mode_call_explains_how_rcnn_trains(trained, tiny):
     image, target = tiny[0][0]
     model.train()
     try:
-        with pytest.raises(RuntimeError, match="separate steps"):
+        with pytest.raises(RuntimeError, match="separate phases"):
             model([image], [target])
     finally:
         model.eval()
@@ -404,20 +404,28 @@ def test_command_on_a_single_class_dataset_with_empty_images_then_eval_only(tiny
     assert third["variant"] == "proposals=sliding_window classifier=svm bbox_reg=off" + tiny
     assert third["train_time_s"] == first["train_time_s"]  # evaluated, not retrained
 
-    # --resume from a checkpoint that holds only the fine-tuned CNN (a run stopped after step 2)
+    # --resume from a checkpoint that holds only the fine-tuned CNN (a run stopped after its first phase)
     cnn = RegionCNN(num_classes=1, body=Backbone(TINY_CHANNELS, "C3"))
     cnn.load_state_dict(state["model"])
     save_checkpoint(out / "checkpoint.pt", stage="rcnn", class_names=state["class_names"],
                     config=state["config"], model=cnn,
-                    train_time_s=state["train_time_s"], extra={"steps_done": ["cnn"]})
+                    train_time_s=state["train_time_s"], extra={"phases_done": ["cnn"]})
     capsys.readouterr()
     main(args + ["--resume"])
     assert "reusing the fine-tuned CNN" in capsys.readouterr().out
     resumed = load_checkpoint(out / "checkpoint.pt", stage="rcnn")
-    assert resumed["extra"]["steps_done"] == ["cnn", "svm_bbox"]
+    assert resumed["extra"]["phases_done"] == ["cnn", "svm_bbox"]
     for name, weight in state["model"].items():
         assert torch.equal(resumed["model"][name], weight), name  # the CNN was not retrained
     torch.testing.assert_close(resumed["extra"]["svm"]["weight"], state["extra"]["svm"]["weight"])
+
+
+def test_phases_done_reads_checkpoints_written_before_the_word_phases():
+    from stages.rcnn.model import phases_done
+
+    assert phases_done({"extra": {"phases_done": ["cnn", "svm_bbox"]}}) == ["cnn", "svm_bbox"]
+    assert phases_done({"extra": {"steps_done": ["cnn"]}}) == ["cnn"]  # the old key
+    assert phases_done({"extra": None}) == [] and phases_done({}) == []
 
 
 def test_trained_model_survives_its_checkpoint_format(trained, tiny):

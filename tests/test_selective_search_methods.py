@@ -46,18 +46,18 @@ def shapes_image(seed: int = 0) -> torch.Tensor:
 def test_each_opencv_mode_proposes_valid_boxes_and_finds_the_block(method):
     image = red_block_image()
     H, W = image.shape[-2:]
-    cfg = SelectiveSearchConfig(method=method)
+    cfg = SelectiveSearchConfig(ss_method=method)
     boxes = selective_search(image, cfg)
     assert boxes.dtype == torch.float32 and boxes.ndim == 2 and boxes.shape[1] == 4
     assert len(boxes) >= 2
     assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= W).all() and (boxes[:, 3] <= H).all()
-    assert ((boxes[:, 2:] - boxes[:, :2]) >= cfg.min_box).all()  # small boxes removed
+    assert ((boxes[:, 2:] - boxes[:, :2]) >= cfg.ss_min_box).all()  # small boxes removed
     assert len(torch.unique(boxes, dim=0)) == len(boxes)  # no duplicates
     as_lists = boxes.tolist()
     assert [20, 10, 50, 30] in as_lists  # the block, with x2 = x + w (cv::boundingRect's w)
     assert [0, 0, 80, 64] in as_lists  # the top of every hierarchy: the whole image
     assert torch.equal(boxes, selective_search(image, cfg))  # the same boxes in the same order
-    capped = selective_search(image, SelectiveSearchConfig(method=method, max_boxes=1))
+    capped = selective_search(image, SelectiveSearchConfig(ss_method=method, ss_max_boxes=1))
     assert torch.equal(capped, boxes[:1])  # a cap keeps the first of the ranking
 
 
@@ -80,22 +80,22 @@ def test_the_package_gives_exactly_the_boxes_it_gave_before():
 
 
 def test_the_default_config_keeps_its_cache_key():
-    old = {"scale": 100.0, "sigma": 0.8, "min_size": 10, "min_box": 4.0}  # the fields before
+    old = {"scale": 100.0, "sigma": 0.8, "min_size": 10, "min_box": 4.0}  # the fields before (no ss_)
     old_key = "ss-" + hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
     assert SelectiveSearchConfig().key == old_key == "ss-51d0e1deb5"
     assert RCNNConfig().selective_search().key == old_key  # ss_method None: the package
-    assert SelectiveSearchConfig(max_boxes=50).key == old_key  # a cap reads the same entries
-    fast = SelectiveSearchConfig(method="opencv_fast")
-    assert fast.key != old_key and fast.key != SelectiveSearchConfig(method="opencv_quality").key
-    assert SelectiveSearchConfig(method="opencv_fast", scale=300.0).key == fast.key  # not read
-    with pytest.raises(ValueError, match="--method 'edge_boxes': expected one of package"):
-        SelectiveSearchConfig(method="edge_boxes")
+    assert SelectiveSearchConfig(ss_max_boxes=50).key == old_key  # a cap reads the same entries
+    fast = SelectiveSearchConfig(ss_method="opencv_fast")
+    assert fast.key != old_key and fast.key != SelectiveSearchConfig(ss_method="opencv_quality").key
+    assert SelectiveSearchConfig(ss_method="opencv_fast", ss_scale=300.0).key == fast.key  # not read
+    with pytest.raises(ValueError, match="--ss-method 'edge_boxes': expected one of package"):
+        SelectiveSearchConfig(ss_method="edge_boxes")
 
 
 def test_a_capped_config_reads_the_whole_cached_entry(tmp_path):
     image = red_block_image()
-    full, seconds = ProposalCache(tmp_path, SelectiveSearchConfig(method="opencv_fast")).get(image)
-    capped = ProposalCache(tmp_path, SelectiveSearchConfig(method="opencv_fast", max_boxes=2))
+    full, seconds = ProposalCache(tmp_path, SelectiveSearchConfig(ss_method="opencv_fast")).get(image)
+    capped = ProposalCache(tmp_path, SelectiveSearchConfig(ss_method="opencv_fast", ss_max_boxes=2))
     boxes, cached_seconds = capped.get(image)
     assert capped.hits == 1 and capped.misses == 0  # read, not computed again
     assert torch.equal(boxes, full[:2]) and cached_seconds == seconds
@@ -106,7 +106,7 @@ def test_without_ximgproc_the_error_is_one_line_naming_the_package(monkeypatch):
 
     monkeypatch.delattr(cv2, "ximgproc")  # as plain opencv-python installs it
     with pytest.raises(ImportError) as error:
-        selective_search(red_block_image(), SelectiveSearchConfig(method="opencv_quality"))
+        selective_search(red_block_image(), SelectiveSearchConfig(ss_method="opencv_quality"))
     message = str(error.value)
     assert len(message.splitlines()) == 1
     assert "pip install opencv-contrib-python-headless" in message and "opencv_quality" in message
@@ -119,8 +119,8 @@ def test_the_report_has_every_method_and_scores_each_on_its_own_images():
     assert list(rows) == ["sliding_window", "selective_search package",
                           "selective_search opencv_fast (this run)",
                           "selective_search opencv_quality"]
-    assert rows["selective_search opencv_fast (this run)"].selective_search().max_boxes == 300
-    assert rows["selective_search opencv_quality"].selective_search().max_boxes is None
+    assert rows["selective_search opencv_fast (this run)"].selective_search().ss_max_boxes == 300
+    assert rows["selective_search opencv_quality"].selective_search().ss_max_boxes is None
     # two images with one object each; "few" was run on the first image only, and found its object
     gt = [torch.tensor([[0., 0., 10., 10.]]), torch.tensor([[20., 20., 40., 40.]])]
     report = proposal_report(gt, {"all": ([gt[0], torch.zeros(0, 4)], [0.1, 0.3]),

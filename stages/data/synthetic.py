@@ -51,7 +51,7 @@ import torch
 from stages.data.coco_format import mask_to_rle
 from stages.data.datasets import CocoDataset
 from stages.training import io
-from stages.training.cli import add_dataclass_args, command_parser, dataclass_from_args
+from stages.training.cli import add_dataclass_args, command_parser, dataclass_from_args, param
 
 CLASS_NAMES = ["background", "circle", "square", "triangle"]
 SPLITS = {"train": 0, "val": 1}  # split name -> id mixed into the random seed
@@ -61,16 +61,16 @@ SPLITS = {"train": 0, "val": 1}  # split name -> id mixed into the random seed
 class SyntheticConfig:
     """What the generator draws. Defaults: the project's built-in set (400 train / 100 val)."""
 
-    seed: int = 0  # the same seed draws the same images, byte for byte
-    image_size: int = 128  # square images, pixels
-    n_train: int = 400  # training images
-    n_val: int = 100  # validation images
-    min_objects: int = 1  # objects per image, at least
-    max_objects: int = 6  # objects per image, at most
-    min_size: int = 12  # side of an object's bounding square before occlusion, pixels, at least
-    max_size: int = 56  # the same, at most
-    n_clutter: int = 10  # distractor strokes and blobs per image
-    min_visible: float = 0.5  # an object occluded to less than this fraction is redrawn elsewhere
+    seed: int = param(0, help="the same seed draws the same images, byte for byte")
+    image_size: int = param(128, help="square images, pixels")
+    n_train: int = param(400, help="training images")
+    n_val: int = param(100, help="validation images")
+    min_objects: int = param(1, help="objects per image, at least")
+    max_objects: int = param(6, help="objects per image, at most")
+    min_size: int = param(12, help="side of an object's bounding square before occlusion, pixels, at least")
+    max_size: int = param(56, help="the same, at most")
+    n_clutter: int = param(10, help="distractor strokes and blobs per image")
+    min_visible: float = param(0.5, help="an object occluded to less than this fraction is redrawn elsewhere")
 
     @property
     def folder_name(self) -> str:

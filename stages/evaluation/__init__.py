@@ -33,7 +33,7 @@ from stages.evaluation.coco import (METRIC_NAMES, coco_from_entries, coco_ground
 from stages.evaluation.evaluator import evaluate
 from stages.evaluation.recall import proposal_recall
 from stages.evaluation.result import Result, ResultFileError
-from stages.evaluation.tables import (align_columns, format_cell, format_count, format_markdown,
+from stages.evaluation.tables import (align_columns, format_cell, format_count,
                                       format_rows, format_table, missing_explanations,
                                       result_cells)
 
@@ -52,6 +52,6 @@ __all__ = [
     # result.py
     "Result", "ResultFileError",
     # tables.py
-    "align_columns", "format_cell", "format_count", "format_markdown", "format_rows",
+    "align_columns", "format_cell", "format_count", "format_rows",
     "format_table", "missing_explanations", "result_cells",
 ]

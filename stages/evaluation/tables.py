@@ -16,7 +16,7 @@ Cell conventions (the same in all three tables)
 Map of this module
 ------------------
     generic:         format_count, format_cell, align_columns, format_rows
-    result records:  COLUMNS, result_cells, missing_explanations, format_table, format_markdown
+    result records:  COLUMNS, result_cells, missing_explanations, format_table
 """
 
 from __future__ import annotations
@@ -107,10 +107,3 @@ def format_table(results: list[Result]) -> str:
     table = format_rows(COLUMNS, [result_cells(r) for r in results], TEXT_COLUMNS)
     notes = missing_explanations(results)
     return "\n".join([table] + ([""] + ["n/a: " + sentence for sentence in notes] if notes else []))
-
-
-def format_markdown(results: list[Result]) -> str:
-    """The same table in Markdown."""
-    table = format_rows(COLUMNS, [result_cells(r) for r in results], TEXT_COLUMNS, markdown=True)
-    notes = missing_explanations(results)
-    return "\n".join([table] + ([""] + ["- n/a: " + sentence for sentence in notes] if notes else []))

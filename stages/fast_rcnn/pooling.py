@@ -56,8 +56,6 @@ class SPPPool(nn.Module):
 def build_pooler(cfg, channels: int, stride: float) -> nn.Module:
     """``--pool roi``: RoI pooling to ``cfg.pool_size`` x ``cfg.pool_size``; ``--pool spp``: the
     ``cfg.spp_levels`` pyramid; on a map of ``channels`` channels and ``stride`` image pixels."""
-    if cfg.pool == "roi":
-        return RoIPool(channels, cfg.pool_size, 1.0 / stride, cfg.pool_kernel)
     if cfg.pool == "spp":
         return SPPPool(channels, cfg.spp_levels, 1.0 / stride, cfg.pool_kernel)
-    raise ValueError(f"--pool {cfg.pool!r}: stage 2 pools with 'roi' or 'spp'")
+    return RoIPool(channels, cfg.pool_size, 1.0 / stride, cfg.pool_kernel)  # "roi" (SUPPORTED)

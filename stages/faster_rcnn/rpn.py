@@ -208,7 +208,7 @@ class RegionProposalNetwork(nn.Module):
         pre, post = ((cfg.rpn_pre_nms_train, cfg.rpn_post_nms_train) if self.training
                      else (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test))
         proposals, _ = propose(pred_objectness.detach(), pred_deltas.detach(), anchors, image_sizes,
-                               self.box_coder, pre, post, cfg.rpn_nms, cfg.rpn_min_size, cfg.nms_kernel)
+                               self.box_coder, pre, post, cfg.rpn_nms_thresh, cfg.rpn_min_size, cfg.nms_kernel)
         losses = {}
         if targets is not None:
             losses = self.losses(pred_objectness, pred_deltas, anchors, locations, image_sizes, targets)

@@ -74,7 +74,7 @@ def fig_rpn(src: Inputs) -> Figure:
         before, _ = propose(objectness, flat_deltas, anchors, post_nms_top_n=cfg.rpn_pre_nms_test,
                             nms_thresh=1.0, **step)
         after, _ = propose(objectness, flat_deltas, anchors, post_nms_top_n=cfg.rpn_post_nms_test,
-                           nms_thresh=cfg.rpn_nms, **step)
+                           nms_thresh=cfg.rpn_nms_thresh, **step)
     shown = 20
     fig = Figure(figsize=(20, 6.2), layout="compressed")
     axes = fig.subplots(1, 4)
@@ -86,7 +86,7 @@ def fig_rpn(src: Inputs) -> Figure:
                       f"(best of its {logits.shape[1]} anchors)")
     fig.colorbar(heat, ax=axes[1], shrink=0.7, label="P(object)")
     panels = ((axes[2], before[0], f"before NMS: top {len(before[0])}"),
-              (axes[3], after[0], f"after NMS at IoU {cfg.rpn_nms:g}: {len(after[0])}"))
+              (axes[3], after[0], f"after NMS at IoU {cfg.rpn_nms_thresh:g}: {len(after[0])}"))
     for ax, boxes, what in panels:
         draw_boxes(ax, image, boxes[:shown].flip(0), ORANGE, linewidth=1.8)  # the best on top
         ax.set_title(f"{what}\nthe best {min(shown, len(boxes))} drawn")

@@ -337,8 +337,8 @@ def selective_search_steps(image: torch.Tensor, cfg: SelectiveSearchConfig) -> S
 
     with warnings.catch_warnings():  # the package calls a scikit-image API that warns
         warnings.simplefilter("ignore")
-        img, regions = selectivesearch.selective_search(to_uint8_hwc(image), scale=cfg.scale,
-                                                        sigma=cfg.sigma, min_size=cfg.min_size)
+        img, regions = selectivesearch.selective_search(to_uint8_hwc(image), scale=cfg.ss_scale,
+                                                        sigma=cfg.ss_sigma, min_size=cfg.ss_min_size)
         features = _extract_regions(img)  # segment label -> box, size, colour/texture histograms
     labels = img[:, :, 3].astype(np.int64)  # (H, W): the Felzenszwalb segments
     n = len(np.unique(labels))
@@ -434,8 +434,8 @@ def fig_selective_search(src: Inputs) -> Figure:
     draw_boxes(axes[0], image, target["boxes"], "white", linewidth=2.5)
     axes[0].set_title(f"the image: {len(target['boxes'])} objects\n(white)")
     _draw_partition(axes[1], steps, 0, colours)
-    axes[1].set_title(f"Felzenszwalb: {n} initial regions\n(scale {cfg.scale:g}, sigma "
-                      f"{cfg.sigma:g}, min_size {cfg.min_size})")
+    axes[1].set_title(f"Felzenszwalb: {n} initial regions\n(scale {cfg.ss_scale:g}, sigma "
+                      f"{cfg.ss_sigma:g}, min_size {cfg.ss_min_size})")
     for ax, m in zip(axes[2:5], shown):
         _draw_partition(ax, steps, m, colours)
         sim = steps.similarity[m - 1]
@@ -450,7 +450,7 @@ def fig_selective_search(src: Inputs) -> Figure:
     draw_boxes(axes[5], image, proposals, ORANGE, linewidth=0.8, alpha=0.8)
     draw_captioned_boxes(axes[5], None, target["boxes"], colours="white", linewidth=2.0)
     axes[5].set_title(f"proposals: all {n + M} regions' boxes\n-> {len(proposals)} after "
-                      f"dropping < {cfg.min_box:g} px, repeats")
+                      f"dropping < {cfg.ss_min_box:g} px, repeats")
     fig.suptitle("Selective search (Uijlings et al. 2013, sec. 3.1), the selectivesearch package: "
                  "segment,\nthen merge the two most similar neighbouring regions, again and again; "
                  "every region is a proposal", fontsize=16, y=1 - 0.1 / H, va="top")

@@ -58,7 +58,6 @@ def build_model(cfg: MaskRCNNConfig, choice: ModelChoice, num_classes: int, long
         if restore is None:
             print(f"[mask_rcnn] --model torchvision: {what}")
         return TorchvisionDetector(model)
-    raise SystemExit(f"error: --model {choice.model!r}: expected 'ours' or 'torchvision'")
 
 
 @run.one_line_errors

@@ -84,12 +84,10 @@ def build_pooler(cfg, channels: int, strides: tuple, size: int) -> nn.Module:
     """``--pool align`` (RoIAlign) or ``--pool roi`` (stage 2's RoIPool) to ``size`` x ``size``:
     on the one map when ``strides`` has one entry, else a ``MultiLevelPooler`` over the levels."""
     def one_level(stride: float) -> nn.Module:
-        if cfg.pool == "align":
-            return RoIAlign(channels, size, 1.0 / stride, cfg.align_sampling_ratio, cfg.align_reduce,
-                            cfg.pool_kernel)
         if cfg.pool == "roi":
             return RoIPool(channels, size, 1.0 / stride, cfg.pool_kernel)
-        raise ValueError(f"--pool {cfg.pool!r}: stage 4 pools with 'align' or 'roi'")
+        return RoIAlign(channels, size, 1.0 / stride, cfg.align_sampling_ratio, cfg.align_reduce,
+                        cfg.pool_kernel)  # "align" (MaskRCNNConfig.SUPPORTED)
 
     poolers = [one_level(s) for s in strides]
     if len(poolers) == 1:

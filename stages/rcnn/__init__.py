@@ -20,7 +20,7 @@ concept:
     svm.py               one linear SVM per class, hard negative mining (sec. 2.3, Appendix B)
     bbox_regression.py   class-specific ridge regression of t_x, t_y, t_w, t_h (Appendix C)
     model.py             RCNN: the test-time pipeline behind the shared model call (sec. 2.2)
-    train.py             the training steps, each a function; train_rcnn runs them all
+    train.py             the training phases, each a function; train_rcnn runs them all
     __main__.py          python -m stages.rcnn
 
 What Fast R-CNN (stage 2) changes: the CNN runs once per image instead of once per region, RoI
@@ -33,7 +33,7 @@ background), S warp size, D fc7 width, F pool5 width. Boxes (x1, y1, x2, y2), ab
 
 from stages.rcnn.bbox_regression import BoxRegressors, train_bbox_regressors
 from stages.rcnn.cnn import RegionCNN, extract_features, finetune, pretrain_on_crops
-from stages.rcnn.config import PRESETS, RCNNConfig, resolve
+from stages.rcnn.config import PHASE_EPOCHS, RCNNConfig, resolve
 from stages.rcnn.model import RCNN
 from stages.rcnn.proposers import (compute_proposals, format_proposal_report, make_proposer,
                                           plot_recall, proposal_report)
@@ -43,7 +43,7 @@ from stages.rcnn.train import (TrainingData, fit_bbox_regressors, fit_svms, prep
                                region_features, train_cnn, train_rcnn)
 
 __all__ = [
-    "BoxRegressors", "ClassSVMs", "PRESETS", "RCNN", "RCNNConfig", "RegionCNN", "TrainingData",
+    "BoxRegressors", "ClassSVMs", "PHASE_EPOCHS", "RCNN", "RCNNConfig", "RegionCNN", "TrainingData",
     "compute_proposals", "crop_regions", "dilate_boxes", "extract_features", "finetune",
     "fit_bbox_regressors", "fit_svms", "format_proposal_report", "make_proposer",
     "mine_hard_negatives", "normalize", "plot_recall", "prepare_training_data", "pretrain_on_crops",

@@ -1,11 +1,11 @@
-"""Train R-CNN in its separate steps on the chosen data, evaluate it, and save what it measured.
+"""Train R-CNN in its separate phases on the chosen data, evaluate it, and save what it measured.
 
     python -m stages.rcnn                                     quick preset, selective search
     python -m stages.rcnn --proposals sliding_window          the exhaustive baseline
     python -m stages.rcnn --eval-only --no-bbox-reg           the same trained model, no regression
     python -m stages.rcnn --eval-only --classifier softmax    Appendix B / Fast R-CNN Table 8
 
-Steps (sec. 2.3): proposals for the training images (selective search is cached on disk under
+Phases (sec. 2.3): proposals for the training images (selective search is cached on disk under
 <data-root>/proposals and computed on --workers processes), CNN pre-training on ground-truth
 crops, (K+1)-way fine-tuning, features of every training region, SVMs with hard negative mining,
 box regressors; then COCO evaluation on the validation images, with selective search run live.
@@ -20,11 +20,11 @@ Under torchrun (--nproc_per_node=N) the N processes fine-tune the CNN together, 
 share of every mini-batch (DistributedDataParallel); rank 0 then goes on alone with the features,
 SVMs, regressors and evaluation, and writes every file.
 
---resume: R-CNN trains in steps, not epochs. The checkpoint is written once the CNN is fine-tuned
-(the long step) and again when the SVMs and regressors are trained; --resume reuses what it holds:
+--resume: R-CNN trains in phases, not epochs. The checkpoint is written once the CNN is fine-tuned
+(the long phase) and again when the SVMs and regressors are trained; --resume reuses what it holds:
 a finished checkpoint is evaluated as it is, a CNN-only one goes on with the features, SVMs and
 regressors. --eval-only evaluates a finished checkpoint; the test-time switches (--proposals,
---classifier, --bbox-reg, --nms-iou, ...) apply to it, the rest of its config is the trained one.
+--classifier, --bbox-reg, --nms-thresh, ...) apply to it, the rest of its config is the trained one.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from matplotlib.figure import Figure
 
 from stages.training import distributed, engine, io, run
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stages.training.cli import dataclass_from_dict
 from stages.training.engine import CHECKPOINT
-from stages.rcnn.config import TIME_BUDGET, RCNNConfig, resolve
-from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint
+from stages.rcnn.config import RCNNConfig, resolve
+from stages.rcnn.model import RCNN, load_region_cnn, model_from_checkpoint, phases_done
 from stages.rcnn.proposers import (OTHER_METHOD_IMAGES, compare_methods, format_proposal_report,
                                    make_proposer, plot_recall)
 from stages.rcnn.train import (fit_bbox_regressors, fit_svms, prepare_training_data,
@@ -57,9 +58,7 @@ REPORT_IMAGES = 50  # validation images in the proposal report
 def trained_config(saved: dict, requested: RCNNConfig, given: set[str]) -> RCNNConfig:
     """The checkpoint's config, with the test-time fields (``RCNNConfig.TEST_TIME``) that were
     ``given`` on this command line: ``--eval-only --no-bbox-reg`` changes only ``bbox_reg``."""
-    fields = {f.name for f in dataclasses.fields(RCNNConfig)}
-    cfg = RCNNConfig(**{k: tuple(v) if isinstance(v, list) else v
-                        for k, v in saved.items() if k in fields})
+    cfg = dataclass_from_dict(RCNNConfig, saved)  # old names read under new ones (RENAMED)
     switches = {k: getattr(requested, k) for k in RCNNConfig.TEST_TIME if k in given}
     if switches:
         print(f"[rcnn] test-time switches over the checkpoint's config: {switches}")
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None):
     # --checkpoint-every: its checkpoint is written once the CNN is fine-tuned, then once the
     # SVMs and regressors are fitted (a Ctrl-C in between keeps the last of them)
     parser = run.build_parser(__doc__, RCNNConfig, prog=f"python -m stages.{STAGE}",
-                              skip=("eval_every", "checkpoint_every"))
+                              skip=("eval_every", "checkpoint_every", *RCNNConfig.NOT_READ))
     args = parser.parse_args(argv)
     ctx = run.prepare(args, stage=STAGE)
     cfg = resolve(run.stage_config(RCNNConfig, args, ctx), ctx.run.preset, ctx.run.epochs)
@@ -113,10 +112,10 @@ def main(argv: list[str] | None = None):
             saved_cnn = load_region_cnn(state, cfg)  # its CNN must fit: fail now, not later
         except CheckpointError as e:
             raise SystemExit(f"error: {e}") from None
-        done = list(state["extra"].get("steps_done", []))
-        print(f"[rcnn] checkpoint {ckpt_path}: steps done {done}")
+        done = phases_done(state)
+        print(f"[rcnn] checkpoint {ckpt_path}: phases done {done}")
     if ctx.run.eval_only and "svm_bbox" not in done:
-        raise SystemExit(f"error: {ckpt_path} holds an unfinished R-CNN (steps {done}); "
+        raise SystemExit(f"error: {ckpt_path} holds an unfinished R-CNN (phases done: {done}); "
                          f"train it first (python -m stages.rcnn --resume)")
 
     train_time = state["train_time_s"] if state else 0.0
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None):
         else:
             budget = ctx.run.time_budget
             if budget is None and ctx.run.steps is None:  # --steps replaces the preset's budget
-                budget = TIME_BUDGET[ctx.run.preset]
+                budget = cfg.quick_time_budget if ctx.run.preset == "quick" else None
             cnn, history, stopped_by = train_cnn(data, cfg, seed=ctx.run.seed, time_budget=budget,
                                                  max_steps=ctx.run.steps, device=ctx.device,
                                                  steps_replace_epochs=ctx.run.epochs is None)
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None):
                 save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
                                 config=run.saved_config(argparse.Namespace(), ctx, cfg),
                                 model=cnn, train_time_s=train_time,
-                                history=history, extra={"steps_done": ["cnn"],
+                                history=history, extra={"phases_done": ["cnn"],
                                                         "stopped_by": stopped_by})
         if not distributed.is_main():
             return None  # the processes fine-tuned the CNN together; rank 0 goes on alone
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None):
         save_checkpoint(ckpt_path, stage=STAGE, class_names=ctx.class_names,
                         config=run.saved_config(argparse.Namespace(), ctx, cfg),
                         model=cnn, train_time_s=train_time,
-                        history=history, extra={"steps_done": ["cnn", "svm_bbox"],
+                        history=history, extra={"phases_done": ["cnn", "svm_bbox"],
                                                 "stopped_by": stopped_by,
                                                 **model.extra_tensors()})
         io.write_json(ctx.out_dir / TRAIN_LOG, {

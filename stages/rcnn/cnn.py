@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stages.rcnn.regions import warp_from_images
+from stages.recipe import Recipe
 from stages.training import distributed
 
 
@@ -124,16 +125,16 @@ def jitter_boxes(boxes: Tensor, amount: float, generator: torch.Generator) -> Te
     return boxes + noise * wh
 
 
-def _optimizer(cnn: nn.Module, lr: float, kind: str = "sgd"):
-    """SGD with momentum 0.9 and weight decay 5e-4 (AlexNet's, and the rcnn fine-tuning solver's
-    values), or AdamW with the same decay (what stage 2 fine-tunes the same network with), over
-    the parameters that train (a frozen backbone part has none)."""
+def _optimizer(cnn: nn.Module, recipe: Recipe):
+    """``recipe.optimizer`` at ``recipe.lr`` over the parameters that train (a frozen backbone part
+    has none): SGD with ``recipe.momentum`` and ``recipe.weight_decay`` (R-CNN's 0.9 and 5e-4:
+    AlexNet's, and the rcnn fine-tuning solver's values), or AdamW with the same decay (what stage 2
+    fine-tunes the same network with)."""
     params = [p for p in cnn.parameters() if p.requires_grad]
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    raise ValueError(f"--finetune-optimizer {kind!r}: expected 'sgd' or 'adamw'")
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay)
 
 
 class Progress:
@@ -151,11 +152,12 @@ class Progress:
         return done
 
 
-def _step_lr(optimizer, base_lr: float, progress: float) -> None:
-    """Caffe's "step" policy: the rate drops 10x for the last quarter of training (of its steps,
-    or of its time budget, so that a run cut by the budget still ends at the low rate)."""
+def _step_lr(optimizer, recipe: Recipe, progress: float) -> None:
+    """Caffe's "step" policy: the rate drops 10x after ``recipe.lr_drop`` of training (R-CNN's
+    0.75: for the last quarter, of its steps or of its time budget, so that a run cut by the
+    budget still ends at the low rate)."""
     for g in optimizer.param_groups:
-        g["lr"] = base_lr * (0.1 if progress >= 0.75 else 1.0)
+        g["lr"] = recipe.lr * (0.1 if progress >= recipe.lr_drop else 1.0)
 
 
 def share() -> slice:
@@ -191,14 +193,15 @@ def agreed_progress(progress: "Progress", step: int) -> float:
 
 
 def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, gt_boxes: Tensor,
-                      gt_labels: Tensor, *, epochs: int, lr: float, context_pad: float,
+                      gt_labels: Tensor, *, epochs: int, recipe: Recipe, context_pad: float,
                       batch_size: int = 128, jitter: float = 0.1, seed: int = 0,
                       deadline: float | None = None, max_steps: int | None = None) -> list[dict]:
     """Step 1: K-way classification of ground-truth crops; stands in for ImageNet pre-training.
 
     images: normalised [3, H, W] each, on the CNN's device; image_index [G], gt_boxes [G, 4],
     gt_labels [G] in 1..K. A temporary K-way layer replaces ``cls_score`` and is discarded
-    afterwards. Stops early at ``deadline`` (a ``time.perf_counter()`` value) or after
+    afterwards. ``recipe``: the optimizer, its rate and the drop (``stages.recipe.Recipe``; R-CNN
+    pre-trains with SGD at ``pretrain_lr``). Stops early at ``deadline`` (a ``time.perf_counter()`` value) or after
     ``max_steps`` mini-batches. Under ``torchrun`` each process warps its share of every
     mini-batch, as in ``finetune``. Returns the loss history.
     """
@@ -209,7 +212,7 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
     device = cnn.cls_score.weight.device
     head = nn.Linear(cnn.fc.fc7.out_features, K).to(device)  # our "1000-way ImageNet layer"
     kept_head, cnn.cls_score = cnn.cls_score, head
-    optimizer = _optimizer(cnn, lr)
+    optimizer = _optimizer(cnn, recipe)
     net = distributed.wrap(cnn, device)  # DDP under torchrun, else the CNN itself
     generator = torch.Generator().manual_seed(seed)  # the same draws on every process
     steps_per_epoch = math.ceil(G / batch_size)
@@ -231,7 +234,7 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
             mine = share()  # this process's positions in the batch (all of them for one process)
             regions = warp_from_images(images, image_index[idx[mine]], boxes[mine], cnn.warp_size,
                                        context_pad)  # (b, 3, S, S)
-            _step_lr(optimizer, lr, done)
+            _step_lr(optimizer, recipe, done)
             loss = _train_step(net, optimizer, regions, gt_labels[idx[mine]] - 1, flip[mine],
                                len(idx))  # labels 0..K-1
             history.append({"step": "pretrain", "epoch": step // steps_per_epoch + 1, "loss": loss})
@@ -241,10 +244,9 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
 
 
 def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: Tensor,
-             labels: Tensor, *, epochs: float | None, lr: float, context_pad: float,
+             labels: Tensor, *, epochs: float | None, recipe: Recipe, context_pad: float,
              batch_positives: int = 32, batch_negatives: int = 96, seed: int = 0,
-             deadline: float | None = None, optimizer: str = "sgd",
-             max_steps: int | None = None) -> list[dict]:
+             deadline: float | None = None, max_steps: int | None = None) -> list[dict]:
     """Step 2: (K+1)-way fine-tuning on warped regions, 32 positives + 96 background per batch.
 
     The pool of regions: image_index [P], boxes [P, 4], labels [P] (0 = background, 1..K a
@@ -252,6 +254,7 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
     mini-batches as it takes to draw every positive once on average. With no positives at all
     (a data set without objects) the batches are all background. ``max_steps``: at most that many
     mini-batches; with ``epochs=None``, exactly that many (unless ``deadline`` comes first).
+    ``recipe``: the optimizer, its rate and the drop (``stages.recipe.Recipe``: the R-CNN config).
 
     Under ``torchrun`` every process draws the same mini-batch (the same generator) and warps its
     share of it (``share``); DistributedDataParallel averages the gradients, so each process takes
@@ -272,7 +275,7 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
         steps = max(1, math.ceil(epochs * max(len(positives), 1) / max(n_pos, 1)))
         if max_steps is not None:
             steps = min(steps, max_steps)
-    optimizer = _optimizer(cnn, lr, optimizer)
+    optimizer = _optimizer(cnn, recipe)
     net = distributed.wrap(cnn, cnn.cls_score.weight.device)  # DDP under torchrun
     generator = torch.Generator().manual_seed(seed)  # the same draws on every process
     history = []
@@ -288,7 +291,7 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
         mine = idx[share()]  # this process's regions of the batch (all of them for one process)
         regions = warp_from_images(images, image_index[mine], boxes[mine], cnn.warp_size,
                                    context_pad)  # (b, 3, S, S), b = B = 128 on one process
-        _step_lr(optimizer, lr, done)
+        _step_lr(optimizer, recipe, done)
         loss = _train_step(net, optimizer, regions, labels[mine], flip[share()], len(idx))
         history.append({"step": "finetune", "epoch": (step + 1) * n_pos / max(len(positives), 1),
                         "loss": loss})

@@ -18,7 +18,7 @@ softmax probability of the class (Appendix B's comparison).
 ``model(images)`` in ``eval()`` mode is the shared model call (``stages.evaluation.evaluate``): one dict per
 image with ``boxes`` [D, 4], ``labels`` [D], ``scores`` [D], ``num_proposals`` (R, the regions
 scored) and ``timing`` (seconds per part).
-R-CNN does not train end to end: it trains in separate steps (``stages.rcnn.train``), so the
+R-CNN does not train end to end: it trains in separate phases (``stages.rcnn.train``), so the
 call in ``train()`` mode raises an error that says so.
 
 Shapes: R proposals, K classes, D detections. The model holds the CNN as its only submodule
@@ -85,7 +85,7 @@ class RCNN(nn.Module):
     def forward(self, images: list[Tensor], targets=None) -> list[dict]:
         if self.training or targets is not None:
             raise RuntimeError(
-                "R-CNN is not trained end to end: as in its paper it trains in separate steps "
+                "R-CNN is not trained end to end: as in its paper it trains in separate phases "
                 "(fine-tune the CNN, then the SVMs, then the box regressors) with "
                 "stages.rcnn.train_rcnn(...). Call model.eval() and model(images) to detect.")
         return [self.detect(image) for image in images]
@@ -118,7 +118,7 @@ class RCNN(nn.Module):
         cand_scores = scores.reshape(-1)  # (R*K,)
         cand_labels = torch.arange(1, K + 1, device=image.device).repeat(R)  # (R*K,) 1..K, 1..K, ...
         cand_region = torch.arange(R, device=image.device).repeat_interleave(K)  # (R*K,) which region
-        keep = batched_nms(cand_boxes, cand_scores, cand_labels, self.cfg.nms_iou)  # (D',) by score
+        keep = batched_nms(cand_boxes, cand_scores, cand_labels, self.cfg.nms_thresh)  # (D',) by score
         keep = keep[: self.cfg.detections_per_image]  # (D,)
         boxes, labels = cand_boxes[keep], cand_labels[keep]
         before_regression = boxes
@@ -174,3 +174,13 @@ def model_from_checkpoint(state: dict, cfg: RCNNConfig, proposer) -> RCNN:
     regressors = (BoxRegressors.from_tensors(extra["bbox_regressors"])
                   if extra.get("bbox_regressors") else None)
     return RCNN(cfg, proposer, cnn, svms, regressors).eval()
+
+
+def phases_done(state: dict) -> list[str]:
+    """The phases a loaded R-CNN checkpoint holds: [], ["cnn"] or ["cnn", "svm_bbox"].
+
+    R-CNN trains in separate phases, as the paper does (sec. 2.3): the CNN is fine-tuned, then the
+    SVMs and box regressors are fitted on its features. A checkpoint written before they were
+    called phases keeps the list under "steps_done"; it is read the same."""
+    extra = state.get("extra") or {}
+    return list(extra.get("phases_done", extra.get("steps_done", [])))

@@ -130,7 +130,7 @@ def compute_proposals(images: list[Tensor], cfg: RCNNConfig, cache_root=None, wo
 # ------------------------------------------------------------------------------------------------
 
 TOP_N = (10, 25, 50, 100, 200, 500, 1000, 2000, 5000)
-SS_METHODS = ("package", "opencv_fast", "opencv_quality")  # SelectiveSearchConfig.method
+SS_METHODS = ("package", "opencv_fast", "opencv_quality")  # SelectiveSearchConfig.ss_method
 OTHER_METHOD_IMAGES = 20  # the selective searches a run does not use, on this many images only:
 #                           OpenCV's quality mode takes ~1 s per 256-px photo
 

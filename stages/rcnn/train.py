@@ -1,4 +1,4 @@
-"""Training R-CNN, in the paper's separate steps (sec. 2.3), each a plain function.
+"""Training R-CNN, in the paper's separate phases (sec. 2.3), each a plain function.
 
     data = prepare_training_data(dataset, cfg)       images, their proposals, their ground truth
     cnn, _, _ = train_cnn(data, cfg, device=d)       1. pre-train on gt crops, 2. fine-tune (on d)
@@ -25,6 +25,7 @@ are plain tensors again, and score and regress on the model's device at test tim
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -136,12 +137,13 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
 
     # 1. pre-training
     history = pretrain_on_crops(cnn, images, gt_index, gt_boxes, gt_labels,
-                                epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
+                                epochs=cfg.pretrain_epochs, context_pad=p,
+                                recipe=dataclasses.replace(cfg, optimizer="sgd", lr=cfg.pretrain_lr),
                                 batch_size=batch, seed=seed, deadline=pretrain_deadline,
                                 max_steps=pretrain_cap)
     if cfg.pretrain_epochs == 0:
         log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
-            "stages.rcnn.config.PRESETS)")
+            "stages.rcnn.config.PHASE_EPOCHS)")
     elif history:
         log(f"[rcnn] 1. pre-trained on {len(gt_boxes)} ground-truth crops: {len(history)} "
             f"mini-batches ({history[-1]['epoch']} of {cfg.pretrain_epochs} epochs) in "
@@ -152,9 +154,8 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     t0 = time.perf_counter()
     exact = max_steps is not None and steps_replace_epochs  # --steps alone: exactly N in all
     ft = finetune(cnn, images, index, boxes, labels, epochs=None if exact else cfg.finetune_epochs,
-                  lr=cfg.finetune_lr, context_pad=p, batch_positives=cfg.batch_positives,
+                  recipe=cfg, context_pad=p, batch_positives=cfg.batch_positives,
                   batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline,
-                  optimizer=cfg.finetune_optimizer,
                   max_steps=None if max_steps is None else max_steps - len(history))
     if ft:
         log(f"[rcnn] 2. fine-tuned ({data.num_classes}+1)-way on {n_pos} positive and "

@@ -58,6 +58,8 @@ from stages.training import run
 from stages.backbone import BackboneConfig, backbone_from_config, backbone_suffix
 from stages.evaluation import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
+from stages.recipe import Recipe
+from stages.training.cli import param
 from stages.torchvision.adapter import TorchvisionDetector
 from stages.torchvision.peer_models import build_peer_faster_rcnn, build_peer_mask_rcnn
 
@@ -70,32 +72,32 @@ def stage_name(kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class PeerConfig(BackboneConfig):
-    """The peers' settings: torchvision's defaults except where 128-px images demand (docstring)."""
+class PeerConfig(Recipe, BackboneConfig):
+    """The peers' settings: torchvision's defaults except where 128-px images demand (docstring).
+    Training is every stage's recipe (``Recipe``: optimizer, warm-up, clipping, budgets), so that
+    only the model differs; torchvision runs its own kernels (the recipe's two are not offered)."""
 
     # --- the network: our backbone, torchvision's FPN, heads and RoIAlign ---
     # our stages' choices, so that only the detector's design differs: one level (C3, 3 x 3 anchors
     # on it) unless --fpn (C2..C5 -> FPN -> P2..P6), images enlarged 2x (stage 2's input_scale)
-    fpn: bool = False  # --fpn: C2..C5 -> torchvision's FPN -> P2..P6; default one level (C3)
-    input_scale: float = FasterRCNNConfig.input_scale  # images enlarged by this before the backbone
-    fpn_channels: int = 64  # the FPN's width (torchvision: 256; our stage 4's --fpn-channels)
-    representation_size: int = 1024  # TwoMLPHead's width, torchvision's
-    mask_head_channels: int = 256  # MaskRCNNHeads' width, torchvision's
+    fpn: bool = param(False, help="C2..C5 -> torchvision's FPN -> P2..P6 (--no-fpn: one level, C3)")
+    input_scale: float = param(FasterRCNNConfig.input_scale, help="images enlarged by this before the backbone (stage 2's)")
+    fpn_channels: int = param(64, paper="d = 256 (FPN sec. 3), torchvision's too",
+                              help="the FPN's width (our stage 4's --fpn-channels)")
+    representation_size: int = param(1024, paper="2 x 1024-d fc (FPN sec. 4.2)", help="TwoMLPHead's width, torchvision's")
+    mask_head_channels: int = param(256, paper="256 (Mask R-CNN Figure 4)", help="MaskRCNNHeads' width, torchvision's")
     # --- scaled to 128-px images (docstring): torchvision 2000 / 1000 / 512 ---
-    rpn_post_nms_top_n_train: int = 300  # training: proposals kept after the RPN's NMS
-    rpn_post_nms_top_n_test: int = 300  # test: proposals kept after the RPN's NMS
-    box_batch_size_per_image: int = 64  # RoIs sampled per image for the box head's loss
-    # --- optimisation: stage 3's, so that only the model differs ---
-    images_per_batch: int = FasterRCNNConfig.images_per_batch  # images per mini-batch (stage 3's)
-    optimizer: Literal["adamw", "sgd"] = FasterRCNNConfig.optimizer  # stage 3's optimiser
-    lr: float = FasterRCNNConfig.lr  # the learning rate after the warm-up (stage 3's)
-    momentum: float = FasterRCNNConfig.momentum  # SGD only
-    weight_decay: float = FasterRCNNConfig.weight_decay  # L2 penalty on the weights
-    warmup_steps: int = FasterRCNNConfig.warmup_steps  # linear warm-up, in steps
-    clip_grad_norm: float = FasterRCNNConfig.clip_grad_norm  # gradient norm cap; 0: off
-    lr_drop: float = FasterRCNNConfig.lr_drop  # lr / 10 after this fraction of the training
-    quick_time_budget: float = FasterRCNNConfig.quick_time_budget  # seconds, quick preset
-    full_epochs: int = FasterRCNNConfig.full_epochs  # epochs, full preset
+    rpn_post_nms_top_n_train: int = param(300, paper="2000 (Faster R-CNN sec. 3.3); torchvision 2000",
+                                          help="training: proposals kept after the RPN's NMS")
+    rpn_post_nms_top_n_test: int = param(300, paper="300 (Faster R-CNN sec. 4.1); torchvision 1000",
+                                         help="test: proposals kept after the RPN's NMS")
+    box_batch_size_per_image: int = param(64, paper="R = 128 for N = 2 (Fast R-CNN sec. 2.3); torchvision 512",
+                                          help="RoIs sampled per image for the box head's loss")
+    images_per_batch: int = param(FasterRCNNConfig.images_per_batch, help="images per mini-batch (stage 3's)")
+
+    # the recipe's kernels are ours or torchvision's for our own operators; a peer runs
+    # torchvision's model, with its own
+    NOT_READ = ("pool_kernel", "nms_kernel")
 
 
 def build_peer(kind: str, cfg: PeerConfig, num_classes: int, image_size: int) -> TorchvisionDetector:
@@ -128,7 +130,8 @@ def describe(kind: str, cfg: PeerConfig) -> str:
 
 
 def build_parser():
-    parser = run.build_parser(__doc__, PeerConfig, prog="python -m stages.torchvision.peers")
+    parser = run.build_parser(__doc__, PeerConfig, prog="python -m stages.torchvision.peers",
+                              skip=PeerConfig.NOT_READ)
     parser.add_argument("kind", choices=KINDS,
                         help="which peer: torchvision's FasterRCNN (stage 3's) or MaskRCNN (stage 4's)")
     return parser

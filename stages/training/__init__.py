@@ -2,7 +2,7 @@
 
     engine.py      train(model, optimizer, dataset, ...): the short visible loop
     run.py         a stage command's life: parse, prepare, train or resume, evaluate, save
-    cli.py         flags built from the config dataclasses (help = the field's comment)
+    cli.py         flags built from the config dataclasses (help = the field's ``param`` metadata)
     checkpoint.py  save / load / resume, refused for another stage's run
     load.py        a trained run rebuilt from its folder (stages.predict, the figures)
     device.py      --device auto|cpu|cuda, and synchronize before a clock is read

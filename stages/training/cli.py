@@ -5,32 +5,61 @@ budget or steps, seed, device, output folder, resume, evaluate-only), plus one f
 frozen config dataclass (``add_dataclass_args``): ``anchor_sizes: tuple = (16, 32, 64)`` becomes
 ``--anchor-sizes 16 32 64``, a ``bool`` field ``bbox_reg`` becomes ``--bbox-reg/--no-bbox-reg``.
 
-A field's ``--help`` text is its comment in the class, written once (``field_help``): the comment
-on the field's line and the indented comment lines that continue it, or, for a field without one,
-the comment block just above it. A field typed ``Literal["roi", "spp"]`` lists and enforces those
-choices, on the command line (argparse ``choices``) and when the config is built in Python
-(``check_choices``). A number is checked the same way against its field's range (``RANGES``:
-``--lr`` > 0, ``--fg-iou`` in [0, 1], ...; NaN and infinity are never a value): a value outside it
-ends the command in one line naming the flag and the range, before any data is read.
+A field's ``--help`` text is written once, beside its default, in the field's metadata
+(``param(2, paper="N = 2 (sec. 2.3)", help="images per mini-batch")``): what the value means,
+the paper's value with its section, and where the default was measured (a section of
+``benchmarks/report.md``); nothing is read from the source. A field typed
+``Literal["roi", "spp"]`` lists and enforces those choices, on the command line (argparse
+``choices``) and when the config is built in Python (``check_choices``); a config class that
+builds only some of a vocabulary's words narrows them (``SUPPORTED``). A number is checked the
+same way against its field's range (``RANGES``: ``--lr`` > 0, ``--fg-iou`` in [0, 1], ...; NaN and
+infinity are never a value): a value outside it ends the command in one line naming the flag and
+the range, before any data is read.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import functools
-import inspect
-import io
 import math
-import textwrap
-import tokenize
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PRESETS = ("quick", "full")
+
+# ------------------------------------------------------------------------------------------------
+# A field with its help: ``param``
+# ------------------------------------------------------------------------------------------------
+
+def param(default: Any = dataclasses.MISSING, *, help: str, paper: str | None = None,
+          measured: str | None = None) -> Any:
+    """A config field that carries its own ``--help`` text, written once beside its default.
+
+    help: what the value means. paper: the paper's value and where it is given ("N = 2 (sec.
+    2.3)"), so that a student reads the paper's numbers at a glance, beside ours. measured: the
+    section of ``benchmarks/report.md`` whose measurements chose this default ("section 5").
+    A tuple default is kept as it is (tuples are immutable: no ``default_factory`` needed)."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "paper": paper, "measured": measured})
+
+
+def help_text(f: dataclasses.Field) -> str:
+    """The field's ``--help``: its help, then "paper: ..." and "measured: ..." when it has them."""
+    meta = f.metadata
+    parts = [meta.get("help") or ""]
+    if meta.get("paper"):
+        parts.append(f"paper: {meta['paper']}")
+    if meta.get("measured"):
+        parts.append(f"measured: benchmarks/report.md, {meta['measured']}")
+    return "; ".join(p for p in parts if p)
+
+
+def field_help(cls) -> dict[str, str]:
+    """{field: its help} for every field of the dataclass ``cls`` (``param``'s metadata),
+    inherited ones included; a field written again in a subclass has the subclass's ``param``."""
+    return {f.name: help_text(f) for f in dataclasses.fields(cls)}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -57,109 +86,42 @@ def command_parser(prog: str, description: str | None) -> ArgumentParser:
 class RunConfig:
     """Flags every stage shares."""
 
-    data: str = "synthetic"  # synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR: the images
-    #                          (synthetic comes split; with --val-data all of them train; else 4
-    #                          of every 5 train, sorted by file name, and the 5th validates)
-    val_data: str | None = None  # coco:VAL.json[:IMAGE_DIR]: the validation images; none: every
-    #                              5th image of --data (its categories must match --data's)
-    data_root: str = "data"  # where generated data and caches live
-    preset: Literal["quick", "full"] = "quick"  # quick: minutes on a CPU laptop; full: longer
-    epochs: int | None = None  # passes over the training images; none: the preset's number
-    time_budget: float | None = None  # seconds of training; none: the preset's budget
-    steps: int | None = None  # optimizer steps of training in all (global mini-batches; R-CNN:
-    #                           its CNN's); replaces the preset's budget: compare machines by
-    #                           steps, runs on one machine by seconds
-    eval_every: float | None = None  # score the validation images every this many seconds of
-    #                                  training (not counted in the budget); none or 0: only at
-    #                                  the end
-    seed: int = 0  # seeds Python, NumPy and torch: the same flags give the same run
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when there is one (under
-    #                                                  torchrun: each process its own, LOCAL_RANK)
-    out: str | None = None  # output folder; none: runs/<stage>. A folder that holds a trained
-    #                         run (checkpoint.pt) is never replaced unasked: give --resume,
-    #                         --eval-only or --overwrite
-    resume: bool = False  # continue from <out>/checkpoint.pt (an error if there is none)
-    overwrite: bool = False  # replace the run in <out>: its checkpoint and results are deleted
-    eval_only: bool = False  # evaluate <out>/checkpoint.pt without training
-    checkpoint_every: float = 60.0  # seconds of training between checkpoints (also at the end
-    #                                 of every epoch, and on Ctrl-C or SIGTERM): a kill loses at
-    #                                 most this much
-    long_side: int | None = None  # resize images so the longer side has this many pixels; 0:
-    #                               keep them as they are
-    progress: bool = True  # progress bars
+    data: str = param("synthetic",
+                      help=("synthetic | coco:ANN.json[:IMAGE_DIR] | pennfudan:DIR: the images (synthetic comes split; with "
+                            "--val-data all of them train; else 4 of every 5 train, sorted by file name, and the 5th validates)"))
+    val_data: str | None = param(None,
+                                 help=("coco:VAL.json[:IMAGE_DIR]: the validation images; none: every 5th image of --data (its "
+                                       "categories must match --data's)"))
+    data_root: str = param("data", help="where generated data and caches live")
+    preset: Literal["quick", "full"] = param("quick",
+                                             help=("quick: minutes on a CPU laptop (the stage's quick_time_budget seconds); "
+                                                   "full: longer (its full_epochs epochs)"))
+    epochs: int | None = param(None, help="passes over the training images; none: the preset's number")
+    time_budget: float | None = param(None, help="seconds of training; none: the preset's budget")
+    steps: int | None = param(None,
+                              help=("optimizer steps of training in all (global mini-batches; R-CNN: its CNN's); replaces the "
+                                    "preset's budget: compare machines by steps, runs on one machine by seconds"))
+    eval_every: float | None = param(None,
+                                     help=("score the validation images every this many seconds of training (not counted in the"
+                                           " budget); none or 0: only at the end"))
+    seed: int = param(0, help="seeds Python, NumPy and torch: the same flags give the same run")
+    device: Literal["auto", "cpu", "cuda"] = param(
+        "auto",
+        help="auto: a CUDA GPU when there is one (under torchrun: each process its own, LOCAL_RANK)")
+    out: str | None = param(None,
+                            help=("output folder; none: runs/<stage>. A folder that holds a trained run (checkpoint.pt) is "
+                                  "never replaced unasked: give --resume, --eval-only or --overwrite"))
+    resume: bool = param(False, help="continue from <out>/checkpoint.pt (an error if there is none)")
+    overwrite: bool = param(False, help="replace the run in <out>: its checkpoint and results are deleted")
+    eval_only: bool = param(False, help="evaluate <out>/checkpoint.pt without training")
+    checkpoint_every: float = param(60.0,
+                                    help=("seconds of training between checkpoints (also at the end of every epoch, and on "
+                                          "Ctrl-C or SIGTERM): a kill loses at most this much"))
+    long_side: int | None = param(None, help="resize images so the longer side has this many pixels; 0: keep them as they are")
+    progress: bool = param(True, help="progress bars")
 
     def __post_init__(self):  # a value outside a field's range or choices: one clear line
         check_choices(self)
-
-
-# ------------------------------------------------------------------------------------------------
-# Help text from the fields' comments
-# ------------------------------------------------------------------------------------------------
-
-def _comment_text(comments: list[str]) -> str:
-    """The comment lines as one sentence: "#" and section marks ("---") removed, spaces joined."""
-    words = []
-    for c in comments:
-        c = c.lstrip("#").strip()
-        c = c.strip("-").strip() if c.startswith("---") or c.endswith("---") else c
-        if c:
-            words.append(c)
-    return " ".join(" ".join(words).split())
-
-
-def _own_field_comments(cls) -> dict[str, str]:
-    """{field: comment} for the fields written in ``cls``'s own body (not inherited)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):  # defined where there is no source (an interactive session)
-        return {}
-    lines = source.splitlines()
-    comments = {tok.start[0]: (tok.start[1], tok.string)
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-                if tok.type == tokenize.COMMENT}
-    body = ast.parse(source).body[0].body
-    indent = body[0].col_offset if body else 4
-
-    def comment_only(row: int) -> bool:
-        return row in comments and lines[row - 1].strip().startswith("#")
-
-    def continues(row: int) -> bool:  # "#" then an indent: a comment line carried on from above
-        column, text = comments[row]
-        return column > indent or text.startswith("#  ")
-
-    found: dict[str, str] = {}
-    used: set[int] = set()  # comment rows already given to a field
-    for node in body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        rows = [r for r in range(node.lineno, node.end_lineno + 1) if r in comments]
-        if rows:  # on the field's line(s), then the comment lines indented under it
-            row = node.end_lineno + 1
-            while comment_only(row) and continues(row):
-                rows.append(row)
-                row += 1
-        else:  # the block just above, up to a blank line, code, or its section's "# ---" title
-            row = node.lineno - 1
-            while comment_only(row) and row not in used:
-                rows.insert(0, row)
-                if comments[row][1].startswith("# ---"):
-                    break
-                row -= 1
-        used.update(rows)
-        text = _comment_text([comments[r][1] for r in rows])
-        if text:
-            found[node.target.id] = text
-    return found
-
-
-def field_help(cls) -> dict[str, str]:
-    """{field: its comment} for every field of the dataclass ``cls``, inherited ones included; a
-    field written again in a subclass takes the subclass's comment when it has one."""
-    found: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if dataclasses.is_dataclass(klass):
-            found.update(_own_field_comments(klass))
-    return found
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,27 +136,35 @@ def _hints(cls) -> dict[str, Any]:
 
 
 def field_choices(cls) -> dict[str, tuple]:
-    """{field: allowed values} for the fields typed ``Literal[...]`` (or ``Literal[...] | None``)."""
+    """{field: allowed values} for the fields typed ``Literal[...]`` (or ``Literal[...] | None``).
+
+    A config class may build only some of a vocabulary's words: its ``SUPPORTED`` ({field: the
+    values it builds}, such as stage 2's ``{"pool": ("roi", "spp")}`` from the shared pooling
+    vocabulary roi | spp | align) narrows the choices its command offers and accepts."""
+    supported = getattr(cls, "SUPPORTED", {})
     choices = {}
     for name, hint in _hints(cls).items():
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # "Literal[...] | None"
         args = typing.get_args(hint) if union else [hint]
         literal = [a for a in args if typing.get_origin(a) is Literal]
         if literal:
-            choices[name] = typing.get_args(literal[0])
+            choices[name] = tuple(supported.get(name, typing.get_args(literal[0])))
     return choices
 
 
 def check_choices(config) -> None:
     """Raise ``ValueError`` naming the flag and the allowed values when a ``Literal`` field of the
-    dataclass instance ``config`` holds another value, or a number lies outside its ``RANGES``
-    (a config built in Python or from a saved dict; the command line has refused such values
-    already)."""
-    for name, allowed in field_choices(type(config)).items():
+    dataclass instance ``config`` holds another value (or one its class does not build:
+    ``SUPPORTED``), or a number lies outside its ``RANGES`` (a config built in Python or from a
+    saved dict; the command line has refused such values already)."""
+    cls = type(config)
+    for name, allowed in field_choices(cls).items():
         value = getattr(config, name)
         if value is not None and value not in allowed:
+            narrowed = name in getattr(cls, "SUPPORTED", {})
             raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected one of "
-                             f"{', '.join(map(str, allowed))}")
+                             f"{', '.join(map(str, allowed))}"
+                             + (f" ({cls.__name__} builds these)" if narrowed else ""))
     for f in dataclasses.fields(config):
         why = out_of_range(f.name, getattr(config, f.name))
         if why:
@@ -239,7 +209,7 @@ RANGES = {
     "seed": NON_NEGATIVE, "long_side": NON_NEGATIVE, "checkpoint_every": POSITIVE,
     # the backbone and the training recipe
     "backbone_channels": AT_LEAST_1, "freeze_at": Range(0, 5), "lr": POSITIVE,
-    "pretrain_lr": POSITIVE, "finetune_lr": POSITIVE, "momentum": BELOW_1,
+    "pretrain_lr": POSITIVE, "momentum": BELOW_1,
     "weight_decay": NON_NEGATIVE, "warmup_steps": AT_LEAST_1, "clip_grad_norm": NON_NEGATIVE,
     "lr_drop": FRACTION, "quick_time_budget": POSITIVE, "full_epochs": AT_LEAST_1,
     "images_per_batch": AT_LEAST_1, "flip": FRACTION, "dropout": BELOW_1,
@@ -259,16 +229,15 @@ RANGES = {
     "rpn_pos_iou": FRACTION, "rpn_neg_iou": FRACTION, "rpn_batch": AT_LEAST_1,
     "rpn_pos_fraction": FRACTION, "rpn_lambda": NON_NEGATIVE, "rpn_beta": POSITIVE,
     "rpn_pre_nms_train": AT_LEAST_1, "rpn_post_nms_train": AT_LEAST_1,
-    "rpn_pre_nms_test": AT_LEAST_1, "rpn_post_nms_test": AT_LEAST_1, "rpn_nms": FRACTION,
+    "rpn_pre_nms_test": AT_LEAST_1, "rpn_post_nms_test": AT_LEAST_1, "rpn_nms_thresh": FRACTION,
     "rpn_min_size": NON_NEGATIVE,
     # detections
-    "score_thresh": FRACTION, "nms_thresh": FRACTION, "nms_iou": FRACTION,
+    "score_thresh": FRACTION, "nms_thresh": FRACTION,
     "detections_per_image": AT_LEAST_1,
     # R-CNN: proposals, warps, SVMs, box regression
     "ss_scale": POSITIVE, "ss_sigma": NON_NEGATIVE, "ss_min_size": NON_NEGATIVE,
-    "ss_min_box": NON_NEGATIVE, "ss_max_boxes": AT_LEAST_1, "scale": POSITIVE,
-    "sigma": NON_NEGATIVE, "min_size": NON_NEGATIVE, "min_box": NON_NEGATIVE,
-    "max_boxes": AT_LEAST_1, "sw_sizes": POSITIVE, "sw_ratios": POSITIVE, "sw_stride": POSITIVE,
+    "ss_min_box": NON_NEGATIVE, "ss_max_boxes": AT_LEAST_1, "min_size": NON_NEGATIVE,
+    "sw_sizes": POSITIVE, "sw_ratios": POSITIVE, "sw_stride": POSITIVE,
     "sizes": POSITIVE, "ratios": POSITIVE, "stride": POSITIVE, "warp_size": AT_LEAST_1,
     "context_pad": NON_NEGATIVE, "pretrain_epochs": NON_NEGATIVE,
     "finetune_epochs": NON_NEGATIVE, "batch_positives": AT_LEAST_1,
@@ -340,8 +309,8 @@ def _or_auto(convert_value):
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, group: str | None = None,
                        skip: tuple = (), defaults: dict | None = None,
                        from_data: tuple = ()) -> None:
-    """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its comment
-    as the help, its default printed once. ``skip``: fields this command does not read;
+    """Add one ``--flag`` per field of the dataclass ``cls``: its type, its choices, its
+    ``param`` help, its default printed once. ``skip``: fields this command does not read;
     ``defaults``: {field: value} where this command's default differs from the field's;
     ``from_data``: fields whose default the data decides (``stages.data.box_statistics``): their
     flag also takes "auto" (unless its values are a fixed list of choices) and defaults to None,
@@ -391,9 +360,26 @@ def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**values)
 
 
+# Fields renamed since checkpoints were first written (issue 26: one name per idea), old -> new:
+# a saved config that holds an old name is read under the new one
+RENAMED = {"nms_iou": "nms_thresh", "rpn_nms": "rpn_nms_thresh", "method": "ss_method",
+           "scale": "ss_scale", "sigma": "ss_sigma", "min_size": "ss_min_size",
+           "min_box": "ss_min_box", "max_boxes": "ss_max_boxes",
+           "finetune_optimizer": "optimizer", "finetune_lr": "lr"}  # R-CNN's, now the Recipe's
+
+
+def with_current_names(values: dict) -> dict:
+    """A saved config (a checkpoint's ``config``) with the names of ``RENAMED`` brought up to date;
+    a name saved under both spellings keeps its current one."""
+    renamed = {RENAMED[k]: v for k, v in values.items() if k in RENAMED}
+    return {**renamed, **{k: v for k, v in values.items() if k not in RENAMED}}
+
+
 def dataclass_from_dict(cls, values: dict):
     """Build ``cls`` from a saved dict, such as a checkpoint's ``config`` (``vars(args)``): the
-    fields it has (lists become tuples again), the defaults for fields added since it was saved;
-    other keys (the shared ``RunConfig`` flags) are ignored."""
+    fields it has (lists become tuples again; names from before a rename read under the new one,
+    ``with_current_names``), the defaults for fields added since it was saved; other keys (the
+    shared ``RunConfig`` flags) are ignored."""
+    values = with_current_names(values)
     return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
                   for f in dataclasses.fields(cls) if f.name in values})

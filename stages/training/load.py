@@ -105,11 +105,11 @@ def rebuild(state: dict, data_root: str | Path = "data") -> tuple[nn.Module, obj
     K = len(state["class_names"]) - 1  # object classes, background not counted
     if stage == "rcnn":
         from stages.rcnn.config import RCNNConfig
-        from stages.rcnn.model import model_from_checkpoint
+        from stages.rcnn.model import model_from_checkpoint, phases_done
         from stages.rcnn.proposers import make_proposer
-        done = (state.get("extra") or {}).get("steps_done", [])
+        done = phases_done(state)
         if "svm_bbox" not in done:
-            raise CheckpointError(f"{state['path']} holds an unfinished R-CNN (steps done: "
+            raise CheckpointError(f"{state['path']} holds an unfinished R-CNN (phases done: "
                                   f"{done}); train it first: python -m stages.rcnn --resume")
         cfg = dataclass_from_dict(RCNNConfig, config)
         # its SVMs and regressors are tensors in "extra", not nn.Module state: rebuilt here
