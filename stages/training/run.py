@@ -49,6 +49,7 @@ from stages.data.datasets import DatasetWarning
 from stages.data.sources import DatasetError, load_dataset, parse_spec
 from stages.selective_search import OpenCVContribMissing
 from stages.training.device import choose_device, count_parameters, seed_everything
+from stages.training.optimizer import build_optimizer
 from stages.figures.draw import draw_detections, figure_grid
 from stages.evaluation import Result, evaluate, format_table
 from stages.training import io
@@ -401,21 +402,6 @@ def saved_config(args: argparse.Namespace, ctx: Context, *configs) -> dict:
     return config
 
 
-OPTIMIZERS = ("sgd", "adamw")
-
-
-def build_optimizer(model, cfg) -> torch.optim.Optimizer:
-    """``cfg.optimizer`` over the parameters that train (a frozen backbone part has none):
-    "sgd" (the papers': momentum ``cfg.momentum``, weight decay ``cfg.weight_decay``) or "adamw"
-    (AdamW, the same decay), at ``cfg.lr``."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise SystemExit(f"error: --optimizer {cfg.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-
-
 def validation_scorer(dataset, device="cpu"):
     """``evaluate_fn`` for ``engine.train``'s ``eval_every_s``: the model's box (and mask) AP on
     ``dataset``, by the same evaluator as the final result."""
@@ -439,12 +425,13 @@ def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict 
     ``cfg.images_per_batch`` images. ``eval_every_s``: score ``val_dataset`` every that many
     seconds of training (``validation_scorer``)."""
     scorer = validation_scorer(val_dataset, device) if eval_every_s and val_dataset is not None else None
-    warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
-    return engine.train(model, build_optimizer(model, cfg), dataset, out_dir=out_dir, stage=stage,
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    return engine.train(model, optimizer, dataset, out_dir=out_dir, stage=stage,
                         config=config or {}, epochs=epochs, time_budget_s=time_budget_s,
                         max_steps=max_steps, batch_size=cfg.images_per_batch, device=device,
-                        seed=seed, resume=resume,
-                        lr_schedule=warmup, lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
+                        seed=seed, resume=resume, warmup_steps=cfg.warmup_steps,
+                        lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
                         eval_every_s=eval_every_s if scorer else None, evaluate_fn=scorer,
                         checkpoint_every_s=checkpoint_every_s, progress=progress)
 
