@@ -129,6 +129,15 @@ class RCNNConfig(BackboneConfig):
         return SlidingWindowConfig(sizes=tuple(self.sw_sizes), ratios=tuple(self.sw_ratios),
                                    stride=self.sw_stride)
 
+    # The solver of both CNN trainings (pre-training and fine-tuning, stages.rcnn.cnn): fixed
+    # values, not flags. The rcnn code's fine-tuning solver, and AlexNet's: SGD with momentum 0.9
+    # and weight decay 0.0005, Caffe's "step" policy dividing the rate by 10 for the last quarter
+    # of the training (of its steps, or of its time budget). AdamW (finetune_optimizer) takes the
+    # same decay. No warm-up and no gradient clipping: stages 2-4 add both (FastRCNNConfig).
+    MOMENTUM = 0.9
+    WEIGHT_DECAY = 5e-4
+    LR_DROP = 0.75
+
     # the fields that shape the trained weights; the others only choose what runs at test time
     # (so ``--eval-only --no-bbox-reg`` evaluates the same trained model without regression)
     TEST_TIME = ("proposals", "ss_scale", "ss_sigma", "ss_min_size", "ss_min_box", "ss_method",
