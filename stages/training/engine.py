@@ -15,7 +15,8 @@
 The named helpers below hold the rest: ``Budget`` (the stop rule, and how much of the training is
 done), ``lr_factor`` and ``build_optimizer`` (``stages.training.optimizer``: one schedule and one
 optimizer for every stage), ``Validation``, ``Checkpoints`` (``checkpoint.pt``, ``losses.json``,
-resume) and ``epoch_loader`` (each process's share of a mini-batch).
+resume), and in ``stages.training.batches`` ``epoch_loader`` (each process's share of every
+mini-batch, each image with its own random generator).
 
 ``resume=True`` continues from ``out_dir/checkpoint.pt``: weights, optimizer, epoch, the mini-batch
 reached within it, RNG and the training time already spent (a time budget, and a budget in steps,
@@ -52,7 +53,8 @@ from tqdm.auto import tqdm
 
 from stages.training import distributed, io
 from stages.training.checkpoint import load_checkpoint, restore, save_checkpoint
-from stages.data.sources import DatasetError, collate
+from stages.data.sources import DatasetError
+from stages.training.batches import epoch_loader, to_device
 from stages.training.device import synchronize
 from stages.training.optimizer import lr_factor
 
@@ -115,56 +117,6 @@ class TrainResult:
     stopped_by: str = "epochs"  # "epochs", "time_budget" or "steps"
 
 
-def to_device(images, targets, device):
-    """Move a batch (lists of images and target dicts) to ``device``."""
-    images = [im.to(device) for im in images]
-    targets = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
-               for t in targets]
-    return images, targets
-
-
-GENERATOR = "generator"  # the target key of an image's own random generator (training only)
-
-
-class SeededItems(torch.utils.data.Dataset):
-    """``dataset`` whose item i draws every random number from a generator of its own, seeded by
-    (``seed``, i): its flip (the transforms draw from torch's global generator, forked here and
-    restored after), and, through ``target["generator"]``, its anchor and RoI samples. What an
-    image draws therefore does not depend on which images share its mini-batch, nor on which
-    process reads it: one process and N processes take the same first step."""
-
-    def __init__(self, dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        seed = (self.seed * 1_000_003 + i) % 2**61
-        with torch.random.fork_rng(devices=[]):  # the CPU generator, restored on leaving
-            torch.default_generator.manual_seed(2 * seed)  # the flip (2s and 2s + 1: two streams)
-            image, target = self.dataset[i]
-        return image, {**target, GENERATOR: torch.Generator().manual_seed(2 * seed + 1)}
-
-
-def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, skip: int = 0):
-    """A main-process loader (``num_workers=0``) whose shuffling depends only on ``seed``: the
-    order is ``torch.randperm(len(dataset))`` drawn from a generator seeded with ``seed``.
-
-    Under ``torchrun`` (N processes), with ``shuffle``, this process's share: the same order,
-    every N-th image of it (``distributed.sampler``), ``batch_size / N`` images per mini-batch.
-    The N shares of a step are then together the mini-batch of one process. (Training always
-    shuffles; without ``shuffle`` every process reads every image.) ``skip``: leave out the first
-    ``skip`` mini-batches of that order (a run resumed in the middle of an epoch)."""
-    per_process = batch_size // distributed.world_size()
-    sampler = distributed.sampler(dataset, seed) if shuffle else None
-    if skip:
-        order = list(sampler) if sampler is not None else list(range(len(dataset)))
-        sampler = order[skip * per_process:]  # a list of indices is a sampler too
-    return torch.utils.data.DataLoader(dataset, batch_size=per_process,
-                                       sampler=sampler, collate_fn=collate, num_workers=0)
-
-
 def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
           epochs: int | None = 1, time_budget_s: float | None = None,
           max_steps: int | None = None, batch_size: int | None = 2,
@@ -194,7 +146,7 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     model.train()
     with interrupt_requests() as signalled:
         while not budget.stopped_by(at):
-            loader = epoch_loader(dataset, batch_size, seed, at)
+            loader = epoch_loader(dataset, batch_size, seed, at.epoch, skip=at.batch)
             n = at.batch + len(loader)  # the epoch's mini-batches, those done before included
             bar = tqdm(desc=f"[{stage}] epoch {at.epoch + 1}", total=n, initial=at.batch,
                        disable=not show, leave=False)
@@ -469,36 +421,6 @@ def read_batches(loader, at: Position, checkpoints: Checkpoints):
             raise DatasetError(f"{e} (found at epoch {at.epoch + 1}, step {at.step + 1}; "
                                f"{checkpoints.kept()})") from None
         yield images, targets
-
-
-def epoch_loader(dataset, batch_size: int | None, seed: int, at: Position):
-    """The mini-batches of epoch ``at.epoch + 1``, from mini-batch ``at.batch`` on (a run resumed
-    mid-epoch): ``make_loader`` over ``SeededItems``, shuffled by the epoch's own seed, each
-    process reading its share under torchrun.
-
-    ``batch_size=None``: the items of ``dataset`` are whole mini-batches that it drew itself
-    (R-CNN's regions: ``stages.rcnn.cnn.RegionBatches``), read in its order, one per step; under
-    torchrun every process reads each (an item is that process's share of the mini-batch)."""
-    if batch_size is None:
-        return InOrder(dataset, at.batch)
-    epoch_seed = seed * 100_003 + at.epoch
-    return make_loader(SeededItems(dataset, epoch_seed), batch_size, shuffle=True,
-                       seed=epoch_seed, skip=at.batch)
-
-
-class InOrder:
-    """Items ``start``, ``start + 1``, ... of ``dataset``, each read when the loop reaches it. (Not
-    a DataLoader: its iterator draws a seed from torch's global generator, which would move every
-    later draw.)"""
-
-    def __init__(self, dataset, start: int = 0):
-        self.dataset, self.start = dataset, start
-
-    def __len__(self) -> int:
-        return len(self.dataset) - self.start
-
-    def __iter__(self):
-        return (self.dataset[i] for i in range(self.start, len(self.dataset)))
 
 
 def save_loss_figure(history: list[dict], path, title: str = "", final: tuple | None = None):
