@@ -131,7 +131,8 @@ def train(model, optimizer, dataset, *, out_dir, stage: str, config: dict,
     the gradients' norm is scaled down to it (None or 0: off); ``Validation(eval_every_s,
     evaluate_fn)``; ``Checkpoints`` in ``out_dir`` (None: no files) every ``checkpoint_every_s``
     seconds (None or 0: at epoch ends only), where ``resume`` continues; ``batch_size`` images per
-    mini-batch, the global one under torchrun (``epoch_loader``; None: R-CNN's own mini-batches).
+    mini-batch, the global one under torchrun (``epoch_loader``; None: R-CNN's own mini-batches),
+    shuffled by ``seed``. ``stage`` names the run in messages and checkpoints, which keep ``config``.
     """
     budget = Budget(epochs, max_steps, time_budget_s)
     check_setup(budget, dataset, batch_size, eval_every_s, evaluate_fn, stage)
