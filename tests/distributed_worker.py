@@ -47,7 +47,8 @@ def main() -> None:
 
     io.atomic_write, engine.train = recording_write, recording_train
     command = importlib.import_module(f"stages.{stage}.__main__")
-    if stage == "rcnn":  # R-CNN trains its CNN outside the engine
+    if stage == "rcnn":  # the engine trains R-CNN's CNN inside a RegionClassifier, in two
+        #                    phases (pre-training, fine-tuning): record the CNN that comes out
         train_cnn = command.train_cnn
 
         def recording_train_cnn(*args, **kwargs):

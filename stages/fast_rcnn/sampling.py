@@ -37,7 +37,7 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     than ``fg_fraction * num`` foreground RoIs? All of them are taken and background fills up.
     Background comes from IoU in [bg_iou_lo, bg_iou_hi); if that range has too few, from
     [0, bg_iou_hi) (the paper's range is a heuristic, and our images have ~100 proposals, not
-    2000). Randomness comes from ``generator``, the image's own in training (``engine.SeededItems``:
+    2000). Randomness comes from ``generator``, the image's own in training (``batches.SeededItems``:
     the draws do not depend on the other images of the batch), else from torch's global one.
     """
     proposals = torch.cat([proposals, gt_boxes])  # (P + G, 4)

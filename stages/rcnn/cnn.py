@@ -29,21 +29,27 @@ Training, in the paper's two steps (sec. 2.3):
      background; each mini-batch draws 32 positives (over all classes) and 96 background
      windows. Like the rcnn code we also count the ground-truth boxes among the positives.
 
+Both steps train through the loop every stage trains with (``stages.training.engine.train``),
+which reads a model as ``model(images, targets) -> dict of losses``: the mini-batches are drawn in
+advance (``crop_batches``, ``sampled_batches``) into ``RegionBatches``, whose items are warped
+regions and their labels, and ``RegionClassifier`` is the CNN with its softmax loss. The solver is
+the rcnn code's (R-CNN's Recipe: ``momentum``, ``weight_decay``, ``lr_drop``): ``build_optimizer``
+and the schedule ``lr_factor`` are those of every stage.
+
 Shape shorthand: R regions, S warp size, K classes, D = fc_dim. ``pred_*`` are network outputs.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stages.rcnn.regions import warp_from_images
-from stages.recipe import Recipe
-from stages.training import distributed
+from stages.training import distributed, engine
+from stages.training.optimizer import build_optimizer
 
 
 class FC6FC7(nn.Module):
@@ -125,85 +131,131 @@ def jitter_boxes(boxes: Tensor, amount: float, generator: torch.Generator) -> Te
     return boxes + noise * wh
 
 
-def _optimizer(cnn: nn.Module, recipe: Recipe):
-    """``recipe.optimizer`` at ``recipe.lr`` over the parameters that train (a frozen backbone part
-    has none): SGD with ``recipe.momentum`` and ``recipe.weight_decay`` (R-CNN's 0.9 and 5e-4:
-    AlexNet's, and the rcnn fine-tuning solver's values), or AdamW with the same decay (what stage 2
-    fine-tunes the same network with)."""
-    params = [p for p in cnn.parameters() if p.requires_grad]
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                           weight_decay=recipe.weight_decay)
-
-
-class Progress:
-    """How far training is, 0..1: steps done out of ``total``, or the time used out of what is left
-    until ``deadline`` (a ``time.perf_counter()`` value), whichever is further."""
-
-    def __init__(self, total: int, deadline: float | None):
-        self.total, self.deadline, self.start = total, deadline, time.perf_counter()
-
-    def __call__(self, step: int) -> float:
-        done = step / max(self.total, 1)
-        if self.deadline is not None:
-            span = max(self.deadline - self.start, 1e-9)
-            done = max(done, (time.perf_counter() - self.start) / span)
-        return done
-
-
-def _step_lr(optimizer, recipe: Recipe, progress: float) -> None:
-    """Caffe's "step" policy: the rate drops 10x after ``recipe.lr_drop`` of training (R-CNN's
-    0.75: for the last quarter, of its steps or of its time budget, so that a run cut by the
-    budget still ends at the low rate)."""
-    for g in optimizer.param_groups:
-        g["lr"] = recipe.lr * (0.1 if progress >= recipe.lr_drop else 1.0)
-
-
 def share() -> slice:
     """This process's part of a mini-batch drawn alike on every process, as positions in it:
     every N-th region under ``torchrun`` (N processes; DDP averages their gradients), all of it
     for one process. ``x[share()]`` of anything laid out as the batch, [B, ...] -> [b, ...].
-    (A share may be one region smaller than another; ``_train_step`` weighs them right.)"""
+    (A share may be one region smaller than another; ``RegionClassifier`` weighs them right.)"""
     return slice(distributed.rank(), None, distributed.world_size())
 
 
-def _train_step(net, optimizer, regions, labels, flip, batch_size: int) -> float:
-    """One SGD step on this process's warped regions [b, 3, S, S] (those with ``flip`` [b]
-    mirrored) of a mini-batch of ``batch_size`` regions in all; returns the mini-batch's loss.
+class RegionBatches(torch.utils.data.Dataset):
+    """R-CNN's mini-batches of warped regions, drawn in advance, warped when the loop reads one.
 
-    The loss is the mean over the *whole* mini-batch: under ``torchrun`` each of N processes sums
-    its share and scales by N / batch_size, and DistributedDataParallel's average of the N
-    gradients is then the gradient of that mean, whatever the shares' sizes."""
-    flip = flip.to(regions.device)
-    regions = torch.where(flip[:, None, None, None], regions.flip(-1), regions)
-    world = distributed.world_size()
-    loss = F.cross_entropy(net(regions), labels.to(regions.device),  # (b, K+1) logits, (b,) labels
-                           reduction="sum") * world / batch_size
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return distributed.agree([loss.item()], "mean")[0]
+    ``plan``: one (image_index [B], boxes [B, 4], labels [B], flip [B] bool) per mini-batch: which
+    region of which image, its class, and whether to mirror it. Item t is this process's share of
+    mini-batch t (``share``), as ``engine.train`` reads a dataset of mini-batches
+    (``batch_size=None``): ``([regions [b, 3, S, S]], [{"labels": [b], "batch_size": B}])``.
+    The warps run on the device of ``images`` (normalised [3, H, W] each)."""
+
+    def __init__(self, images, plan: list[tuple[Tensor, Tensor, Tensor, Tensor]], warp_size: int,
+                 context_pad: float):
+        self.images, self.plan = images, plan
+        self.warp_size, self.context_pad = warp_size, context_pad
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, t: int):
+        image_index, boxes, labels, flip = self.plan[t]
+        mine = share()  # this process's positions in the batch (all of them for one process)
+        regions = warp_from_images(self.images, image_index[mine], boxes[mine], self.warp_size,
+                                   self.context_pad)  # (b, 3, S, S)
+        flip = flip[mine].to(regions.device)
+        regions = torch.where(flip[:, None, None, None], regions.flip(-1), regions)  # mirrored
+        return [regions], [{"labels": labels[mine], "batch_size": len(labels)}]
 
 
-def agreed_progress(progress: "Progress", step: int) -> float:
-    """How far training is at ``step`` (0..1), the same on every process: the furthest along
-    (each process reads its own clock; the learning-rate drop and the stop must not differ)."""
-    return distributed.agree([progress(step)])[0]
+class RegionClassifier(nn.Module):
+    """The CNN and its softmax loss, called as the training loop calls every stage's model:
+    ``model(images, targets) -> {"loss_cls": ...}``, the images being one share of warped regions
+    (``RegionBatches``), their labels in 0..C-1 (C = K + 1 when fine-tuning, 0 = background).
+
+    ``loss_cls`` is the mean cross-entropy over the *whole* mini-batch of B regions: under
+    ``torchrun`` each of N processes sums its share's and scales by N / B, and
+    DistributedDataParallel's average of the N gradients is then the gradient of that mean,
+    whatever the shares' sizes."""
+
+    def __init__(self, cnn: RegionCNN):
+        super().__init__()
+        self.cnn = cnn
+
+    def forward(self, images: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
+        (regions,), (target,) = images, targets
+        logits = self.cnn(regions)  # (b, C)
+        loss = F.cross_entropy(logits, target["labels"], reduction="sum")
+        return {"loss_cls": loss * distributed.world_size() / target["batch_size"]}
+
+
+def _train(cnn: RegionCNN, batches: RegionBatches, *, optimizer: str, lr: float, momentum: float,
+           weight_decay: float, lr_drop: float, time_budget_s: float | None) -> list[float]:
+    """One pass over ``batches`` through the loop every stage trains with (``engine.train``), with
+    the optimizer every stage builds (``build_optimizer``) and the papers' schedule: the rate
+    divided by 10 after ``lr_drop`` of the mini-batches (or of ``time_budget_s``, seconds of
+    training); no warm-up and no gradient clipping, as R-CNN's solver; nothing written to disk
+    (the command saves the CNN once fine-tuned). Returns each step's loss."""
+    model = RegionClassifier(cnn)
+    solver = build_optimizer(model, optimizer, lr, momentum=momentum, weight_decay=weight_decay)
+    result = engine.train(model, solver, batches, out_dir=None, stage="rcnn", config={},
+                          epochs=1, time_budget_s=time_budget_s, batch_size=None,
+                          device=cnn.cls_score.weight.device, lr_drop=lr_drop,
+                          checkpoint_every_s=None, progress=False)
+    return [r["loss"] for r in result.history]
+
+
+def crop_batches(image_index: Tensor, gt_boxes: Tensor, gt_labels: Tensor, *, epochs: int,
+                 batch_size: int, jitter: float, generator: torch.Generator,
+                 max_steps: int | None = None) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Pre-training's mini-batches, a ``RegionBatches`` plan: each epoch, the G ground-truth
+    crops in a new random order, ``batch_size`` at a time (an epoch's last one smaller), each box
+    jittered (``jitter_boxes``), half of them mirrored; labels 0..K-1. At most ``max_steps``."""
+    G = len(gt_boxes)
+    steps_per_epoch = math.ceil(G / batch_size)
+    total = epochs * steps_per_epoch
+    if max_steps is not None:
+        total = min(total, max_steps)
+    plan = []
+    for step in range(total):
+        if step % steps_per_epoch == 0:
+            order = torch.randperm(G, generator=generator)  # a new epoch: reshuffle
+        idx = order[(step % steps_per_epoch) * batch_size:][:batch_size]  # (B,)
+        boxes = jitter_boxes(gt_boxes[idx], jitter, generator)
+        flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
+        plan.append((image_index[idx], boxes, gt_labels[idx] - 1, flip))
+    return plan
+
+
+def sampled_batches(image_index: Tensor, boxes: Tensor, labels: Tensor, *, steps: int,
+                    n_pos: int, n_neg: int,
+                    generator: torch.Generator) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Fine-tuning's mini-batches, a ``RegionBatches`` plan (sec. 2.3): ``n_pos`` positives (over
+    all classes) and ``n_neg`` background regions drawn at random from the pool, half of them
+    mirrored."""
+    positives = torch.where(labels > 0)[0]  # (P+,)
+    negatives = torch.where(labels == 0)[0]  # (P-,)
+    plan = []
+    for _ in range(steps):
+        idx = torch.cat([positives[torch.randint(len(positives), (n_pos,), generator=generator)],
+                         negatives[torch.randint(len(negatives), (n_neg,), generator=generator)]])
+        flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
+        plan.append((image_index[idx], boxes[idx], labels[idx], flip))
+    return plan
 
 
 def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, gt_boxes: Tensor,
-                      gt_labels: Tensor, *, epochs: int, recipe: Recipe, context_pad: float,
+                      gt_labels: Tensor, *, epochs: int, lr: float, context_pad: float,
+                      momentum: float, weight_decay: float, lr_drop: float,
                       batch_size: int = 128, jitter: float = 0.1, seed: int = 0,
-                      deadline: float | None = None, max_steps: int | None = None) -> list[dict]:
+                      time_budget_s: float | None = None,
+                      max_steps: int | None = None) -> list[dict]:
     """Step 1: K-way classification of ground-truth crops; stands in for ImageNet pre-training.
 
     images: normalised [3, H, W] each, on the CNN's device; image_index [G], gt_boxes [G, 4],
     gt_labels [G] in 1..K. A temporary K-way layer replaces ``cls_score`` and is discarded
-    afterwards. ``recipe``: the optimizer, its rate and the drop (``stages.recipe.Recipe``; R-CNN
-    pre-trains with SGD at ``pretrain_lr``). Stops early at ``deadline`` (a ``time.perf_counter()`` value) or after
-    ``max_steps`` mini-batches. Under ``torchrun`` each process warps its share of every
-    mini-batch, as in ``finetune``. Returns the loss history.
+    afterwards. SGD (``momentum``, ``weight_decay``) at ``lr``, divided by 10 after ``lr_drop``
+    of the training. Stops early after ``time_budget_s`` seconds of training or ``max_steps``
+    mini-batches. Under ``torchrun`` each process warps its share of every mini-batch, as in
+    ``finetune``. Returns the loss history.
     """
     G = len(gt_boxes)
     if G == 0 or epochs <= 0:
@@ -211,60 +263,47 @@ def pretrain_on_crops(cnn: RegionCNN, images: list[Tensor], image_index: Tensor,
     K = cnn.cls_score.out_features - 1
     device = cnn.cls_score.weight.device
     head = nn.Linear(cnn.fc.fc7.out_features, K).to(device)  # our "1000-way ImageNet layer"
-    kept_head, cnn.cls_score = cnn.cls_score, head
-    optimizer = _optimizer(cnn, recipe)
-    net = distributed.wrap(cnn, device)  # DDP under torchrun, else the CNN itself
     generator = torch.Generator().manual_seed(seed)  # the same draws on every process
-    steps_per_epoch = math.ceil(G / batch_size)
-    total, history = epochs * steps_per_epoch, []
-    if max_steps is not None:
-        total = min(total, max_steps)
-    progress = Progress(total, deadline)
-    cnn.train()
+    plan = crop_batches(image_index, gt_boxes, gt_labels, epochs=epochs, batch_size=batch_size,
+                        jitter=jitter, generator=generator, max_steps=max_steps)
+    if not plan:
+        return []
+    kept_head, cnn.cls_score = cnn.cls_score, head
     try:
-        for step in range(total):
-            done = agreed_progress(progress, step)
-            if done >= 1:
-                break  # out of time
-            if step % steps_per_epoch == 0:
-                order = torch.randperm(G, generator=generator)  # a new epoch: reshuffle
-            idx = order[(step % steps_per_epoch) * batch_size:][:batch_size]  # (B,)
-            boxes = jitter_boxes(gt_boxes[idx], jitter, generator)
-            flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
-            mine = share()  # this process's positions in the batch (all of them for one process)
-            regions = warp_from_images(images, image_index[idx[mine]], boxes[mine], cnn.warp_size,
-                                       context_pad)  # (b, 3, S, S)
-            _step_lr(optimizer, recipe, done)
-            loss = _train_step(net, optimizer, regions, gt_labels[idx[mine]] - 1, flip[mine],
-                               len(idx))  # labels 0..K-1
-            history.append({"step": "pretrain", "epoch": step // steps_per_epoch + 1, "loss": loss})
+        losses = _train(cnn, RegionBatches(images, plan, cnn.warp_size, context_pad),
+                        optimizer="sgd", lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        lr_drop=lr_drop, time_budget_s=time_budget_s)
     finally:
         cnn.cls_score = kept_head
-    return history
+    steps_per_epoch = math.ceil(G / batch_size)
+    return [{"step": "pretrain", "epoch": step // steps_per_epoch + 1, "loss": loss}
+            for step, loss in enumerate(losses)]
 
 
 def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: Tensor,
-             labels: Tensor, *, epochs: float | None, recipe: Recipe, context_pad: float,
+             labels: Tensor, *, epochs: float | None, lr: float, context_pad: float,
+             momentum: float, weight_decay: float, lr_drop: float,
              batch_positives: int = 32, batch_negatives: int = 96, seed: int = 0,
-             deadline: float | None = None, max_steps: int | None = None) -> list[dict]:
+             time_budget_s: float | None = None, optimizer: str = "sgd",
+             max_steps: int | None = None) -> list[dict]:
     """Step 2: (K+1)-way fine-tuning on warped regions, 32 positives + 96 background per batch.
 
     The pool of regions: image_index [P], boxes [P, 4], labels [P] (0 = background, 1..K a
     positive, i.e. IoU >= 0.5 with a ground truth of that class, sec. 2.3). One epoch = as many
     mini-batches as it takes to draw every positive once on average. With no positives at all
     (a data set without objects) the batches are all background. ``max_steps``: at most that many
-    mini-batches; with ``epochs=None``, exactly that many (unless ``deadline`` comes first).
-    ``recipe``: the optimizer, its rate and the drop (``stages.recipe.Recipe``: the R-CNN config).
+    mini-batches; with ``epochs=None``, exactly that many (unless ``time_budget_s``, seconds of
+    training, comes first). ``optimizer`` ("sgd" or "adamw", ``build_optimizer``) at ``lr``,
+    divided by 10 after ``lr_drop`` of the training.
 
     Under ``torchrun`` every process draws the same mini-batch (the same generator) and warps its
     share of it (``share``); DistributedDataParallel averages the gradients, so each process takes
     the step one process would have taken on the whole batch.
     """
     cnn.cls_score.reset_parameters()  # "replacing the 1000-way layer with a new (N+1)-way one"
-    positives = torch.where(labels > 0)[0]  # (P+,)
-    negatives = torch.where(labels == 0)[0]  # (P-,)
-    n_pos = min(batch_positives, len(positives))
-    n_neg = min(batch_negatives, len(negatives))
+    n_positives = int((labels > 0).sum())
+    n_pos = min(batch_positives, n_positives)
+    n_neg = min(batch_negatives, int((labels == 0).sum()))
     if n_pos + n_neg == 0:
         return []
     if epochs is None:  # a budget in steps alone
@@ -272,28 +311,14 @@ def finetune(cnn: RegionCNN, images: list[Tensor], image_index: Tensor, boxes: T
             raise ValueError("finetune needs epochs or max_steps")
         steps = max_steps
     else:
-        steps = max(1, math.ceil(epochs * max(len(positives), 1) / max(n_pos, 1)))
+        steps = max(1, math.ceil(epochs * max(n_positives, 1) / max(n_pos, 1)))
         if max_steps is not None:
             steps = min(steps, max_steps)
-    optimizer = _optimizer(cnn, recipe)
-    net = distributed.wrap(cnn, cnn.cls_score.weight.device)  # DDP under torchrun
     generator = torch.Generator().manual_seed(seed)  # the same draws on every process
-    history = []
-    progress = Progress(steps, deadline)
-    cnn.train()
-    for step in range(steps):
-        done = agreed_progress(progress, step)
-        if done >= 1:
-            break  # out of time
-        idx = torch.cat([positives[torch.randint(len(positives), (n_pos,), generator=generator)],
-                         negatives[torch.randint(len(negatives), (n_neg,), generator=generator)]])
-        flip = torch.rand(len(idx), generator=generator) < 0.5  # (B,) mirror half the crops
-        mine = idx[share()]  # this process's regions of the batch (all of them for one process)
-        regions = warp_from_images(images, image_index[mine], boxes[mine], cnn.warp_size,
-                                   context_pad)  # (b, 3, S, S), b = B = 128 on one process
-        _step_lr(optimizer, recipe, done)
-        loss = _train_step(net, optimizer, regions, labels[mine], flip[share()], len(idx))
-        history.append({"step": "finetune", "epoch": (step + 1) * n_pos / max(len(positives), 1),
-                        "loss": loss})
-    return history
-
+    plan = sampled_batches(image_index, boxes, labels, steps=steps, n_pos=n_pos, n_neg=n_neg,
+                           generator=generator)
+    losses = _train(cnn, RegionBatches(images, plan, cnn.warp_size, context_pad),
+                    optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                    lr_drop=lr_drop, time_budget_s=time_budget_s)
+    return [{"step": "finetune", "epoch": (step + 1) * n_pos / max(n_positives, 1), "loss": loss}
+            for step, loss in enumerate(losses)]

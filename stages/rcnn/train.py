@@ -1,4 +1,4 @@
-"""Training R-CNN, in the paper's separate phases (sec. 2.3), each a plain function.
+"""Training R-CNN, in the paper's separate steps (sec. 2.3), each a plain function.
 
     data = prepare_training_data(dataset, cfg)       images, their proposals, their ground truth
     cnn, _, _ = train_cnn(data, cfg, device=d)       1. pre-train on gt crops, 2. fine-tune (on d)
@@ -25,7 +25,6 @@ are plain tensors again, and score and regress on the model's device at test tim
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -93,8 +92,13 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
               device: torch.device | str = "cpu") -> tuple[RegionCNN, list[dict], str]:
     """Steps 1 and 2 of sec. 2.3: pre-training on gt crops, then (K+1)-way fine-tuning.
 
-    ``time_budget`` (seconds) caps both together: pre-training may use its share of the planned
-    mini-batches (plus 25 %), fine-tuning the rest; a cap for slow machines, not a target.
+    Both train through the loop every stage uses (``engine.train``, by ``cnn.pretrain_on_crops``
+    and ``cnn.finetune``), with R-CNN's Recipe (``cfg.momentum``, ``cfg.weight_decay``,
+    ``cfg.lr_drop``; fine-tuning's ``cfg.optimizer`` at ``cfg.lr``, pre-training SGD at
+    ``cfg.pretrain_lr``). ``time_budget`` (seconds) caps both together: pre-training may use its share of
+    the planned mini-batches (plus 25 %), fine-tuning what is left; within each, the loop counts
+    seconds of training steps (the warps, like stages 2-4's image reading, are not counted); a
+    cap for slow machines, not a target.
     ``max_steps``: that many mini-batches in all (``--steps``), shared as the planned work is
     (pre-training its part, at least one left for fine-tuning); with ``steps_replace_epochs``
     exactly that many, else the epochs may stop it sooner. The warps and the CNN run on ``device``.
@@ -127,20 +131,19 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
     pre_steps = cfg.pretrain_epochs * math.ceil(len(gt_boxes) / batch)
     ft_steps = cfg.finetune_epochs * n_pos / cfg.batch_positives
     share = pre_steps / max(pre_steps + ft_steps, 1)  # pre-training's part of the work
-    finetune_deadline = pretrain_deadline = None
+    pretrain_budget = None
     if time_budget is not None:
-        pretrain_deadline = start + time_budget * min(1.0, 1.25 * share)  # with some slack
-        finetune_deadline = start + time_budget
+        pretrain_budget = time_budget * min(1.0, 1.25 * share)  # with some slack
     pretrain_cap = None
     if max_steps is not None:  # pre-training's share of the steps, one at least left to fine-tune
         pretrain_cap = min(round(max_steps * share), max_steps - 1)
+    solver = dict(momentum=cfg.momentum, weight_decay=cfg.weight_decay, lr_drop=cfg.lr_drop)
 
     # 1. pre-training
     history = pretrain_on_crops(cnn, images, gt_index, gt_boxes, gt_labels,
-                                epochs=cfg.pretrain_epochs, context_pad=p,
-                                recipe=dataclasses.replace(cfg, optimizer="sgd", lr=cfg.pretrain_lr),
-                                batch_size=batch, seed=seed, deadline=pretrain_deadline,
-                                max_steps=pretrain_cap)
+                                epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, context_pad=p,
+                                **solver, batch_size=batch, seed=seed,
+                                time_budget_s=pretrain_budget, max_steps=pretrain_cap)
     if cfg.pretrain_epochs == 0:
         log("[rcnn] 1. pre-training skipped (--pretrain-epochs 0, as the quick preset: see "
             "stages.rcnn.config.PHASE_EPOCHS)")
@@ -150,12 +153,16 @@ def train_cnn(data: TrainingData, cfg: RCNNConfig, seed: int = 0, time_budget: f
             f"{time.perf_counter() - start:.1f} s, loss {history[0]['loss']:.3f} -> "
             f"{history[-1]['loss']:.3f}")
 
-    # 2. fine-tuning
+    # 2. fine-tuning, for what is left of the time budget (the slowest process's clock)
     t0 = time.perf_counter()
+    finetune_budget = None
+    if time_budget is not None:
+        finetune_budget = time_budget - distributed.agree([t0 - start])[0]
     exact = max_steps is not None and steps_replace_epochs  # --steps alone: exactly N in all
     ft = finetune(cnn, images, index, boxes, labels, epochs=None if exact else cfg.finetune_epochs,
-                  recipe=cfg, context_pad=p, batch_positives=cfg.batch_positives,
-                  batch_negatives=cfg.batch_negatives, seed=seed, deadline=finetune_deadline,
+                  lr=cfg.lr, context_pad=p, **solver,
+                  batch_positives=cfg.batch_positives, batch_negatives=cfg.batch_negatives,
+                  seed=seed, time_budget_s=finetune_budget, optimizer=cfg.optimizer,
                   max_steps=None if max_steps is None else max_steps - len(history))
     if ft:
         log(f"[rcnn] 2. fine-tuned ({data.num_classes}+1)-way on {n_pos} positive and "

@@ -1,6 +1,8 @@
 """The plumbing every stage command shares: the training loop and what it needs.
 
     engine.py      train(model, optimizer, dataset, ...): the short visible loop
+    optimizer.py   build_optimizer and lr_factor: one optimizer and one lr schedule for all
+    batches.py     each epoch's mini-batches: seeded per image, each process its share
     run.py         a stage command's life: parse, prepare, train or resume, evaluate, save
     cli.py         flags built from the config dataclasses (help = the field's ``param`` metadata)
     checkpoint.py  save / load / resume, refused for another stage's run

@@ -147,7 +147,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 def sampler(dataset, seed: int):
     """Process r's share of the order ``torch.randperm(len(dataset))`` drawn from a generator
-    seeded with ``seed`` (``engine.make_loader`` passes one seed per epoch): every N-th index of
+    seeded with ``seed`` (``batches.make_loader`` passes one seed per epoch): every N-th index of
     it, starting at r; the whole order for one process. The order is the same for any number of
     processes; for N of them it is padded to a multiple of N by repeating its first images."""
     return torch.utils.data.distributed.DistributedSampler(

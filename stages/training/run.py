@@ -41,7 +41,7 @@ from stages.training import distributed, engine
 from stages.backbone import BackboneError
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_parser,
-                                 dataclass_from_args, with_current_names)
+                                 dataclass_from_args)
 from stages.data import box_statistics
 from stages.data.box_statistics import BoxStats, gather
 from stages.data.checks import check_inputs
@@ -49,6 +49,7 @@ from stages.data.datasets import DatasetWarning
 from stages.data.sources import DatasetError, load_dataset, parse_spec
 from stages.selective_search import OpenCVContribMissing
 from stages.training.device import choose_device, count_parameters, seed_everything
+from stages.training.optimizer import build_optimizer
 from stages.figures.draw import draw_detections, figure_grid
 from stages.evaluation import Result, evaluate, format_table
 from stages.training import io
@@ -120,7 +121,7 @@ def _exit(message: str, status: int) -> SystemExit:
 # the training boxes, printed. Each also takes "auto" (or, for the selective-search method, a
 # name) on the command line.
 FROM_DATA = ("long_side", "input_scale", "anchor_sizes", "anchor_ratios", "fpn_anchor_sizes",
-             "ss_method")
+             "ss_method", "method")
 # Selective search's method follows the image size: the package (the readable version the notebook
 # walks through) was tuned on 128-px images, where it finds 0.951 of the shapes with 112 boxes
 # (OpenCV's fast mode 0.938 with 139); on photos of 256 px it finds 0.523 of Penn-Fudan's
@@ -191,6 +192,8 @@ def prepare(args: argparse.Namespace | RunConfig, stage: str) -> Context:
     Under ``torchrun``: join the other processes first (``distributed.setup``: this process's
     GPU, or the CPU); rank 0 generates or reads the data first and alone makes the folder."""
     run = args if isinstance(args, RunConfig) else dataclass_from_args(RunConfig, args)
+    if run.preset not in ("quick", "full"):
+        raise SystemExit(f"--preset {run.preset!r}: expected 'quick' or 'full'")
     if run.steps is not None and run.steps < 1:
         raise SystemExit(f"error: --steps {run.steps}: give at least 1 optimizer step")
     if isinstance(run.long_side, int) and run.long_side < 0:
@@ -294,7 +297,7 @@ def checkpoint_config(run: RunConfig, out_dir: Path) -> dict | None:
         config = load_checkpoint(path)["config"]
     except CheckpointError:
         return None
-    return with_current_names(config) if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def choose_long_side(run: RunConfig, train, stage: str) -> tuple[RunConfig, BoxStats | None]:
@@ -332,7 +335,7 @@ def stage_config(cls, args: argparse.Namespace, ctx: Context):
             values[name] = tuple(saved) if isinstance(saved, list) else saved
             from_checkpoint.append(f"{name.replace('_', ' ')} {_show_value(values[name])}")
             continue
-        if name == "ss_method":  # a choice of method, not a number from the boxes
+        if name in ("ss_method", "method"):  # a choice of method, not a number from the boxes
             if value is None:
                 side = ctx.image_side() if ctx.from_data else 0
                 value = PHOTO_SS_METHOD if side > PACKAGE_MAX_SIDE else "package"
@@ -399,16 +402,6 @@ def saved_config(args: argparse.Namespace, ctx: Context, *configs) -> dict:
     return config
 
 
-def build_optimizer(model, cfg) -> torch.optim.Optimizer:
-    """``cfg.optimizer`` over the parameters that train (a frozen backbone part has none):
-    "sgd" (the papers': momentum ``cfg.momentum``, weight decay ``cfg.weight_decay``) or "adamw"
-    (AdamW, the same decay), at ``cfg.lr``."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # "adamw"
-
-
 def validation_scorer(dataset, device="cpu"):
     """``evaluate_fn`` for ``engine.train``'s ``eval_every_s``: the model's box (and mask) AP on
     ``dataset``, by the same evaluator as the final result."""
@@ -432,12 +425,13 @@ def train_with_recipe(model, cfg, dataset, *, out_dir, stage: str, config: dict 
     ``cfg.images_per_batch`` images. ``eval_every_s``: score ``val_dataset`` every that many
     seconds of training (``validation_scorer``)."""
     scorer = validation_scorer(val_dataset, device) if eval_every_s and val_dataset is not None else None
-    warmup = lambda step: min(1.0, (step + 1) / cfg.warmup_steps)  # noqa: E731 (linear warm-up)
-    return engine.train(model, build_optimizer(model, cfg), dataset, out_dir=out_dir, stage=stage,
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    return engine.train(model, optimizer, dataset, out_dir=out_dir, stage=stage,
                         config=config or {}, epochs=epochs, time_budget_s=time_budget_s,
                         max_steps=max_steps, batch_size=cfg.images_per_batch, device=device,
-                        seed=seed, resume=resume,
-                        lr_schedule=warmup, lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
+                        seed=seed, resume=resume, warmup_steps=cfg.warmup_steps,
+                        lr_drop=cfg.lr_drop, clip_grad_norm=cfg.clip_grad_norm,
                         eval_every_s=eval_every_s if scorer else None, evaluate_fn=scorer,
                         checkpoint_every_s=checkpoint_every_s, progress=progress)
 
