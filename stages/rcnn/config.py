@@ -69,8 +69,8 @@ class RCNNConfig(BackboneConfig):
     pool_size: int = 7  # pool5's side: Fast R-CNN's RoI pooling size (VGG16's pool5: 7 x 7)
     fc_dim: int = 256  # width of fc6 and fc7; AlexNet / VGG16: 4096. Fast R-CNN's head has 1024
     #                    (torchvision's width, stages 2-4); here, per warped region, 1024 bought 64
-    #                    CNN steps in the quick preset's 60 s and box AP 39.6, 256 96 steps and 45.9
-    #                    (the README's runs of 2026-12-06, report.md section 16)
+    #                    CNN steps in the quick preset's 60 s and box AP 39.6, 256 105 steps and 48.5
+    #                    (the README's run of 2026-12-06, its two invocations: report.md section 16)
     dropout: float = 0.0  # on fc6 and fc7; AlexNet 0.5. Ours none, as stage 2's head: measured
     #                       (60 s of fine-tuning), 0.5 left the loss at 0.83, 0 brought it to 0.70
     pretrain_epochs: int | None = None  # K-way on ground-truth crops (stands in for ImageNet)
