@@ -31,7 +31,8 @@ class FastRCNNConfig(BackboneConfig):
     #     4096-d on 512 channels. Ours 1024, torchvision's TwoMLPHead (and FPN sec. 4.2's 2 x 1024).
     #     This and three choices below (NMS 0.5, background from IoU 0, beta 1/9) are torchvision's;
     #     measured together (benchmarks/walk_to_peer.py, report.md section 15, three seeds, 120 s):
-    #     stage 3 box AP 60.0 -> 62.6, stage 4 68.2 -> 69.8; the wider head costs test time ---
+    #     stage 3 box AP 60.0 -> 62.6 (stage 4 68.2 -> 69.8 with them and the RPN's 2000 pre-NMS
+    #     proposals, not adopted); the wider head costs test time ---
     fc_dim: int = 1024  # width of fc6 and fc7 (VGG16: 4096; ours was 256)
     # --- mini-batches (sec. 2.3) ---
     images_per_batch: int = 2  # N = 2; measured (stage 4, 60 s): 4 images gave 36.0 / 35.0
