@@ -456,23 +456,28 @@ def test_a_checkpoint_whose_cnn_does_not_fit_gets_an_error_naming_the_file(tiny_
 
 
 # ------------------------------------------------------------------------------------------------
-# The same network as stage 2: R-CNN runs Fast R-CNN's backbone and fc layers on every region
+# The network of stage 2: R-CNN runs Fast R-CNN's backbone and fc layers (its own width) on every region
 # ------------------------------------------------------------------------------------------------
 
 def test_rcnn_runs_the_network_of_fast_rcnn_on_each_warped_region():
     from stages.fast_rcnn import FastRCNNConfig
     from stages.fast_rcnn.model import build_fast_rcnn
 
+    fast_cfg = FastRCNNConfig()
     cnn = build_region_cnn(RCNNConfig(), 3)  # what stage 1 trains
-    fast = build_fast_rcnn(FastRCNNConfig(), 3, cache=None)
+    fast = build_fast_rcnn(fast_cfg, 3, cache=None)
     # the same backbone, layer for layer
     ours = {k: v.shape for k, v in cnn.body.state_dict().items()}
     theirs = {k: v.shape for k, v in fast.backbone.state_dict().items()}
     assert ours == theirs
-    # pool5 has the shape of Fast R-CNN's RoI pooling, so fc6 and fc7 are alike too: the same class
+    # pool5 has the shape of Fast R-CNN's RoI pooling, so fc6 reads the same inputs, in the same
+    # class; only the width differs (R-CNN's fc 256, stages 2-4's 1024: each stage's measured choice)
     assert type(cnn.fc) is type(fast.head.fc)
-    assert cnn.fc.fc6.weight.shape == fast.head.fc.fc6.weight.shape
-    assert cnn.fc.fc7.weight.shape == fast.head.fc.fc7.weight.shape
+    assert cnn.fc.fc6.in_features == fast.head.fc.fc6.in_features
+    assert (cnn.fc.fc7.out_features, fast.head.fc.fc7.out_features) == (RCNNConfig().fc_dim, fast_cfg.fc_dim)
+    same_width = build_region_cnn(RCNNConfig(fc_dim=fast_cfg.fc_dim), 3)
+    assert same_width.fc.fc6.weight.shape == fast.head.fc.fc6.weight.shape
+    assert same_width.fc.fc7.weight.shape == fast.head.fc.fc7.weight.shape
 
 
 def test_pool5_of_a_56_pixel_region_is_its_c3_map_and_other_warps_pool_to_7x7():

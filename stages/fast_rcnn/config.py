@@ -44,8 +44,8 @@ class FastRCNNConfig(Recipe, BackboneConfig):
     # --- network: VGG16's fc6 / fc7 are 4096-d on 512 channels. Ours 1024, torchvision's
     #     TwoMLPHead (and FPN sec. 4.2's 2 x 1024). This and three choices below (background from
     #     IoU 0, smooth L1 beta 1/9, NMS 0.5) are torchvision's, measured together (the walk to the
-    #     peers, three seeds): stage 3 box AP 60.0 -> 62.6, stage 4 68.2 -> 69.8; the wider head
-    #     costs test time ---
+    #     peers, three seeds): stage 3 box AP 60.0 -> 62.6 (stage 4 68.2 -> 69.8 with them and the
+    #     RPN's 2000 pre-NMS proposals, not adopted); the wider head costs test time ---
     fc_dim: int = param(1024, paper="4096 (VGG16)", measured="section 15",
                         help="width of fc6 and fc7 (torchvision's 1024)")
     # --- mini-batches (sec. 2.3) ---
