@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 from stages.evaluation.coco import METRIC_NAMES
 from stages.evaluation.result import Result
 from stages.evaluation.tables import format_cell, format_rows, missing_explanations
-from stages.figures.draw import validation_curve
+from stages.training.loss_figure import validation_curve
 from stages.training import io
 from stages.training.run import read_history
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from stages.training import distributed, engine, io, run
+from stages.training import distributed, engine, io, loss_figure, run
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stages.training.cli import dataclass_from_dict
 from stages.training.engine import CHECKPOINT
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None):
     report_proposals(ctx.val, cfg, cache_root, ctx.out_dir)
     if history:  # losses.png, as every run folder has: the CNN's cross-entropy per mini-batch
         steps = [{"step": i + 1, "loss": h["loss"]} for i, h in enumerate(history)]
-        engine.save_loss_figure(steps, ctx.out_dir / engine.LOSSES_FIGURE,
+        loss_figure.save_loss_figure(steps, ctx.out_dir / engine.LOSSES_FIGURE,
                                 title=f"rcnn: the CNN's {len(steps)} mini-batches (pre-training, "
                                       f"then fine-tuning); the SVMs and regressors are fitted after")
     trained = run.Trained(train_time, len(history), stopped_by)

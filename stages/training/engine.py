@@ -330,6 +330,8 @@ class Checkpoints:
     def draw_losses(self, at: Position) -> None:
         """losses.png beside the checkpoint (rank 0, once something was trained)."""
         if self.path is not None and at.history and distributed.is_main():
+            from stages.training.loss_figure import save_loss_figure  # matplotlib: only here
+
             save_loss_figure(at.history, self.path.parent / LOSSES_FIGURE,
                              title=f"{self.stage}: {at.step} steps, {at.spent:.0f} s of training")
 
@@ -422,24 +424,3 @@ def read_batches(loader, at: Position, checkpoints: Checkpoints):
             raise DatasetError(f"{e} (found at epoch {at.epoch + 1}, step {at.step + 1}; "
                                f"{checkpoints.kept()})") from None
         yield images, targets
-
-
-def save_loss_figure(history: list[dict], path, title: str = "", final: tuple | None = None):
-    """``losses.png``: each loss term against the step (a running mean) and, when validation ran
-    (``eval_every_s``), validation AP against training seconds; ``final``: (seconds, box AP,
-    mask AP or None) of the run's closing evaluation, the last point of that curve."""
-    from matplotlib.figure import Figure  # only here: the loop itself needs no plotting
-
-    from stages.figures.draw import plot_losses, plot_validation_ap
-
-    validated = [r for r in history if VAL_KEYS[0] in r] or final is not None
-    fig = Figure(figsize=(11 if validated else 6, 3.6))
-    axes = fig.subplots(1, 2 if validated else 1, squeeze=False)[0]
-    plot_losses(axes[0], history, smooth=max(1, min(20, len(history) // 10)))
-    axes[0].set_title("training losses (running mean)", fontsize=10)
-    if validated:
-        plot_validation_ap(axes[1], history, final=final)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return io.save_figure(fig, path)

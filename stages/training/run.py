@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.training import distributed, engine
+from stages.training import distributed, engine, loss_figure
 from stages.backbone import BackboneError
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
 from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_parser,
@@ -543,7 +543,7 @@ def finish(model, ctx: Context, *, variant: str, trained: Trained,
     history = read_history(ctx.out_dir)
     if history:  # the losses, and validation AP against time ending in this evaluation
         final = (train_time_s, result.box["AP"], result.mask["AP"] if result.mask else None)
-        wrote.append(engine.save_loss_figure(history, ctx.out_dir / engine.LOSSES_FIGURE,
+        wrote.append(loss_figure.save_loss_figure(history, ctx.out_dir / engine.LOSSES_FIGURE,
                                              title=f"{ctx.stage}: {history[-1]['step']} steps, "
                                                    f"{train_time_s:.0f} s of training", final=final))
     print(format_table([result]))
