@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stages.faster_rcnn.config import FasterRCNNConfig
-from stages.training.cli import check_choices
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,3 @@ class MaskRCNNConfig(FasterRCNNConfig):
     # --- the box head on FPN (sec. 4.2 of FPN: 2 x 1024-d fc; our 256 as in stages 2-3) ---
     detections_per_image: int = 50  # the paper's 100; our images hold at most 6 objects
 
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which Mask R-CNN ``python -m stages.mask_rcnn`` trains: ours (``MaskRCNNConfig``, which
-    describes ours only) or torchvision's fine-tuning path (``stages.torchvision.finetune``),
-    whose own two settings follow."""
-    # --- model: ours, or torchvision's maskrcnn_resnet50_fpn fine-tuning path ---
-    model: Literal["ours", "torchvision"] = "ours"  # ours | torchvision
-    weights: str = "none"  # torchvision path only: coco | PATH to a local state_dict (COCO's
-    #                        maskrcnn_resnet50_fpn, the tutorial) | none (torchvision's MaskRCNN
-    #                        on our ImageNet backbone: no COCO weights)
-    image_size: int = 128  # torchvision path only: its transform resizes images to this side
-    #                        (its min_size = max_size; our images: 128 px; --long-side overrides it)
-
-    def __post_init__(self):  # a value outside a Literal field's choices: one clear line
-        check_choices(self)
