@@ -12,8 +12,9 @@ are listed in ``stages/mask_rcnn/ablation.py``::
         --runs runs/ablation_pennfudan --long-side 256 --anchor-ratios 1 2 3
 
 A variant whose ``metrics.json`` exists (for the same ``--data``) is read back, not trained again,
-unless ``--retrain``. Any other flag (``--long-side``, ``--device``, ``--no-progress``, ...) goes to
-every variant's ``python -m stages.mask_rcnn``.
+unless ``--retrain``. Any other flag of ``python -m stages.mask_rcnn`` (``--long-side``,
+``--device``, ``--no-progress``, ``--anchor-ratios``, ...) is read by its parser into the run
+settings and the config every variant shares.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
-from stages.training import io  # noqa: E402
+import dataclasses  # noqa: E402
+
+from stages.mask_rcnn.__main__ import SKIP  # noqa: E402
 from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_table,  # noqa: E402
                                        run_variants)
+from stages.mask_rcnn.config import MaskRCNNConfig  # noqa: E402
+from stages.training import io, run  # noqa: E402
+from stages.training.cli import RunConfig, dataclass_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -47,10 +53,14 @@ def main(argv: list[str] | None = None) -> str:
                         "a metrics.json")
     parser.add_argument("--markdown", default=None, help="also write the table here, as Markdown")
     args, stage_argv = parser.parse_known_args(argv)
-
-    results = run_variants(args.variants, args.runs, data=args.data, data_root=args.data_root,
-                           budget=args.budget, epochs=args.epochs, extra_argv=stage_argv,
-                           retrain=args.retrain)
+    stage = run.build_parser(None, MaskRCNNConfig, skip=SKIP,  # the other flags: stage 4's
+                             prog="python -m stages.mask_rcnn").parse_args(stage_argv)
+    given = dataclass_from_args(RunConfig, stage)  # its --time-budget / --epochs win, as given last
+    run_cfg = dataclasses.replace(given, data=args.data, data_root=args.data_root,
+                                  time_budget=given.time_budget or args.budget,
+                                  epochs=given.epochs if given.epochs is not None else args.epochs)
+    results = run_variants(args.variants, args.runs, run_cfg,
+                           dataclass_from_args(MaskRCNNConfig, stage), retrain=args.retrain)
     table = ablation_table(results)
     print("\nMask R-CNN ablations (cf. He et al. 2017, Table 2)\n" + table)
     if args.markdown:

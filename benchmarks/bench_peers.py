@@ -15,8 +15,9 @@ ms per image, of which proposals, training steps and seconds) and two checks per
     ours AP >= peer AP          box AP (and mask AP for the Mask R-CNN pair)
     ours ms <= 1.5x peer ms     test time per image
 
-Each model is trained by its own command's ``main`` (``python -m stages.faster_rcnn``,
-``python -m stages.torchvision.peers faster_rcnn``, ...) with ``--out <runs>/<name>``: the runs are ordinary
+Each model is trained by its stage's own function (``stages.run_stage.run_stage``: what
+``python -m stages.faster_rcnn``, ``python -m stages.torchvision.peers faster_rcnn``, ... run) into
+``<runs>/<name>``: the runs are ordinary
 stage runs, which ``bench_stages.py``, ``run_all.py`` and the notebooks read. They are run through
 ``stages.compare.run_entry``, so a run already trained with the same settings is reused (its
 ``metrics.json`` read, nothing trained), an interrupted one is resumed, and ``--retrain`` trains
@@ -32,7 +33,6 @@ trained second gets fewer steps for the same budget.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
 from stages.compare import PEERS, STAGES, run_entry  # noqa: E402
+from stages.run_stage import STAGES as RUNNABLE  # noqa: E402
 from stages.training.engine import LOSSES  # noqa: E402
 from stages.evaluation import Result, ResultFileError  # noqa: E402
 from stages.training.run import METRICS  # noqa: E402
@@ -87,7 +88,7 @@ def compare_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def stage_built(name: str) -> bool:
-    return importlib.util.find_spec(ENTRIES[name].module) is not None
+    return ENTRIES[name].stage in RUNNABLE
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ Loads the checkpoints that the stage commands wrote (``<runs>/<stage>/checkpoint
 ``python -m stages.<stage>`` and ``python -m stages.compare`` write ``runs/<stage>`` by default),
 runs each on the same first N validation images and prints ms per image,
 split into proposals and network, then the ratios between neighbouring generations
-(``stages.evaluation.comparison.generation_ratios``, the same sentences and targets as the
+(``stages.compare_report.generation_ratios``, the same sentences and targets as the
 comparison):
 
     R-CNN -> Fast R-CNN     network ms (proposals excluded), the papers' 146x-213x with VGG16
                             (Fast R-CNN sec. 4.4); the target here: >= 12x
-                            (stages.evaluation.comparison.NETWORK_TARGETS)
+                            (stages.compare_report.NETWORK_TARGETS)
     Fast R-CNN -> Faster    ms per image, proposals included: the RPN replaces selective search
     selective search -> RPN proposal ms per image (Faster R-CNN Table 5: 1510 ms vs 10 ms);
                             target >= 20x
@@ -45,7 +45,7 @@ from stages.compare import STAGES  # noqa: E402
 from stages.data.sources import load_dataset  # noqa: E402
 from stages.training.device import count_parameters  # noqa: E402
 from stages.evaluation import Result, evaluate  # noqa: E402
-from stages.evaluation.comparison import Row, generation_ratios  # noqa: E402
+from stages.compare_report import Row, generation_ratios  # noqa: E402
 from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache  # noqa: E402
 
 ORDER = tuple(entry.name for entry in STAGES)  # rcnn, fast_rcnn, faster_rcnn, mask_rcnn

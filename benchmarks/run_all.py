@@ -142,17 +142,6 @@ def capture(main, argv: list[str], echo: bool = True) -> Output:
     return Output(buffer.getvalue(), time.perf_counter() - t0, error)
 
 
-def accepted_flags(main) -> set[str]:
-    """The ``--flags`` a script's argparse ``--help`` lists (for a script written elsewhere)."""
-    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", capture(main, ["--help"], echo=False).text))
-
-
-def keep_accepted(argv: list[str], accepted: set[str]) -> list[str]:
-    """``argv`` (pairs of flag and value) without the flags the script does not take."""
-    pairs = zip(argv[::2], argv[1::2])
-    return [x for flag, value in pairs if flag in accepted for x in (flag, value)]
-
-
 # ------------------------------------------------------------------------------------------------
 # The report's parts
 # ------------------------------------------------------------------------------------------------
@@ -229,9 +218,8 @@ def section_proposals(args) -> str:
     elif not (run / "checkpoint.pt").exists():
         parts.append(f"not run: train faster_rcnn first (python -m stages.faster_rcnn --out {run}): "
                      f"the RPN's proposals come from a trained stage 3\n")
-    else:  # a script written separately: pass only the flags its --help lists
-        wanted = ["--run", str(run), "--runs", args.runs, *data, *sizes(RPN_SCRIPT, args.quick)]
-        argv = keep_accepted(wanted, accepted_flags(rpn.main))
+    else:
+        argv = ["--run", str(run), *data, *sizes(RPN_SCRIPT, args.quick)]
         parts.append(block(" ".join([f"python benchmarks/{RPN_SCRIPT}.py", *argv]),
                            capture(rpn.main, argv), markdown=False))
     return "\n".join(parts)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from stages.evaluation.tables import format_rows  # noqa: E402
 from stages.faster_rcnn.__main__ import main as faster_rcnn_main  # noqa: E402
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # noqa: E402
-from stages.torchvision.peers import run_peer  # noqa: E402
+from stages.torchvision.peers import main as peers_main  # noqa: E402
 from stages.training import run  # noqa: E402
 
 
@@ -112,7 +112,7 @@ def train_row(row: Row, args) -> tuple[dict, float]:
     print(f"\n[walk] {row.name}: {row.what}", flush=True)
     t0 = time.perf_counter()
     if row.command.startswith("peer:"):
-        result = run_peer(row.command.split(":")[1], argv)
+        result = peers_main([row.command.split(":")[1], *argv])
     else:
         result = {"faster_rcnn": faster_rcnn_main, "mask_rcnn": mask_rcnn_main}[row.command](argv)
     return result.to_dict(), time.perf_counter() - t0

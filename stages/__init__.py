@@ -17,13 +17,15 @@ plumbing, the measurements and the pictures.
     faster_rcnn/    stage 3, Faster R-CNN: anchors, rpn, model (stage 2's, another proposer)
     mask_rcnn/      stage 4, Mask R-CNN: pooling (RoIAlign), fpn, mask_head, model, ablation
     evaluation/     one evaluator: ap (by hand), coco (pycocotools), evaluator, result, tables,
-                    recall (of proposals), errors (TIDE's error types), comparison (the report
-                    of python -m stages.compare)
+                    recall (of proposals), errors (TIDE's error types)
     training/       engine (the loop), run (a stage command's life), cli, checkpoint, device,
                     distributed (torchrun), io
     torchvision/    torchvision's fine-tuning path (finetune, weights), the peers, the adapter
+    run_stage       run_stage(stage, run, cfg) -> Result: the typed function of each stage
+                    command, by name (what compare, the ablation and the benchmarks call)
     figures/        draw (matplotlib helpers), one module of lecture figures per stage, gallery
-    compare         python -m stages.compare: every stage on the same data, one table, one plot
+    compare         python -m stages.compare: every stage on the same data, one table, one plot;
+                    compare_report (its tables, ratios and files), compare_reuse (reuse a run)
     predict         python -m stages.predict: every trained stage on your own photos, side by side
     errors          python -m stages.errors: TIDE's error types for a run or any COCO results file
     notebook        the notebooks' setup (setup) and show_source: one home for what they share

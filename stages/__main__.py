@@ -23,6 +23,7 @@ def main() -> None:
              ("stages.predict", "every trained stage on your own photos, side by side"),
              ("stages.errors", "TIDE's error types for a run, or any COCO results file"),
              ("stages.torchvision.peers", "torchvision's Faster / Mask R-CNN on our backbone (benchmark peers)"),
+             ("stages.torchvision.finetune", "torchvision's fine-tuning tutorial: maskrcnn_resnet50_fpn on our data"),
              ("stages.figures.gallery", "every lecture figure as PNG into one folder")]
     for module, what in tools:
         status = "" if available(module) else "   (not built yet)"

@@ -21,16 +21,17 @@ features instead of selective search), while AP holds or rises.
 
 How it runs
 -----------
-Each stage is its own command (``python -m stages.<stage>``) with a ``main(argv)`` that trains,
-evaluates and writes ``metrics.json`` (the shared ``Result`` record) and ``checkpoint.pt`` into its
-``--out``. ``compare`` calls each stage's ``main`` in turn, in this process, with the same shared
-run flags (``RunConfig``'s: ``--data --val-data --preset --epochs --time-budget --steps`` ...)
-and ``--out <out>/<stage>``. Nothing here trains or evaluates a model itself: the table and
-the ratios are made by ``stages/evaluation/comparison.py``, the plot by
+Each stage is its own command (``python -m stages.<stage>``), a thin wrapper around one typed
+function that trains, evaluates and writes ``metrics.json`` (the shared ``Result`` record) and
+``checkpoint.pt`` into its folder. ``compare`` calls those functions in turn, in this process
+(``stages.run_stage.run_stage(stage, run, cfg)``), with the same shared run settings
+(``RunConfig``'s: ``--data --val-data --preset --epochs --time-budget --steps`` ...) and
+``out=<out>/<stage>``, and each stage's default config. Nothing here trains or evaluates a model
+itself: the table and the ratios are made by ``stages/compare_report.py``, the plot by
 ``stages/figures/comparison.py``.
 
-Reuse. After a stage finishes, ``<out>/<stage>/compare_settings.json`` records the settings it was
-run with. A later ``compare`` with the same settings reads that stage's ``metrics.json`` instead of
+Reuse (``stages/compare_reuse.py``). After a stage finishes, ``<out>/<stage>/compare_settings.json``
+records the settings it was run with. A later ``compare`` with the same settings reads that stage's ``metrics.json`` instead of
 training again ("reused"); a run that was interrupted (the record says "running" and a checkpoint
 was written since it started) goes on with the stage's own ``--resume`` ("resumed").
 ``--retrain`` ignores both. A stage folder that holds a run compare cannot reuse or resume (other
@@ -54,34 +55,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import hashlib
-import json
-import math
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
-from stages.evaluation.comparison import (Row, format_comparison, generation_ratios,
-                                          learning_curve, read_comparison, write_comparison)
+from stages.compare_report import (Entry, Row, format_comparison, generation_ratios,
+                                   learning_curve, read_comparison, write_comparison)
+from stages.compare_reuse import plan, write_record
 from stages.evaluation.result import Result
-from stages.fast_rcnn.__main__ import main as fast_rcnn_main
 from stages.fast_rcnn.config import FastRCNNConfig
-from stages.faster_rcnn.__main__ import main as faster_rcnn_main
 from stages.figures.comparison import plot_comparison
-from stages.mask_rcnn.__main__ import main as mask_rcnn_main
-from stages.rcnn.__main__ import main as rcnn_main
-from stages.rcnn.config import RCNNConfig
-from stages.torchvision.peers import run_peer
+from stages.run_stage import default_config, run_stage
 from stages.training import distributed, io
 from stages.training.cli import RunConfig, add_dataclass_args, command_parser
 from stages.training.engine import CHECKPOINT
 from stages.training.run import METRICS
 
-SETTINGS = "compare_settings.json"
 DEFAULT_OUT = Path("runs")  # the one place for runs: stage commands write runs/<stage> too
 
 
@@ -89,52 +79,32 @@ DEFAULT_OUT = Path("runs")  # the one place for runs: stage commands write runs/
 # What is compared: one line per stage (and per torchvision peer)
 # ------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Entry:
-    """One row of the comparison: which command makes it and what that generation changed."""
-    name: str       # the --stages name and the folder under --out
-    module: str     # the module run as ``python -m <module>`` (printed, and part of the settings)
-    main: Callable[[list], Result]  # that command's function: main(argv) -> its result record
-    title: str      # the paper's name, for tables and plots
-    proposals: str  # where the regions come from
-    pooling: str    # how a region becomes a fixed-size feature
-    peer: str | None = None  # for torchvision peers: the ``kind`` passed to ``run_peer``
-    extra_argv: tuple = ()  # flags of its own, after the shared ones
-    ablation_of: str | None = None  # the stage this row changes one thing of (not a generation)
-    unused: tuple = ()  # shared run flags its command does not take
-
-
 STAGES = (
-    Entry("rcnn", "stages.rcnn", rcnn_main, "R-CNN", "selective search",
-          "crop + warp (227 px in paper)",
+    Entry("rcnn", "rcnn", "R-CNN", "selective search", "crop + warp (227 px in paper)",
           unused=("eval_every",  # R-CNN's AP exists only once its SVMs are trained
                   "checkpoint_every")),  # its checkpoints: the fine-tuned CNN, then the SVMs
-    Entry("fast_rcnn", "stages.fast_rcnn", fast_rcnn_main, "Fast R-CNN", "selective search",
-          "RoIPool"),
-    Entry("faster_rcnn", "stages.faster_rcnn", faster_rcnn_main, "Faster R-CNN", "RPN", "RoIPool"),
-    Entry("mask_rcnn", "stages.mask_rcnn", mask_rcnn_main, "Mask R-CNN", "RPN", "RoIAlign"),
+    Entry("fast_rcnn", "fast_rcnn", "Fast R-CNN", "selective search", "RoIPool"),
+    Entry("faster_rcnn", "faster_rcnn", "Faster R-CNN", "RPN", "RoIPool"),
+    Entry("mask_rcnn", "mask_rcnn", "Mask R-CNN", "RPN", "RoIAlign"),
 )
 # torchvision's models on the same backbone, trained on the same data (the project's target: "ours
-# must match or beat these at the same budget, measured side by side in one run"); one command,
-# python -m stages.torchvision.peers faster_rcnn|mask_rcnn, its first word the kind
+# must match or beat these at the same budget, measured side by side in one run";
+# stages.torchvision.peers), each beside our stage of the same name
 PEERS = (
-    Entry("torchvision_faster_rcnn", "stages.torchvision.peers",
-          functools.partial(run_peer, "faster_rcnn"), "torchvision Faster R-CNN", "RPN",
+    Entry("torchvision_faster_rcnn", "torchvision_faster_rcnn", "torchvision Faster R-CNN", "RPN",
           "RoIAlign", peer="faster_rcnn"),
-    Entry("torchvision_mask_rcnn", "stages.torchvision.peers",
-          functools.partial(run_peer, "mask_rcnn"), "torchvision Mask R-CNN", "RPN",
+    Entry("torchvision_mask_rcnn", "torchvision_mask_rcnn", "torchvision Mask R-CNN", "RPN",
           "RoIAlign", peer="mask_rcnn"),
 )
 STAGE_NAMES = tuple(e.name for e in STAGES)
 # --from-scratch: what R-CNN sec. 2.3's "supervised pre-training" buys. The same Mask R-CNN, the
 # same network and budget, started from random weights instead of ImageNet's.
-FROM_SCRATCH = Entry("mask_rcnn_from_scratch", "stages.mask_rcnn", mask_rcnn_main,
-                     "Mask R-CNN, random init", "RPN", "RoIAlign",
-                     extra_argv=("--pretrained", "none"), ablation_of="mask_rcnn")
+FROM_SCRATCH = Entry("mask_rcnn_from_scratch", "mask_rcnn", "Mask R-CNN, random init", "RPN",
+                     "RoIAlign", changes=(("pretrained", "none"),), ablation_of="mask_rcnn")
 ENTRIES = {e.name: e for e in STAGES + PEERS + (FROM_SCRATCH,)}
 
-# The run flags every stage shares and compare passes through unchanged (``RunConfig``'s fields
-# minus --out, --resume, --eval-only and --overwrite, which compare sets itself). All but
+# The run settings every stage shares and compare passes through unchanged (``RunConfig``'s
+# fields minus out, resume, eval_only and overwrite, which compare sets itself). All but
 # "progress" and "checkpoint_every" decide what a stage learns or records, so they are the
 # settings a reused result must match.
 SET_BY_COMPARE = ("out", "resume", "eval_only", "overwrite")
@@ -166,20 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def stage_argv(args: argparse.Namespace, out_dir: Path, entry: Entry) -> list[str]:
-    """The command line a stage gets: the shared flags as given to compare (but not those the
-    stage does not take, ``entry.unused``), and its own --out."""
-    argv = []
-    for name in PASSED:
-        value = getattr(args, name, None)  # a caller's Namespace may lack a newer flag
-        flag = "--" + name.replace("_", "-")
-        if name in entry.unused or value is None:
-            continue
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        else:
-            argv += [flag, str(value)]
-    return argv + ["--out", str(out_dir)]
+def stage_run(args: argparse.Namespace, entry: Entry, **set_by_compare) -> RunConfig:
+    """The run settings a stage gets: the shared ones as given to compare (but not those the
+    stage does not read, ``entry.unused``, nor those not given, which keep their defaults), and
+    ``set_by_compare`` (its ``out``; ``resume`` or ``overwrite``)."""
+    given = {name: getattr(args, name, None) for name in PASSED  # a caller's Namespace may
+             if name not in entry.unused}                        # lack a newer setting
+    return RunConfig(**{k: v for k, v in given.items() if v is not None}, **set_by_compare)
 
 
 def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
@@ -188,72 +151,19 @@ def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
               if name not in NOT_SETTINGS and name not in entry.unused}
     # the same folder, however it is written: a notebook's "../data" is the command's "data"
     values["data_root"] = str(Path(values["data_root"]).resolve())
-    return {"module": entry.module, "peer": entry.peer, "extra_argv": list(entry.extra_argv),
-            **values}
+    return {"stage": entry.stage, "peer": entry.peer, "changes": dict(entry.changes), **values}
+
+
+def shown(run: RunConfig) -> str:
+    """The run settings that differ from their defaults, as Python: "data='synthetic', ..."."""
+    defaults = RunConfig()
+    return ", ".join(f"{f.name}={getattr(run, f.name)!r}" for f in dataclasses.fields(RunConfig)
+                     if getattr(run, f.name) != getattr(defaults, f.name))
 
 
 # ------------------------------------------------------------------------------------------------
-# Running one stage: decide train / resume / reuse, call its command
+# Running one stage: decide train / resume / reuse, call it
 # ------------------------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_record(out_dir: Path) -> dict | None:
-    """``compare_settings.json`` of a stage folder, or None (absent or unreadable: train anew)."""
-    try:
-        record = json.loads((out_dir / SETTINGS).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def same_settings(saved, wanted: dict) -> bool:
-    """Whether a record's settings are ``wanted``. A flag added since the record was written
-    (``steps``, say) is missing from it; the run had it at its default, ``None``."""
-    if not isinstance(saved, dict):
-        return False
-    return {**{k: None for k in wanted if k not in saved}, **saved} == wanted
-
-
-def plan(out_dir: Path, settings: dict, retrain: bool) -> str:
-    """"reuse", "resume" or "train" for the stage folder ``out_dir`` and the requested settings.
-
-    reuse   the record says "finished" with the same settings, and metrics.json is the very file
-            that run wrote (same SHA-256: a stage run by hand into this folder since then makes
-            it a different file) next to its checkpoint.pt
-    resume  same settings, and checkpoint.pt was written by that run: since it started (it was
-            interrupted) or, finished, not touched since (then only metrics.json is missing)
-    train   anything else, or --retrain
-    """
-    record = read_record(out_dir)
-    if retrain or record is None or not same_settings(record.get("settings"), settings):
-        return "train"
-    ckpt, metrics = out_dir / CHECKPOINT, out_dir / METRICS
-    if not ckpt.exists():
-        return "train"
-    if (record.get("status") == "finished" and metrics.exists()
-            and record.get("metrics_sha256") == _sha256(metrics)):
-        return "reuse"
-    status, ckpt_time = record.get("status"), ckpt.stat()
-    if status == "running" and ckpt_time.st_mtime >= record.get("started_unix", math.inf):
-        return "resume"
-    if status == "finished" and ckpt_time.st_mtime_ns == record.get("checkpoint_mtime_ns"):
-        return "resume"
-    return "train"
-
-
-def write_record(out_dir: Path, settings: dict, argv: list[str], status: str,
-                 started: float) -> None:
-    """``compare_settings.json``: "running" before a stage starts, "finished" once it is done."""
-    record = {"settings": settings, "argv": argv, "status": status, "started_unix": started}
-    if status == "finished":
-        record["metrics_sha256"] = _sha256(out_dir / METRICS)
-        record["checkpoint_mtime_ns"] = (out_dir / CHECKPOINT).stat().st_mtime_ns
-        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    io.write_json(out_dir / SETTINGS, record)
-
 
 def run_entry(entry: Entry, args: argparse.Namespace, out: Path) -> tuple[Result, str]:
     """Train (or resume, or reuse) one stage; returns its result record and what was done."""
@@ -273,21 +183,20 @@ def run_entry(entry: Entry, args: argparse.Namespace, out: Path) -> tuple[Result
             print(f"[compare] {entry.name}: {out_dir} held a run with other settings (or one run "
                   f"by hand); moved it to {aside} (--retrain replaces instead)")
     replace = action == "train" and (out_dir / CHECKPOINT).exists()  # --retrain
-    argv = (stage_argv(args, out_dir, entry) + list(entry.extra_argv)
-            + (["--resume"] if action == "resume" else [])
-            + (["--overwrite"] if replace else []))
+    run = stage_run(args, entry, out=str(out_dir), resume=action == "resume", overwrite=replace)
+    cfg = default_config(entry.stage, **dict(entry.changes))
     if action == "resume":
         print(f"[compare] {entry.name}: an unfinished run with the same settings left "
-              f"{out_dir / CHECKPOINT}: resuming it")
+              f"{out_dir / CHECKPOINT}: resuming it (the stage's --resume)")
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_record(out_dir, settings, argv, "running", started)
-    kind = f" {entry.peer}" if entry.peer else ""
-    print(f"[compare] python -m {entry.module}{kind} {' '.join(argv)}")
-    result = entry.main(argv)
-    if not isinstance(result, Result):  # a command that returns nothing: read what it wrote
+    write_record(out_dir, settings, dataclasses.asdict(run), "running", started)
+    changes = "".join(f", {k}={v!r}" for k, v in entry.changes)
+    print(f"[compare] run_stage({entry.stage!r}, RunConfig({shown(run)}){changes})")
+    result = run_stage(entry.stage, run, cfg)
+    if not isinstance(result, Result):  # a stage that returns nothing: read what it wrote
         result = Result.load(out_dir / METRICS)
-    write_record(out_dir, settings, argv, "finished", started)
+    write_record(out_dir, settings, dataclasses.asdict(run), "finished", started)
     return result, "resumed" if action == "resume" else "trained"
 
 

@@ -83,7 +83,7 @@ def trained_runs(tmp_path_factory, data_args):
     import argparse
 
     from stages import compare
-    from stages.evaluation.comparison import Row, generation_ratios
+    from stages.compare_report import Row, generation_ratios
     from stages.faster_rcnn.__main__ import main as faster_rcnn_main
     from stages.mask_rcnn.__main__ import main as mask_rcnn_main
 

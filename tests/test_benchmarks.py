@@ -109,9 +109,8 @@ def test_the_walk_to_the_peers_adds_one_difference_per_row_and_every_flag_parses
     from stages.training import run
     from stages.faster_rcnn import FasterRCNNConfig
     from stages.mask_rcnn import MaskRCNNConfig
-    from stages.mask_rcnn.config import ModelChoice
     parsers = {"faster_rcnn": run.build_parser(None, FasterRCNNConfig, prog="faster"),
-               "mask_rcnn": run.build_parser(None, MaskRCNNConfig, ModelChoice, prog="mask")}
+               "mask_rcnn": run.build_parser(None, MaskRCNNConfig, prog="mask")}
     for row in walk.walk_rows():
         if row.command in parsers:
             args = parsers[row.command].parse_args(list(row.flags))

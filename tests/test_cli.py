@@ -26,6 +26,7 @@ COMMANDS = {
     "python -m stages.faster_rcnn": "stages.faster_rcnn.__main__",
     "python -m stages.mask_rcnn": "stages.mask_rcnn.__main__",
     "python -m stages.torchvision.peers": "stages.torchvision.peers",
+    "python -m stages.torchvision.finetune": "stages.torchvision.finetune",
     "python -m stages.compare": "stages.compare",
     "python -m stages.figures": "stages.figures.gallery",
     "python -m stages.predict": "stages.predict",

@@ -2,27 +2,28 @@
 
 One comparison of R-CNN and Fast R-CNN is trained once (seconds: one epoch, a 5-second budget);
 every later test works on a copy of its output folder, so each one starts from the same state.
-``plan`` (reuse / resume / train) is also checked case by case on hand-made folders.
+``plan`` (reuse / resume / train) is also checked case by case on hand-made folders. Each stage is
+run by ``run_stage`` with typed settings; the tests that must not train replace ``run_stage``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 import json
 import math
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from stages import compare
-from stages.compare import main, plan
+from stages import compare, run_stage
+from stages.compare import main
+from stages.compare_report import generation_ratios
+from stages.compare_reuse import plan, write_record
 from stages.evaluation import Result
-from stages.evaluation.comparison import generation_ratios
-from stages.torchvision import peers
+from stages.training.cli import RunConfig
 
 QUICK = ["--epochs", "1", "--time-budget", "5", "--device", "cpu", "--no-progress"]
 
@@ -77,10 +78,11 @@ def test_one_row_per_stage_in_every_table_file(first):
     assert "| train s | steps | stopped by |" in markdown
     assert "| R-CNN | selective search |" in markdown and "| Fast R-CNN |" in markdown
     assert "R-CNN / Fast R-CNN: test ms per image" in markdown
-    # each stage got the shared flags and its own folder, and recorded them
+    # each stage got the shared settings and its own folder, and recorded them
     record = json.loads((out / "fast_rcnn" / "compare_settings.json").read_text())
     assert record["status"] == "finished" and record["settings"]["time_budget"] == 5.0
-    assert record["argv"][record["argv"].index("--out") + 1] == str(out / "fast_rcnn")
+    assert record["run"]["out"] == str(out / "fast_rcnn") and record["run"]["time_budget"] == 5.0
+    assert RunConfig(**record["run"]).epochs == 1  # a RunConfig, as the stage got it
 
 
 def test_the_plot_is_a_readable_png(first):
@@ -92,17 +94,12 @@ def test_the_plot_is_a_readable_png(first):
         assert len(image.getcolors(maxcolors=1 << 20) or []) > 10  # drawn, not blank
 
 
-def with_mains(entries, make_main):
-    """The same entries, each run by ``make_main(entry)`` instead of its command."""
-    return tuple(dataclasses.replace(e, main=make_main(e)) for e in entries)
-
-
 def test_a_second_run_reuses_both_stages_without_training(argv, first, copy, capsys, monkeypatch):
     before = mtimes(copy)
 
-    def must_not_run(argv):
+    def must_not_run(stage, run, cfg):
         raise AssertionError("a stage was run although its result could be reused")
-    monkeypatch.setattr(compare, "STAGES", with_mains(compare.STAGES, lambda e: must_not_run))
+    monkeypatch.setattr(compare, "run_stage", must_not_run)
     rows = main(argv + ["--out", str(copy)])
     printed = capsys.readouterr().out
     assert [r.status for r in rows] == ["reused", "reused"]
@@ -144,7 +141,7 @@ def test_plan_reuses_resumes_or_trains(tmp_path):
     assert plan(folder, settings, retrain=False) == "train"  # no record
     (folder / "checkpoint.pt").write_bytes(b"weights")
     (folder / "metrics.json").write_text("{}")
-    compare.write_record(folder, settings, [], "finished", started=time.time())
+    write_record(folder, settings, {}, "finished", started=time.time())
     assert plan(folder, settings, retrain=False) == "reuse"
     assert plan(folder, settings, retrain=True) == "train"
     assert plan(folder, {"seed": 1}, retrain=False) == "train"
@@ -153,17 +150,26 @@ def test_plan_reuses_resumes_or_trains(tmp_path):
     (folder / "metrics.json").write_text('{"another": "run"}')  # the stage run by hand in here
     (folder / "checkpoint.pt").write_bytes(b"other weights")
     assert plan(folder, settings, retrain=False) == "train"
-    compare.write_record(folder, settings, [], "running", started=time.time() + 60)
+    write_record(folder, settings, {}, "running", started=time.time() + 60)
     assert plan(folder, settings, retrain=False) == "train"  # the checkpoint predates this run
-    compare.write_record(folder, settings, [], "running", started=time.time() - 60)
+    write_record(folder, settings, {}, "running", started=time.time() - 60)
     assert plan(folder, settings, retrain=False) == "resume"
 
 
-def test_each_entry_runs_the_command_it_names():
-    """``module`` is what the log prints (``python -m <module>``); ``main`` is what runs."""
-    for entry in compare.STAGES + (compare.FROM_SCRATCH,):
-        assert entry.main is importlib.import_module(entry.module + ".__main__").main, entry.name
-    assert {e.module for e in compare.PEERS} == {peers.__name__}
+def test_each_entry_names_a_stage_that_run_stage_runs():
+    """``stage`` is what ``run_stage`` runs: our four stages by their own names, the peers by
+    theirs, the from-scratch row by stage 4 with one change of its config."""
+    for entry in compare.STAGES + compare.PEERS:
+        assert entry.stage == entry.name and entry.stage in run_stage.STAGES, entry.name
+    assert compare.FROM_SCRATCH.stage == "mask_rcnn"
+    cfg = run_stage.default_config("mask_rcnn", **dict(compare.FROM_SCRATCH.changes))
+    assert cfg.pretrained == "none" and cfg.input_scale is None  # the data still decides the scale
+    # R-CNN reads neither --eval-every nor --checkpoint-every: it gets their defaults
+    args = compare.build_parser().parse_args(["--eval-every", "5", "--checkpoint-every", "9"])
+    rcnn = compare.stage_run(args, compare.STAGES[0], out="x")
+    assert (rcnn.eval_every, rcnn.checkpoint_every) == (None, RunConfig().checkpoint_every)
+    fast = compare.stage_run(args, compare.STAGES[1], out="x")
+    assert (fast.eval_every, fast.checkpoint_every, fast.out) == (5.0, 9.0, "x")
 
 
 def test_unknown_stage_lists_the_choices(capsys):
@@ -180,24 +186,20 @@ def test_an_unwritable_output_folder_fails_before_any_training(tmp_path):
         main(["--stages", "rcnn", "--out", str(blocker / "compare")])
 
 
-def test_peers_are_run_by_run_peer_and_become_rows(argv, first, copy, monkeypatch):
+def test_peers_are_run_by_run_stage_and_become_rows(argv, first, copy, monkeypatch):
     calls = []
 
-    def run_peer(kind, peer_argv):  # what stages.torchvision.peers.run_peer does, in miniature
-        calls.append(kind)
-        out = copy / f"torchvision_{kind}"
-        assert peer_argv[peer_argv.index("--out") + 1] == str(out)
+    def fake_run_stage(stage, run, cfg):  # what run_stage does for a peer, in miniature
+        calls.append(stage)
+        out = copy / stage
+        assert run.out == str(out) and isinstance(cfg, run_stage.CONFIGS[stage])
         (out / "checkpoint.pt").write_bytes(b"weights")
-        result = dataclasses.replace(first[0][1].result, stage=f"torchvision_{kind}")
+        result = dataclasses.replace(first[0][1].result, stage=stage)
         result.save(out / "metrics.json")
         return result
-    # each peer is torchvision's command with its kind; here the miniature takes its place
-    assert [(e.main.func, e.main.args) for e in compare.PEERS] == [
-        (peers.run_peer, ("faster_rcnn",)), (peers.run_peer, ("mask_rcnn",))]
-    monkeypatch.setattr(compare, "PEERS", with_mains(
-        compare.PEERS, lambda e: functools.partial(run_peer, e.peer)))
+    monkeypatch.setattr(compare, "run_stage", fake_run_stage)  # the two stages are reused
     rows = main(argv + ["--out", str(copy), "--peers"])
-    assert calls == ["faster_rcnn", "mask_rcnn"]
+    assert calls == ["torchvision_faster_rcnn", "torchvision_mask_rcnn"]
     assert [r.entry.title for r in rows[2:]] == ["torchvision Faster R-CNN",
                                                  "torchvision Mask R-CNN"]
     peer = Result.load(copy / "torchvision_mask_rcnn" / "metrics.json")
@@ -210,26 +212,30 @@ def test_from_scratch_adds_mask_rcnn_from_random_weights_beside_it(argv, first, 
     sentence comparing it with the pre-trained one (not a generation: no speed-up ratio)."""
     calls = {}
 
-    def fake_main(name):
-        def main_fn(stage_argv):  # what python -m stages.mask_rcnn does, in miniature
-            calls[name] = stage_argv
-            out = copy / name
-            (out / "checkpoint.pt").write_bytes(b"weights")
-            result = dataclasses.replace(first[0][1].result, stage="mask_rcnn")
-            result.save(out / "metrics.json")
-            return result
-        return main_fn
+    def fake_run_stage(stage, run, cfg):  # what run_stage("mask_rcnn", ...) does, in miniature
+        out = Path(run.out)
+        calls[out.name] = (stage, cfg)
+        (out / "checkpoint.pt").write_bytes(b"weights")
+        result = dataclasses.replace(first[0][1].result, stage="mask_rcnn")
+        result.save(out / "metrics.json")
+        return result
 
-    monkeypatch.setattr(compare, "STAGES", with_mains(compare.STAGES, lambda e: fake_main(e.name)))
-    monkeypatch.setattr(compare, "FROM_SCRATCH", with_mains((compare.FROM_SCRATCH,),
-                                                            lambda e: fake_main(e.name))[0])
+    monkeypatch.setattr(compare, "run_stage", fake_run_stage)
     rows = main(argv[:1] + ["mask_rcnn"] + argv[3:] + ["--out", str(copy), "--from-scratch"])
     assert [r.entry.name for r in rows] == ["mask_rcnn", "mask_rcnn_from_scratch"]
-    assert calls["mask_rcnn_from_scratch"][-2:] == ["--pretrained", "none"]
-    assert "--pretrained" not in calls["mask_rcnn"]
+    assert calls["mask_rcnn_from_scratch"][0] == calls["mask_rcnn"][0] == "mask_rcnn"
+    scratch, pretrained = calls["mask_rcnn_from_scratch"][1], calls["mask_rcnn"][1]
+    assert dataclasses.replace(scratch, pretrained=pretrained.pretrained) == pretrained
+    assert scratch.pretrained == "none" and pretrained.pretrained != "none"
     ratios = generation_ratios(rows)
     assert any("Mask R-CNN from ImageNet weights / Mask R-CNN, random init" in line
                and "what pre-training buys" in line for line in ratios)
     assert not any("test ms per image" in line for line in ratios)  # one generation only
     saved, _ = compare.load_comparison(copy / "comparison.json")
     assert [r.entry.name for r in saved] == ["mask_rcnn", "mask_rcnn_from_scratch"]
+
+
+def test_run_stage_names_every_stage_and_refuses_another():
+    assert set(run_stage.STAGES) == set(run_stage.CONFIGS) >= set(compare.STAGE_NAMES)
+    with pytest.raises(ValueError, match="unknown stage 'yolo'"):
+        run_stage.run_stage("yolo", RunConfig())

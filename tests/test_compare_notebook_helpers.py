@@ -13,8 +13,8 @@ import pytest
 from stages import compare
 from stages.compare import load_comparison, save_comparison
 from stages.evaluation import Result
-from stages.evaluation import comparison
-from stages.evaluation.comparison import Row, format_comparison, generation_ratios
+from stages import compare_report as comparison
+from stages.compare_report import Row, format_comparison, generation_ratios
 
 BOX = {"AP": 50.0, "AP50": 70.0, "AP75": 55.0, "APs": 40.0, "APm": 60.0, "APl": -1.0}
 

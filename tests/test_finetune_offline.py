@@ -112,3 +112,22 @@ def test_a_weights_path_takes_the_tutorials_path(monkeypatch, tmp_path):
     assert loaded[0][1]["min_size"] == 256 and loaded[0][1]["max_size"] == 256
     assert_predictors_for(model, 1)  # 91 -> 2 / 8 / 2
     assert model.rpn.anchor_generator.aspect_ratios == ((1.0, 2.0, 3.0),) * 5
+
+
+def test_no_stage_imports_the_torchvision_package():
+    """The fine-tuning path is reached from ``stages.torchvision`` (``python -m
+    stages.torchvision.finetune``): no module of a stage package imports it, anywhere in the file,
+    so that stages 1-4 come before torchvision's models in the import graph."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "stages"
+    found = []
+    for stage in ("rcnn", "fast_rcnn", "faster_rcnn", "mask_rcnn"):
+        for path in sorted((root / stage).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{path.relative_to(root)}: {n}" for n in names
+                          if n == "stages.torchvision" or n.startswith("stages.torchvision.")]
+    assert not found, found

@@ -1,6 +1,6 @@
 """Mask R-CNN: FPN, level assignment, the multi-level pooler, mask targets, the mask loss, mask
 pasting, an end-to-end run that recovers a training image's masks, the command and its variants,
-and the torchvision path through the same command."""
+and the torchvision path through its own command (python -m stages.torchvision.finetune)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from stages.evaluation import evaluate
 from stages.mask_rcnn import (FPN, MaskRCNNConfig, MultiLevelPooler, assign_levels, build_mask_rcnn,
                               build_pooler, mask_loss, mask_targets, paste_masks)
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main
+from stages.torchvision.finetune import main as finetune_main
 
 
 def test_fpn_levels_strides_and_widths():
@@ -164,12 +165,18 @@ def test_ablation_switches_train_and_evaluate(coco_argv, tmp_path, flags):
     assert result.mask is not None
 
 
-def test_torchvision_path_through_the_same_command(coco_argv, tmp_path):
+def test_torchvision_path_through_its_own_command(coco_argv, tmp_path):
     out = tmp_path / "tv"
-    result = mask_rcnn_main(coco_argv + ["--model", "torchvision", "--out", str(out), "--epochs", "1",
-                                         "--time-budget", "3"])
+    result = finetune_main(coco_argv + ["--out", str(out), "--epochs", "1", "--time-budget", "3"])
     record = json.loads((out / "metrics.json").read_text())
     assert record["stage"] == "mask_rcnn_torchvision" and result.mask is not None
+
+
+def test_the_old_torchvision_flag_of_stage_4_says_where_the_command_went(coco_argv):
+    with pytest.raises(SystemExit, match="python -m stages.torchvision.finetune"):
+        mask_rcnn_main(coco_argv + ["--model", "torchvision"])
+    with pytest.raises(SystemExit, match="python -m stages.torchvision.finetune"):
+        mask_rcnn_main(coco_argv + ["--weights=coco"])
 
 
 def test_torchvision_path_offline_coco_weights_name_the_flag(coco_argv, tmp_path, monkeypatch, capsys):
@@ -182,6 +189,6 @@ def test_torchvision_path_offline_coco_weights_name_the_flag(coco_argv, tmp_path
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(SystemExit) as exc:
-        mask_rcnn_main(coco_argv + ["--model", "torchvision", "--weights", "coco",
-                                    "--out", str(tmp_path / "tv"), "--epochs", "1"])
+        finetune_main(coco_argv + ["--weights", "coco", "--out", str(tmp_path / "tv"),
+                                   "--epochs", "1"])
     assert "--weights" in str(exc.value)

@@ -8,6 +8,7 @@ second; the defaults (torchvision's 1024 and 256) are checked without training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -15,7 +16,9 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from stages.training.checkpoint import load_checkpoint
-from stages.torchvision.peers import KINDS, PeerConfig, build_peer, main, run_peer
+from stages.run_stage import default_config, run_stage
+from stages.torchvision.peers import KINDS, PeerConfig, build_peer, main
+from stages.training.cli import RunConfig
 
 NARROW = ["--representation-size", "64", "--mask-head-channels", "16"]
 
@@ -28,12 +31,16 @@ def argv(tiny_synthetic, data_root):
 
 
 @pytest.fixture(scope="module")
-def trained(argv, tmp_path_factory):
-    """{kind: (result, out folder)}: each peer trained for one epoch, as compare calls it."""
+def trained(tiny_synthetic, data_root, tmp_path_factory):
+    """{kind: (result, out folder)}: each peer trained for one epoch, as compare calls it
+    (``run_stage`` with typed settings: the same as ``argv`` on the command line)."""
+    data = f"coco:{tiny_synthetic / 'train.json'}:{tiny_synthetic / 'images'}"
+    run = RunConfig(data=data, data_root=str(data_root), epochs=1, device="cpu", progress=False)
     runs = {}
     for kind in KINDS:
         out = tmp_path_factory.mktemp("peers") / f"torchvision_{kind}"
-        runs[kind] = run_peer(kind, argv + ["--out", str(out)]), out
+        cfg = default_config(f"torchvision_{kind}", representation_size=64, mask_head_channels=16)
+        runs[kind] = run_stage(f"torchvision_{kind}", dataclasses.replace(run, out=str(out)), cfg), out
     return runs
 
 
@@ -89,7 +96,7 @@ def test_resume_continues_from_the_checkpoint(trained, argv, tmp_path, capsys):
     out = tmp_path / "resumed"
     out.mkdir()
     (out / "checkpoint.pt").write_bytes((first / "checkpoint.pt").read_bytes())
-    run_peer("faster_rcnn", [*argv, "--out", str(out), "--epochs", "2", "--resume"])
+    main(["faster_rcnn", *argv, "--out", str(out), "--epochs", "2", "--resume"])
     assert "resumed from" in capsys.readouterr().out
     history = json.loads((out / "losses.json").read_text())
     assert [h["step"] for h in history] == list(range(1, 9))  # 4 steps kept, 4 more

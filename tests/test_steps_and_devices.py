@@ -57,7 +57,7 @@ def test_rcnn_steps_are_shared_between_pre_training_and_fine_tuning(tiny_synthet
 
 
 def test_a_record_without_a_newer_flag_counts_as_its_default():
-    from stages.compare import same_settings
+    from stages.compare_reuse import same_settings
     wanted = {"seed": 0, "steps": None}
     assert same_settings({"seed": 0}, wanted)  # written before --steps existed
     assert not same_settings({"seed": 0}, {"seed": 0, "steps": 5})
@@ -100,6 +100,7 @@ def test_rcnn_threads_the_device_through_every_part(monkeypatch, tiny_synthetic,
     runs on the device is handed "cuda" (recorded, then run on the CPU so that the test can
     finish)."""
     rcnn_main = importlib.import_module("stages.rcnn.__main__")
+    rcnn_train = importlib.import_module("stages.rcnn.train")  # train_rcnn: the steps it calls
     seen = {}
     cpu = torch.device("cpu")
     monkeypatch.setattr(run, "choose_device", torch.device)  # "cuda", unchecked
@@ -110,7 +111,7 @@ def test_rcnn_threads_the_device_through_every_part(monkeypatch, tiny_synthetic,
             return function(*args, device=cpu, **kwargs)
         return wrapper
 
-    class RecordingRCNN(rcnn_main.RCNN):
+    class RecordingRCNN(rcnn_train.RCNN):
         def to(self, device):  # the model's CNN, SVMs and regressors on the device
             seen["model"] = torch.device(device)
             return super().to(cpu)
@@ -121,9 +122,9 @@ def test_rcnn_threads_the_device_through_every_part(monkeypatch, tiny_synthetic,
         seen["evaluate"] = ctx.device
         return finish(model, dataclasses.replace(ctx, device=cpu), **kwargs)
 
-    monkeypatch.setattr(rcnn_main, "train_cnn", spy("train_cnn", rcnn_main.train_cnn))
-    monkeypatch.setattr(rcnn_main, "region_features", spy("features", rcnn_main.region_features))
-    monkeypatch.setattr(rcnn_main, "RCNN", RecordingRCNN)
+    monkeypatch.setattr(rcnn_train, "train_cnn", spy("train_cnn", rcnn_train.train_cnn))
+    monkeypatch.setattr(rcnn_train, "region_features", spy("features", rcnn_train.region_features))
+    monkeypatch.setattr(rcnn_train, "RCNN", RecordingRCNN)
     monkeypatch.setattr(run, "finish", recording_finish)
     argv = stage_argv(tiny_synthetic, data_root, tmp_path / "run") + STAGES["rcnn"]
     argv[argv.index("--device") + 1] = "cuda"

@@ -12,10 +12,9 @@ side by side. One concept per module:
     result.py      Result: what one run measured, saved as metrics.json (ResultFileError)
     tables.py      the one table formatter (format_rows) and the table of result records
     recall.py      proposal_recall: how much ground truth the region proposals cover
-    comparison.py  the report of ``python -m stages.compare``: rows, ratios between generations,
-                   comparison.json / .csv / .md. Import it as ``stages.evaluation.comparison``: it
-                   reads training histories (``stages.training.run``), which imports this package,
-                   so it is not imported here.
+
+The report of ``python -m stages.compare`` (rows, ratios between generations, comparison.json /
+.csv / .md) lives beside that command, in ``stages/compare_report.py``.
 
 Shape shorthand and naming (all modules): N ground-truth objects and D detections in one image,
 H x W the image size; ``pred_*`` model outputs (pred_boxes [D, 4], pred_scores [D]), ``gt_*``

@@ -1,7 +1,7 @@
 """Result tables: the one formatter behind every table the project prints.
 
 Three tables share it: one row per result record (`format_table`, printed by every stage command),
-the comparison of the stages (``stages/evaluation/comparison.py``) and Mask R-CNN's ablations
+the comparison of the stages (``stages/compare_report.py``) and Mask R-CNN's ablations
 (``stages/mask_rcnn/ablation.py``). Each builds its rows of cells (strings) and hands them to
 `format_rows`, as aligned text for a terminal or as Markdown.
 

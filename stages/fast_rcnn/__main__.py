@@ -12,21 +12,25 @@ import torch
 
 from stages.training import distributed, run
 from stages.backbone import backbone_suffix
+from stages.evaluation import Result
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
 from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
+from stages.training.cli import RunConfig, dataclass_from_args
 
 STAGE = "fast_rcnn"
 
 
 @run.one_line_errors
-def main(argv: list[str] | None = None):
-    parser = run.build_parser(__doc__, FastRCNNConfig, SelectiveSearchConfig,
-                              prog=f"python -m stages.{STAGE}")
-    args = parser.parse_args(argv)
-    ctx = run.prepare(args, STAGE)
-    cfg = run.stage_config(FastRCNNConfig, args, ctx)  # the image scale: from the data
-    ss = run.stage_config(SelectiveSearchConfig, args, ctx)  # the method: from the data
+def train_and_evaluate(run_cfg: RunConfig, cfg: FastRCNNConfig | None = None,
+                       ss: SelectiveSearchConfig | None = None) -> Result | None:
+    """Train Fast R-CNN (or restore it: ``run_cfg.eval_only``), evaluate it, save the run into
+    ``run_cfg.out``; returns its result record (None on the other ranks under torchrun).
+    ``cfg`` / ``ss``: None is the command's defaults (``run.command_defaults``)."""
+    ctx = run.prepare(run_cfg, STAGE)
+    cfg = run.stage_config(FastRCNNConfig, cfg or run.command_defaults(FastRCNNConfig), ctx)
+    ss = run.stage_config(SelectiveSearchConfig,  # the method: from the data
+                          ss or run.command_defaults(SelectiveSearchConfig), ctx)
     cache = ProposalCache(Path(ctx.run.data_root) / CACHE_DIR, ss)
     for name, dataset in (("train", ctx.train), ("val", ctx.val)):
         with distributed.main_first():  # under torchrun rank 0 computes, the others read
@@ -36,11 +40,18 @@ def main(argv: list[str] | None = None):
 
     torch.manual_seed(ctx.run.seed)  # the same initial weights whatever the cache held
     model = build_fast_rcnn(cfg, ctx.num_classes, cache).to(ctx.device)
-    config = run.saved_config(args, ctx, cfg, ss)
-    trained = run.train_or_restore(model, ctx, cfg, config)
+    trained = run.train_or_restore(model, ctx, cfg, run.saved_config(ctx, cfg, ss))
     variant = (f"proposals=selective_search pool={cfg.pool} kernel={cfg.pool_kernel}"
                + backbone_suffix(cfg))
     return run.finish(model, ctx, variant=variant, trained=trained)
+
+
+def main(argv: list[str] | None = None) -> Result | None:
+    args = run.build_parser(__doc__, FastRCNNConfig, SelectiveSearchConfig,
+                            prog=f"python -m stages.{STAGE}").parse_args(argv)
+    return train_and_evaluate(dataclass_from_args(RunConfig, args),
+                              dataclass_from_args(FastRCNNConfig, args),
+                              dataclass_from_args(SelectiveSearchConfig, args))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The comparison's figure: accuracy against speed, where the test time goes, what training buys.
 
-Drawn from the rows of ``stages/evaluation/comparison.py`` (one ``Row`` per run: its entry, its
+Drawn from the rows of ``stages/compare_report.py`` (one ``Row`` per run: its entry, its
 ``Result`` and its learning curve). ``python -m stages.compare`` saves the whole figure as
 ``comparison.png``; notebook 05 draws the first two panels; ``python -m stages.figures`` redraws
 it from ``comparison.json`` as ``13_comparison.png``.
@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from stages.figures.draw import PALETTE
 
 if TYPE_CHECKING:  # only for the annotations: keeps ``import stages.figures...`` light
-    from stages.evaluation.comparison import Row
+    from stages.compare_report import Row
 
 
 def _ms(v: float) -> str:

@@ -12,8 +12,8 @@ sampling, losses and detection, unchanged.
     config.py     MaskRCNNConfig (stage 3's settings + FPN, RoIAlign, masks; the Table 2 switches)
     ablation.py   the Table 2 variants, run and tabulated (benchmarks/ablate_mask_rcnn.py)
 
-``python -m stages.mask_rcnn`` trains, evaluates and saves a run (``--model torchvision`` for
-torchvision's ``maskrcnn_resnet50_fpn`` fine-tuning path, ``stages.torchvision``).
+``python -m stages.mask_rcnn`` trains, evaluates and saves a run (``__main__.train_and_evaluate``);
+torchvision's ``maskrcnn_resnet50_fpn`` fine-tuning path is ``python -m stages.torchvision.finetune``.
 """
 
 from stages.mask_rcnn.config import MaskRCNNConfig

@@ -4,7 +4,7 @@ Table 2 of the paper changes one thing at a time against its default and reports
 AP75 on COCO minival. The rows we reproduce, each a switch of ``python -m stages.mask_rcnn``
 (``config.py``), all trained on the same data, split and time budget:
 
-    table  name        flags                                      the paper, mask AP / AP50 / AP75
+    table  name        flags (config fields changed)              the paper, mask AP / AP50 / AP75
     -      align       (the default: RoIAlign, mean of 2 x 2      30.3 / 51.2 / 31.5 (R-50-C4)
                        points, per-class sigmoid, one level)
     2c     roi_pool    --pool roi (RoIPool in both branches)      26.9 / 48.8 / 26.4
@@ -26,21 +26,29 @@ misplaces masks by a fraction of a cell); max and mean hardly differ; per-class 
 a softmax over classes; FPN beats a single level (in our 2-minute budget it does not: see
 ``MaskRCNNConfig.fpn``).
 
-    results = run_variants(["align", "roi_pool"], "runs/ablation", budget=120)
+    results = run_variants(["align", "roi_pool"], "runs/ablation", RunConfig(time_budget=120))
     print(ablation_table(results))            # or load_results("runs/ablation")
+
+Each variant is trained by stage 4's own function (``stages.mask_rcnn.__main__
+.train_and_evaluate``) with the variant's changes over one Mask R-CNN config
+(``dataclasses.replace``), into its own folder.
 
 ``benchmarks/ablate_mask_rcnn.py`` is the command line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from stages.evaluation.result import Result, ResultFileError
 from stages.evaluation.tables import format_rows
-from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # the stage command itself
+from stages.mask_rcnn.__main__ import train_and_evaluate  # what the stage command runs
+from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.training import distributed, run
+from stages.training.cli import RunConfig
+from stages.training.engine import CHECKPOINT
 from stages.training.run import METRICS
 
 DEFAULT = "align"
@@ -51,33 +59,34 @@ class Variant:
     name: str  # the run's folder under the ablation folder, and the --variants choice
     table: str  # which part of the paper's Table 2 it echoes
     label: str  # the row's name in the table
-    flags: tuple = ()  # what python -m stages.mask_rcnn gets on top of the shared flags
+    changes: tuple = ()  # (field, value) pairs over the MaskRCNNConfig every variant shares
     baseline: str = DEFAULT  # the variant its deltas are taken against
     ours_kernel: bool = False  # timed with our Python RoIAlign: ms/img not comparable
 
 
 VARIANTS = {v.name: v for v in (
     Variant("align", "-", "RoIAlign (mean), sigmoid, one level: default"),
-    Variant("roi_pool", "2c", "RoIPool (both branches)", ("--pool", "roi")),
-    Variant("align_ours", "2c", "RoIAlign (mean), our kernel", ("--pool-kernel", "ours"),
+    Variant("roi_pool", "2c", "RoIPool (both branches)", (("pool", "roi"),)),
+    Variant("align_ours", "2c", "RoIAlign (mean), our kernel", (("pool_kernel", "ours"),),
             ours_kernel=True),
     Variant("align_max", "2c", "RoIAlign (max), our kernel",
-            ("--pool-kernel", "ours", "--align-reduce", "max"), baseline="align_ours",
+            (("pool_kernel", "ours"), ("align_reduce", "max")), baseline="align_ours",
             ours_kernel=True),
-    Variant("softmax", "2b", "softmax over classes (masks compete)", ("--mask-loss", "softmax")),
+    Variant("softmax", "2b", "softmax over classes (masks compete)", (("mask_loss", "softmax"),)),
     Variant("fpn", "2a", "FPN P2..P5 on the image as it is",
-            ("--fpn", "--input-scale", "1", "--rpn-lambda", "5")),
+            (("fpn", True), ("input_scale", 1.0), ("rpn_lambda", 5.0))),
 )}
 
 
-def run_variants(names, runs_dir, *, data: str = "synthetic", data_root: str = "data",
-                 budget: float = 120.0, epochs: int | None = None, extra_argv=(),
-                 retrain: bool = False) -> dict[str, Result]:
+def run_variants(names, runs_dir, run_cfg: RunConfig = RunConfig(time_budget=120.0),
+                 cfg: MaskRCNNConfig | None = None, *, retrain: bool = False) -> dict[str, Result]:
     """Train and evaluate each variant into ``runs_dir/<name>``: ``{name: Result}``, in order.
 
-    Every variant gets the same flags (data, budget, epochs, ``extra_argv`` such as
-    ``--long-side 256``) plus its own. A variant whose ``metrics.json`` exists for the same data is
-    read back instead of trained again, unless ``retrain`` (the budget and flags are not compared:
+    Every variant gets the same run settings ``run_cfg`` (data, budget, epochs, ``long_side``,
+    ...; its ``out`` is the variant's folder, replaced when it holds a trained run) and the same
+    config ``cfg`` (None: stage 4's command defaults, ``run.command_defaults``), with its own
+    ``changes`` over it. A variant whose ``metrics.json`` exists for the same data is read back
+    instead of trained again, unless ``retrain`` (the budget and settings are not compared:
     ``retrain`` after changing them).
     """
     unknown = [n for n in names if n not in VARIANTS]
@@ -86,8 +95,7 @@ def run_variants(names, runs_dir, *, data: str = "synthetic", data_root: str = "
     if distributed.launched():  # every process would run every variant and write its records
         raise SystemExit("error: the ablation runs its variants in one process; train one variant "
                          "with torchrun -m stages.mask_rcnn and its flags instead")
-    shared = ["--data", data, "--data-root", str(data_root), "--time-budget", str(budget)]
-    shared += ["--epochs", str(epochs)] if epochs is not None else []
+    shared = cfg if cfg is not None else run.command_defaults(MaskRCNNConfig)
     results = {}
     for name in names:
         out = Path(runs_dir) / name
@@ -97,18 +105,20 @@ def run_variants(names, runs_dir, *, data: str = "synthetic", data_root: str = "
                 reuse = Result.load(out / METRICS)
             except ResultFileError as e:
                 print(f"[ablation] {name}: {e}; training it again")
-            if reuse is not None and reuse.data != data:
+            if reuse is not None and reuse.data != run_cfg.data:
                 print(f"[ablation] {name}: {out / METRICS} was trained on {reuse.data}, "
-                      f"not {data}; training it again")
+                      f"not {run_cfg.data}; training it again")
                 reuse = None
         if reuse is not None:
             print(f"[ablation] {name}: reused {out / METRICS} (--retrain trains it again)")
             results[name] = reuse
             continue
-        argv = [*shared, *extra_argv, "--out", str(out), *VARIANTS[name].flags,
-                *run.overwrite_flag(out)]  # this script's own folder, trained again
-        print(f"[ablation] {name}: python -m stages.mask_rcnn {' '.join(argv)}")
-        results[name] = mask_rcnn_main(argv)
+        changes = dict(VARIANTS[name].changes)
+        print(f"[ablation] {name}: stage 4 with {changes or 'its defaults'}, into {out}")
+        results[name] = train_and_evaluate(
+            dataclasses.replace(run_cfg, out=str(out),  # this script's own folder, trained again
+                                overwrite=(out / CHECKPOINT).exists()),
+            dataclasses.replace(shared, **changes))
     return results
 
 

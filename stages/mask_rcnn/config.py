@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stages.fast_rcnn.config import Pool
+from stages.training.cli import param
 from stages.faster_rcnn.config import FasterRCNNConfig
-from stages.training.cli import check_choices, param
 
 
 @dataclass(frozen=True)
@@ -62,22 +62,3 @@ class MaskRCNNConfig(FasterRCNNConfig):
     detections_per_image: int = param(50, paper="100 (sec. 3.1)",
                                       help="the best-scoring ones kept per image (our images hold at most 6 objects)")
 
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which Mask R-CNN ``python -m stages.mask_rcnn`` trains: ours (``MaskRCNNConfig``, which
-    describes ours only) or torchvision's fine-tuning path (``stages.torchvision.finetune``),
-    whose own two settings follow."""
-
-    model: Literal["ours", "torchvision"] = param(
-        "ours",
-        help="ours | torchvision: our Mask R-CNN, or torchvision's maskrcnn_resnet50_fpn fine-tuning path")
-    weights: str = param("none",
-                         help=("torchvision path only: coco | PATH to a local state_dict (COCO's maskrcnn_resnet50_fpn, the "
-                               "tutorial) | none (torchvision's MaskRCNN on our ImageNet backbone: no COCO weights)"))
-    image_size: int = param(128,
-                            help=("torchvision path only: its transform resizes images to this side (its min_size = max_size; "
-                                  "our images: 128 px; --long-side overrides it)"))
-
-    def __post_init__(self):  # a value outside a Literal field's choices: one clear line
-        check_choices(self)

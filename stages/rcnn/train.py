@@ -10,8 +10,9 @@
 Both the SVMs and the regressors are always trained (seconds, next to the CNN's minutes): the
 ablation switches ``--classifier`` and ``--bbox-reg`` only choose what the model *uses*, so one
 trained checkpoint evaluates every combination (``--eval-only``). ``train_rcnn`` runs the steps
-in this order; the command (``python -m stages.rcnn``) calls them one by one, so that it can save
-the fine-tuned CNN before the SVMs (what ``--resume`` picks up).
+in this order, for the command (``python -m stages.rcnn``) as for the tests; it hands the
+fine-tuned CNN to the caller before the SVMs (``on_cnn``: the command saves it, what ``--resume``
+picks up) and takes a fine-tuned CNN back in place of steps 1-2 (``cnn``).
 
 As in the rcnn code, the features of every training region are computed once and reused by every
 round of hard negative mining and by the regressors (the rcnn code cached them on disk, at VOC's
@@ -268,24 +269,41 @@ def fit_bbox_regressors(features: RegionFeatures, data: TrainingData, cfg: RCNNC
 
 def train_rcnn(dataset, cfg: RCNNConfig, *, cache_root=None, workers: int = 1, seed: int = 0,
                time_budget: float | None = None, log=print, max_steps: int | None = None,
-               device: torch.device | str = "cpu") -> tuple[RCNN, dict]:
+               steps_replace_epochs: bool = True, device: torch.device | str = "cpu",
+               cnn: RegionCNN | None = None, on_cnn=None) -> tuple[RCNN | None, dict]:
     """All of R-CNN's training, step by step. ``dataset`` yields un-flipped training items.
 
+    cnn: a CNN fine-tuned already (a checkpoint's, ``--resume``): steps 1-2 are skipped.
+    on_cnn: called as ``on_cnn(cnn, history, stopped_by, seconds)`` once steps 1-2 are done,
+        before the features and SVMs (the command saves its checkpoint there).
+    Under torchrun the processes fill the proposal cache (rank 0 first) and fine-tune the CNN
+    together; rank 0 then goes on alone, and the others return ``(None, record)``.
+
     Returns the model (in eval mode, on ``device``) and a record of the steps: ``data``,
-    ``features``, ``cnn_history``, ``svm_log``, ``seconds`` per step and ``stopped_by``."""
+    ``cnn_history`` (empty when ``cnn`` was given), ``stopped_by``, ``seconds`` per step
+    ("proposals", "cnn": the slowest process's, "svm_bbox"), and on rank 0 ``features`` and
+    ``svm_log``."""
     seconds = {}
     t0 = time.perf_counter()
-    data = prepare_training_data(dataset, cfg, cache_root, workers, log)
+    with distributed.main_first():  # rank 0 fills the proposal cache, the others read it
+        data = prepare_training_data(dataset, cfg, cache_root, workers, log)
     seconds["proposals"] = time.perf_counter() - t0
+    history, stopped_by = [], None
+    if cnn is None:
+        t0 = time.perf_counter()
+        cnn, history, stopped_by = train_cnn(data, cfg, seed=seed, time_budget=time_budget, log=log,
+                                             max_steps=max_steps, device=device,
+                                             steps_replace_epochs=steps_replace_epochs)
+        seconds["cnn"] = distributed.agree([time.perf_counter() - t0])[0]
+        if on_cnn is not None:
+            on_cnn(cnn, history, stopped_by, seconds["cnn"])
+    record = {"data": data, "cnn_history": history, "seconds": seconds, "stopped_by": stopped_by}
+    if not distributed.is_main():
+        return None, record  # the processes fine-tuned the CNN together; rank 0 goes on alone
     t0 = time.perf_counter()
-    cnn, history, stopped_by = train_cnn(data, cfg, seed=seed, time_budget=time_budget, log=log,
-                                         max_steps=max_steps, device=device)
-    seconds["cnn"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    features = region_features(cnn, data, cfg, log, device)
+    features = region_features(cnn, data, cfg, log, device=device)
     svms, svm_log = fit_svms(features, data, cfg, seed, log)
     regressors = fit_bbox_regressors(features, data, cfg, log)
     seconds["svm_bbox"] = time.perf_counter() - t0
     model = RCNN(cfg, make_proposer(cfg), cnn, svms, regressors).to(device).eval()
-    return model, {"data": data, "features": features, "cnn_history": history, "svm_log": svm_log,
-                   "seconds": seconds, "stopped_by": stopped_by}
+    return model, {**record, "features": features, "svm_log": svm_log}

@@ -5,7 +5,8 @@ peers of our stages, all assembled from torchvision parts.
                     lines: the two predictors for our K classes) on get_instance_segmentation_model
                     (ResNet-50-FPN with COCO weights) or, without them,
                     get_backbone_instance_segmentation_model (MaskRCNN on our ImageNet backbone);
-                    build_finetune_model picks one and says which
+                    build_finetune_model picks one and says which; python -m
+                    stages.torchvision.finetune fine-tunes it on our data like a stage
     weights.py      its weights: torchvision's COCO download (WeightsUnavailableError offline), or
                     a local file (read_state_dict; WeightsFileError names a bad one)
     anchors.py      make_anchor_generator and the anchor sizes / ratios for 128-px images

@@ -1,7 +1,7 @@
 """The torchvision fine-tuning tutorial's path: a Mask R-CNN with new predictors for our classes.
 
-"TorchVision Object Detection Finetuning Tutorial", as ``python -m stages.mask_rcnn --model
-torchvision`` and notebook 04 run it:
+"TorchVision Object Detection Finetuning Tutorial", as ``python -m stages.torchvision.finetune``
+(this module's command) and notebook 04 run it:
 
     1. build a Mask R-CNN that has learnt something: torchvision's ``maskrcnn_resnet50_fpn`` with
        its COCO weights (``get_instance_segmentation_model``; ``--weights coco`` downloads them,
@@ -23,21 +23,53 @@ same 150 s give it 146 steps and box / mask AP 40.7 / 33.5 (notebook 04, section
 The result is a plain torchvision ``MaskRCNN``; ``stages.torchvision.adapter.TorchvisionDetector``
 puts it behind our model contract. Classes: ``num_classes`` is OUR K (background excluded);
 torchvision gets K + 1 (the package docstring lists the conventions converted).
+
+    python -m stages.torchvision.finetune --data pennfudan:../shared/datasets/PennFudanPed
+        # no COCO file: torchvision's MaskRCNN on our ImageNet backbone, fine-tuned 120 s
+    python -m stages.torchvision.finetune --weights PATH --data pennfudan:...
+        # the tutorial exactly: COCO's maskrcnn_resnet50_fpn from a local file
+
+The command trains like our stage 4 (``MaskRCNNConfig``'s recipe and anchor ratios, the same
+data, loop and evaluator; ``FinetuneConfig`` holds its own two settings) and writes its run into
+``runs/mask_rcnn_torchvision``, whose result record's stage is "mask_rcnn_torchvision".
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
+from stages.evaluation import Result
+from stages.mask_rcnn.config import MaskRCNNConfig
+from stages.training import engine, run
+from stages.training.cli import RunConfig, dataclass_from_args
+from stages.torchvision.adapter import TorchvisionDetector
 from stages.torchvision.anchors import ASPECT_RATIOS, FPN_ANCHOR_SIZES, make_anchor_generator
 from stages.torchvision.peer_models import build_peer_mask_rcnn
-from stages.torchvision.weights import download_coco_model, load_local_model
+from stages.torchvision.weights import (WeightsFileError, WeightsUnavailableError,
+                                        download_coco_model, load_local_model)
+
+STAGE = "mask_rcnn_torchvision"  # its runs and result records: beside our stage 4, "mask_rcnn"
+SKIP = ("spp_levels",)  # as stage 4's command: no SPP pyramid
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The fine-tuning path's own two settings (the recipe and the anchor ratios are stage 4's,
+    ``MaskRCNNConfig``)."""
+    weights: str = "none"  # coco | PATH to a local state_dict (COCO's maskrcnn_resnet50_fpn, the
+    #                        tutorial) | none (torchvision's MaskRCNN on our ImageNet backbone: no
+    #                        COCO weights)
+    image_size: int = 128  # its transform resizes images to this side (its min_size = max_size;
+    #                        our images: 128 px; --long-side overrides it)
 
 
 def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
@@ -167,3 +199,63 @@ def _fit_anchors(model: MaskRCNN, anchor_generator: AnchorGenerator) -> None:
         for layer in (head.cls_logits, head.bbox_pred):  # RPNHead's own initialisation
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The command: step 3, fine-tune on our data like a stage
+# ------------------------------------------------------------------------------------------------
+
+def build_detector(cfg: MaskRCNNConfig, choice: FinetuneConfig, num_classes: int,
+                   long_side: int | None, restore: str | None = None) -> TorchvisionDetector:
+    """The model to fine-tune behind our model contract (``build_finetune_model``, wrapped).
+
+    With COCO weights (``--weights coco`` or a local file) the tutorial's
+    ``maskrcnn_resnet50_fpn``; without (``--weights none``) torchvision's ``MaskRCNN`` on our
+    ImageNet backbone: a ResNet-50 from random weights learns next to nothing in minutes (box AP
+    0.5 after 153 s on Penn-Fudan). Its images keep their size: ``long_side``, else
+    ``choice.image_size`` (torchvision would resize to 800). ``restore``: the path of a
+    checkpoint of this run, whose weights the model is about to take: the COCO path is then built
+    from that file (its frozen batch norm as it trained), with nothing downloaded."""
+    size = long_side or choice.image_size
+    weights = None if choice.weights == "none" else restore or choice.weights
+    try:
+        model, what = build_finetune_model(num_classes, weights, image_size=size,
+                                           aspect_ratios=tuple(cfg.anchor_ratios))
+    except (WeightsUnavailableError, WeightsFileError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if restore is None:
+        print(f"[{STAGE}] {what}")
+    return TorchvisionDetector(model)
+
+
+@run.one_line_errors
+def train_and_evaluate(run_cfg: RunConfig, cfg: MaskRCNNConfig | None = None,
+                       choice: FinetuneConfig = FinetuneConfig()) -> Result | None:
+    """Fine-tune (or restore: ``run_cfg.eval_only``) and evaluate the tutorial's model, save the
+    run into ``run_cfg.out`` (default ``runs/mask_rcnn_torchvision``); returns its result record
+    (None on the other ranks under torchrun). ``cfg``: None is stage 4's command defaults."""
+    ctx = run.prepare(run_cfg, STAGE)
+    # anchor ratios and the recipe: stage 4's, from the data as there
+    cfg = run.stage_config(MaskRCNNConfig, cfg or run.command_defaults(MaskRCNNConfig), ctx)
+    if not ctx.run.long_side:  # the images' own size, saved
+        choice = dataclasses.replace(choice, image_size=int(max(ctx.val[0][0].shape[-2:])))
+    torch.manual_seed(ctx.run.seed)
+    checkpoint = ctx.out_dir / engine.CHECKPOINT
+    restore = str(checkpoint) if ctx.run.eval_only and checkpoint.is_file() else None
+    model = build_detector(cfg, choice, ctx.num_classes, ctx.run.long_side, restore).to(ctx.device)
+    trained = run.train_or_restore(model, ctx, cfg, run.saved_config(ctx, cfg, choice))
+    variant = ("torchvision maskrcnn on our backbone, no coco weights" if choice.weights == "none"
+               else f"torchvision maskrcnn_resnet50_fpn weights={choice.weights}")
+    return run.finish(model, ctx, variant=variant, trained=trained)
+
+
+def main(argv: list[str] | None = None) -> Result | None:
+    args = run.build_parser(__doc__, MaskRCNNConfig, FinetuneConfig, skip=SKIP,
+                            prog="python -m stages.torchvision.finetune").parse_args(argv)
+    return train_and_evaluate(dataclass_from_args(RunConfig, args),
+                              dataclass_from_args(MaskRCNNConfig, args),
+                              dataclass_from_args(FinetuneConfig, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -62,6 +62,7 @@ from stages.recipe import Recipe
 from stages.training.cli import param
 from stages.torchvision.adapter import TorchvisionDetector
 from stages.torchvision.peer_models import build_peer_faster_rcnn, build_peer_mask_rcnn
+from stages.training.cli import RunConfig, dataclass_from_args
 
 KINDS = ("faster_rcnn", "mask_rcnn")  # the stage each peer is measured against
 
@@ -138,29 +139,31 @@ def build_parser():
 
 
 @run.one_line_errors
-def main(argv: list[str] | None = None) -> Result:
-    args = build_parser().parse_args(argv)
-    stage = stage_name(args.kind)
-    ctx = run.prepare(args, stage)
-    cfg = run.stage_config(PeerConfig, args, ctx)  # the image scale: from the data, as ours
+def train_and_evaluate(kind: str, run_cfg: RunConfig, cfg: PeerConfig | None = None) -> Result | None:
+    """Train the peer of our stage ``kind`` ("faster_rcnn" or "mask_rcnn"; or restore it:
+    ``run_cfg.eval_only``), evaluate it, save the run into ``run_cfg.out`` (default
+    ``runs/torchvision_<kind>``); returns its result record (None on the other ranks under
+    torchrun). ``cfg``: None is the command's defaults (``run.command_defaults``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown peer {kind!r}: expected one of {', '.join(KINDS)}")
+    ctx = run.prepare(run_cfg, stage_name(kind))
+    # the image scale: from the data, as ours
+    cfg = run.stage_config(PeerConfig, cfg or run.command_defaults(PeerConfig), ctx)
     # torchvision rescales every image to this long side: the data's own (128 for the synthetic
     # set, --long-side when given) times input_scale, so that it sees them as our stages do
     image_size = round((ctx.run.long_side or max(ctx.val[0][0].shape[-2:])) * cfg.input_scale)
 
     torch.manual_seed(ctx.run.seed)
-    model = build_peer(args.kind, cfg, ctx.num_classes, image_size).to(ctx.device)
-    config = {**run.saved_config(args, ctx, cfg), "image_size": int(image_size)}
+    model = build_peer(kind, cfg, ctx.num_classes, image_size).to(ctx.device)
+    config = {**run.saved_config(ctx, cfg), "kind": kind, "image_size": int(image_size)}
     trained = run.train_or_restore(model, ctx, cfg, config)
-    return run.finish(model, ctx, variant=describe(args.kind, cfg), trained=trained)
+    return run.finish(model, ctx, variant=describe(kind, cfg), trained=trained)
 
 
-def run_peer(kind: str, argv: list[str]) -> Result:
-    """``python -m stages.torchvision.peers <kind> <argv...>`` from Python: what ``stages.compare`` calls.
-
-    kind: "faster_rcnn" or "mask_rcnn"; argv: the shared stage flags (``--out`` among them).
-    Returns the result record, also written to ``<out>/metrics.json``.
-    """
-    return main([kind, *argv])
+def main(argv: list[str] | None = None) -> Result | None:
+    args = build_parser().parse_args(argv)
+    return train_and_evaluate(args.kind, dataclass_from_args(RunConfig, args),
+                              dataclass_from_args(PeerConfig, args))
 
 
 if __name__ == "__main__":

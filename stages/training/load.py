@@ -11,8 +11,8 @@ values chosen from the data included), and its weights are restored:
                                                                       cache <data_root>/proposals
     faster_rcnn            faster_rcnn.model.build_faster_rcnn        the RPN
     mask_rcnn              mask_rcnn.model.build_mask_rcnn            the RPN (on each FPN level)
-    mask_rcnn_torchvision  mask_rcnn.__main__.build_model (torchvision's MaskRCNN: on our backbone,
-                           or maskrcnn_resnet50_fpn when it was fine-tuned from COCO weights)
+    mask_rcnn_torchvision  torchvision.finetune.build_detector (torchvision's MaskRCNN: on our
+                           backbone, or maskrcnn_resnet50_fpn when fine-tuned from COCO weights)
 
     load_run(folder)    -> LoadedRun(stage, model, cfg, class_names, long_side, title, ...)
     rebuild(state)      -> (model, cfg): a checkpoint already read by ``checkpoint.load_checkpoint``
@@ -128,13 +128,18 @@ def rebuild(state: dict, data_root: str | Path = "data") -> tuple[nn.Module, obj
         from stages.faster_rcnn.model import build_faster_rcnn
         cfg = dataclass_from_dict(FasterRCNNConfig, config)
         model = build_faster_rcnn(cfg, K)
-    elif stage in ("mask_rcnn", "mask_rcnn_torchvision"):
-        from stages.mask_rcnn.__main__ import build_model  # ours, or torchvision's behind it
-        from stages.mask_rcnn.config import MaskRCNNConfig, ModelChoice
+    elif stage == "mask_rcnn":
+        from stages.mask_rcnn.config import MaskRCNNConfig
+        from stages.mask_rcnn.model import build_mask_rcnn
         cfg = dataclass_from_dict(MaskRCNNConfig, config)
-        # torchvision's path: the model it trained, built from this checkpoint (nothing fetched)
-        choice = dataclass_from_dict(ModelChoice, config)
-        model = build_model(cfg, choice, K, config.get("long_side"), restore=state["path"])
+        model = build_mask_rcnn(cfg, K)
+    elif stage == "mask_rcnn_torchvision":
+        from stages.mask_rcnn.config import MaskRCNNConfig
+        from stages.torchvision.finetune import FinetuneConfig, build_detector
+        cfg = dataclass_from_dict(MaskRCNNConfig, config)
+        # the model it trained, built from this checkpoint (nothing fetched)
+        choice = dataclass_from_dict(FinetuneConfig, config)
+        model = build_detector(cfg, choice, K, config.get("long_side"), restore=state["path"])
     else:
         raise CheckpointError(f"{state['path']}: no model builder for stage '{stage}'")
     try:

@@ -1,13 +1,19 @@
-"""What every stage command does around its model: flags, data, output folder, result record.
+"""What every stage does around its model: data, output folder, training, result record.
 
-A stage's ``main()`` reads top to bottom with these helpers (no framework, no callbacks)::
+Each stage has one typed function that does the work, ``train_and_evaluate(run: RunConfig, cfg)
+-> Result`` in ``stages/<stage>/__main__.py`` (``stages.run_stage.run_stage`` reaches them all by
+name), and a command-line ``main(argv)`` that only parses the flags into those two configs and
+calls it. The function reads top to bottom with these helpers (no framework, no callbacks)::
 
-    parser = run.build_parser(__doc__, StageConfig)            # shared flags + the stage's own
-    args = parser.parse_args(argv)
-    ctx = run.prepare(args, stage="fast_rcnn")                 # seed, device, data, output folder
-    model = build_model(cfg, ctx.num_classes)
-    trained = run.train_or_restore(model, ctx, cfg, config)    # train, or --eval-only
-    run.finish(model, ctx, variant="pool=roi", trained=trained)  # evaluate, save, print a row
+    ctx = run.prepare(run_cfg, stage="fast_rcnn")              # seed, device, data, output folder
+    cfg = run.stage_config(FastRCNNConfig, cfg, ctx)           # the values left to the data, chosen
+    model = build_fast_rcnn(cfg, ctx.num_classes)
+    trained = run.train_or_restore(model, ctx, cfg, run.saved_config(ctx, cfg))  # or --eval-only
+    return run.finish(model, ctx, variant="pool=roi", trained=trained)  # evaluate, save, print
+
+A config given to ``train_and_evaluate`` may leave the fields of ``FROM_DATA`` at None, as the
+command line does when their flag is not given: ``stage_config`` then chooses them from the data
+(``command_defaults(cls)`` is such a config: what the command builds with no flag).
 
 ``finish`` writes ``metrics.json`` (the result record ``compare`` and the notebooks read),
 ``detections.json`` (the validation detections in COCO results format, what pycocotools, TIDE and
@@ -71,9 +77,9 @@ USER_ERRORS = (DatasetError, BackboneError, CheckpointError, engine.NonFiniteLos
 
 
 def one_line_errors(main):
-    """Wrap a command's ``main``: an error about the user's data, weights or checkpoint, or a loss
-    that became NaN, ends the command with its one-line message (and exit status 1), not a
-    traceback from deep inside the loop. An image found missing mid-epoch is such an error, and
+    """Wrap a stage's ``train_and_evaluate`` (what its command and ``run_stage`` call): an error
+    about the user's data, weights or checkpoint, or a loss that became NaN, ends the command with
+    its one-line message (and exit status 1), not a traceback from deep inside the loop. An image found missing mid-epoch is such an error, and
     the last checkpoint stays on disk (``engine.train`` saves every ``--checkpoint-every``
     seconds and after every epoch).
 
@@ -279,9 +285,9 @@ def check_output_folder(run: RunConfig, out_dir: Path, stage: str) -> None:
 
 
 def overwrite_flag(out_dir) -> list[str]:
-    """``["--overwrite"]`` when ``out_dir`` holds a trained run, else ``[]``: for the scripts
-    whose folders are their own outputs, trained again on purpose (the ablation and benchmark
-    scripts; ``compare`` moves a run aside instead, unless ``--retrain``)."""
+    """``["--overwrite"]`` when ``out_dir`` holds a trained run, else ``[]``: for the benchmark
+    scripts whose folders are their own outputs, trained again on purpose (the ablation sets
+    ``RunConfig.overwrite`` itself; ``compare`` moves a run aside instead, unless ``--retrain``)."""
     return ["--overwrite"] if (Path(out_dir) / engine.CHECKPOINT).exists() else []
 
 
@@ -317,12 +323,12 @@ def choose_long_side(run: RunConfig, train, stage: str) -> tuple[RunConfig, BoxS
     return dataclasses.replace(run, long_side=long_side), resized
 
 
-def stage_config(cls, args: argparse.Namespace, ctx: Context):
-    """The stage config ``cls`` from the command line, the ``FROM_DATA`` fields filled in: a
-    value given is kept; "auto" is chosen from the training boxes (``stages.data.box_statistics``);
+def stage_config(cls, given, ctx: Context):
+    """The stage config ``cls`` from ``given`` (a config of that class, or parsed flags), the
+    ``FROM_DATA`` fields filled in: a value given is kept; "auto" is chosen from the training boxes (``stages.data.box_statistics``);
     none given means "auto" on the user's data and the field's measured default on the built-in
     synthetic set. What was chosen from the data is printed in one line, with why."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values = {f.name: getattr(given, f.name) for f in dataclasses.fields(cls) if hasattr(given, f.name)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     chosen, from_checkpoint = [], []
@@ -392,14 +398,25 @@ def _show_value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def saved_config(args: argparse.Namespace, ctx: Context, *configs) -> dict:
-    """What a checkpoint keeps as its ``config``: the command line, with the values chosen from
-    the data (``stage_config``, ``--long-side``) in place of "auto", so that a run is rebuilt
+def saved_config(ctx: Context, *configs) -> dict:
+    """What a checkpoint keeps as its ``config``: the run's settings (``ctx.run``: the long side
+    chosen from the data in place of "auto") and every field of ``configs`` (the values chosen
+    from the data, ``stage_config``, in place of None or "auto"), so that a run is rebuilt
     (``--eval-only``, ``stages.predict``) exactly as it was trained."""
-    config = {**vars(args), "long_side": ctx.run.long_side}
+    config = dataclasses.asdict(ctx.run)
     for c in configs:
         config.update(dataclasses.asdict(c))
     return config
+
+
+def command_defaults(cls, **changes):
+    """The config ``cls`` as its command builds it when no flag is given, with ``changes``: the
+    fields of ``FROM_DATA`` at None, to be chosen from the data by ``stage_config`` (on the
+    built-in synthetic set: the field's default; on the user's data: from the training boxes),
+    the others at their defaults. ``command_defaults(MaskRCNNConfig, pool="roi")`` is what
+    ``python -m stages.mask_rcnn --pool roi`` trains."""
+    from_data = {f.name: None for f in dataclasses.fields(cls) if f.name in FROM_DATA}
+    return cls(**{**from_data, **changes})
 
 
 def validation_scorer(dataset, device="cpu"):

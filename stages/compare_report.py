@@ -6,18 +6,20 @@ it: test time per image, split into proposals and network, falls generation by g
 (Fast R-CNN: one CNN pass per image instead of one per region; Faster R-CNN: an RPN on the shared
 features instead of selective search), while AP holds or rises.
 
-``python -m stages.compare`` (``stages/compare.py``, the command) trains the stages and hands their
-result records (``result.py``) to this module; notebook 05 and ``benchmarks/bench_stages.py`` read
-the same rows back. The plots of the same rows are in ``stages/figures/comparison.py``.
+``python -m stages.compare`` (``stages/compare.py``, the command beside this module) trains the
+stages and hands their result records (``stages/evaluation/result.py``) to this module; notebook 05
+and ``benchmarks/bench_stages.py`` read the same rows back. The plots of the same rows are in
+``stages/figures/comparison.py``. This module imports neither of them.
 
-Naming: a *row* is one run (``Row``: which entry of the command made it, its ``Result``, whether
-it was trained, resumed or reused, and its learning curve); an *entry* is the command's description
-of a stage (``stages.compare.Entry``: name, paper title, where the proposals come from, how a region
-is pooled, and for a torchvision peer or an ablation, which of our stages it stands beside).
+Naming: a *row* is one run (``Row``: which entry made it, its ``Result``, whether it was trained,
+resumed or reused, and its learning curve); an *entry* is the description of one line of the
+comparison (``Entry``: name, which stage runs it, paper title, where the proposals come from, how
+a region is pooled, and for a torchvision peer or an ablation, which of our stages it stands
+beside); ``stages.compare`` lists them.
 
 Map of this module
 ------------------
-    a row:           Row, learning_curve (validation box AP against seconds of training)
+    a row:           Entry, Row, learning_curve (validation box AP against seconds of training)
     the table:       COLUMNS, row_values (numbers) -> format_comparison (text),
                      format_comparison_markdown, format_csv
     the errors:      ERROR_COLUMNS (TIDE's dAP of each error type, boxes), error_cells ->
@@ -37,7 +39,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from stages.evaluation.coco import METRIC_NAMES
 from stages.evaluation.result import Result
@@ -46,13 +47,24 @@ from stages.training.loss_figure import validation_curve
 from stages.training import io
 from stages.training.run import read_history
 
-if TYPE_CHECKING:  # only for the annotations: stages.compare (the command) imports this module
-    from stages.compare import Entry
-
 
 # ------------------------------------------------------------------------------------------------
 # A row: one run of one stage
 # ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the comparison: what runs it and what that generation changed."""
+    name: str       # the --stages name and the folder under --out
+    stage: str      # what runs it: ``stages.run_stage.run_stage(stage, ...)``
+    title: str      # the paper's name, for tables and plots
+    proposals: str  # where the regions come from
+    pooling: str    # how a region becomes a fixed-size feature
+    peer: str | None = None  # for torchvision peers: our stage it stands beside
+    changes: tuple = ()  # (field, value) pairs over the stage's default config
+    ablation_of: str | None = None  # the stage this row changes one thing of (not a generation)
+    unused: tuple = ()  # shared run settings (``RunConfig`` fields) its stage does not read
+
 
 @dataclass
 class Row:
@@ -312,7 +324,7 @@ def write_comparison(out: Path, rows: list[Row], ratios: list[str], settings: di
 
 def read_comparison(path: Path, entries: dict) -> tuple[list[Row], dict]:
     """The rows of a ``comparison.json`` written by `write_comparison`, and the settings it was
-    written with. ``entries`` = {name: Entry}, the command's entries (``stages.compare.ENTRIES``):
+    written with. ``entries`` = {name: Entry}, the comparison's entries (``stages.compare.ENTRIES``):
     each row is rebuilt with its entry, so the rows print and give `generation_ratios` as they did
     then. A row of a name not in ``entries`` is a ValueError that lists the known names."""
     path = Path(path)
