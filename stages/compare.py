@@ -65,6 +65,7 @@ from stages.compare_report import (Entry, Row, format_comparison, generation_rat
 from stages.compare_reuse import plan, write_record
 from stages.evaluation.result import Result
 from stages.fast_rcnn.config import FastRCNNConfig
+from stages.rcnn.config import RCNNConfig
 from stages.figures.comparison import plot_comparison
 from stages.run_stage import default_config, run_stage
 from stages.training import distributed, io

@@ -50,7 +50,6 @@ the quick preset trains for its 120 s budget (``--time-budget`` to change), the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 

@@ -33,7 +33,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
