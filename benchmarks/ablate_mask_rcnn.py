@@ -32,7 +32,7 @@ from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_tab
                                        run_variants)
 from stages.mask_rcnn.config import MaskRCNNConfig  # noqa: E402
 from stages.training import io, run  # noqa: E402
-from stages.training.cli import RunConfig, dataclass_from_args  # noqa: E402
+from stages.flags import RunConfig, dataclass_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -46,7 +46,7 @@ from stages.compare import PEERS, STAGES, run_entry  # noqa: E402
 from stages.run_stage import STAGES as RUNNABLE  # noqa: E402
 from stages.training.engine import LOSSES  # noqa: E402
 from stages.evaluation import Result, ResultFileError  # noqa: E402
-from stages.training.run import METRICS  # noqa: E402
+from stages.run import METRICS  # noqa: E402
 
 DEFAULT_BUDGET = 180.0  # seconds of training per model: the project's "3 minutes"
 MS_FACTOR = 1.5  # ours may be at most this much slower per image than the peer

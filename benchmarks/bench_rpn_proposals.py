@@ -28,12 +28,12 @@ import torch  # noqa: E402
 from stages.training import engine  # noqa: E402
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore  # noqa: E402
 from stages.data.sources import load_dataset  # noqa: E402
-from stages.training.device import choose_device  # noqa: E402
+from stages.devices import choose_device  # noqa: E402
 from stages.figures.draw import figure_grid, plot_recall_curves  # noqa: E402
 from stages.faster_rcnn import FasterRCNNConfig, build_faster_rcnn  # noqa: E402
 from stages.faster_rcnn.rpn_vs_selective_search import (compare_proposals,  # noqa: E402
                                                     format_proposal_comparison)
-from stages.training.io import save_figure  # noqa: E402
+from stages.files import save_figure  # noqa: E402
 from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig  # noqa: E402
 from stages.data.transforms import val_transforms  # noqa: E402
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore  # noqa: E402
 from stages.compare import STAGES  # noqa: E402
 from stages.data.sources import load_dataset  # noqa: E402
-from stages.training.device import count_parameters  # noqa: E402
+from stages.devices import count_parameters  # noqa: E402
 from stages.evaluation import Result, evaluate  # noqa: E402
 from stages.compare_report import Row, generation_ratios  # noqa: E402
 from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache  # noqa: E402

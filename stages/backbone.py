@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.training.cli import check_choices, param
+from stages.flags import check_choices, param
 
 # The project's input normalisation (ImageNet statistics): R-CNN's warps and the figures use it.
 PIXEL_MEAN = (0.485, 0.456, 0.406)

@@ -68,10 +68,11 @@ from stages.fast_rcnn.config import FastRCNNConfig
 from stages.rcnn.config import RCNNConfig
 from stages.figures.comparison import plot_comparison
 from stages.run_stage import default_config, run_stage
-from stages.training import distributed, io
-from stages.training.cli import RunConfig, add_dataclass_args, command_parser
+from stages.training import distributed
+from stages import files
+from stages.flags import RunConfig, add_dataclass_args, command_parser
 from stages.training.engine import CHECKPOINT
-from stages.training.run import METRICS
+from stages.run import METRICS
 
 DEFAULT_OUT = Path("runs")  # the one place for runs: stage commands write runs/<stage> too
 
@@ -260,7 +261,7 @@ def save_comparison(out: Path, rows: list[Row], ratios: list[str], args) -> list
     (`plot_comparison`) in ``out``, with the shared run settings of ``args`` (compare's flags)."""
     settings = {name: getattr(args, name) for name in PASSED if name not in NOT_SETTINGS}
     return (write_comparison(out, rows, ratios, settings, describe(args))
-            + [io.save_figure(plot_comparison(rows, describe(args)), out / "comparison.png")])
+            + [files.save_figure(plot_comparison(rows, describe(args)), out / "comparison.png")])
 
 
 def main(argv: list[str] | None = None) -> list[Row]:

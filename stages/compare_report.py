@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io as text_io
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -44,8 +44,8 @@ from stages.evaluation.coco import METRIC_NAMES
 from stages.evaluation.result import Result
 from stages.evaluation.tables import format_cell, format_rows, missing_explanations
 from stages.training.loss_figure import validation_curve
-from stages.training import io
-from stages.training.run import read_history
+from stages import files
+from stages.run import read_history
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def format_comparison_markdown(rows: list[Row], ratios: list[str], settings: str
 def format_csv(rows: list[Row]) -> str:
     """Numbers as measured (no rounding): AP in %, -1 where undefined (COCO's convention, as in
     metrics.json); an empty cell where a stage has no masks."""
-    buffer = text_io.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS + ERROR_COLUMNS)
     for row in rows:
@@ -317,9 +317,9 @@ def write_comparison(out: Path, rows: list[Row], ratios: list[str], settings: di
                 "results": {r.entry.name: r.result.to_dict() for r in rows},
                 "ratios": ratios,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return [io.write_json(out / "comparison.json", document),
-            io.write_text(out / "comparison.csv", format_csv(rows)),
-            io.write_text(out / "comparison.md", format_comparison_markdown(rows, ratios, subtitle))]
+    return [files.write_json(out / "comparison.json", document),
+            files.write_text(out / "comparison.csv", format_csv(rows)),
+            files.write_text(out / "comparison.md", format_comparison_markdown(rows, ratios, subtitle))]
 
 
 def read_comparison(path: Path, entries: dict) -> tuple[list[Row], dict]:

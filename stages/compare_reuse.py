@@ -19,9 +19,9 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from stages.training import io
+from stages import files
 from stages.training.engine import CHECKPOINT
-from stages.training.run import METRICS
+from stages.run import METRICS
 
 SETTINGS = "compare_settings.json"
 
@@ -82,4 +82,4 @@ def write_record(out_dir: Path, settings: dict, run: dict, status: str, started:
         record["metrics_sha256"] = _sha256(out_dir / METRICS)
         record["checkpoint_mtime_ns"] = (out_dir / CHECKPOINT).stat().st_mtime_ns
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    io.write_json(out_dir / SETTINGS, record)
+    files.write_json(out_dir / SETTINGS, record)

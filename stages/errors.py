@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 from stages.evaluation.errors import breakdown, check_ground_truth, check_results, format_breakdown
-from stages.training.cli import command_parser
-from stages.training.io import write_json
+from stages.flags import command_parser
+from stages.files import write_json
 
 DETECTIONS, GROUND_TRUTH = "detections.json", "ground_truth.json"  # a run folder's two files
 

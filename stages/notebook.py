@@ -49,7 +49,7 @@ from stages.data.sources import load_dataset
 from stages.data.synthetic import SyntheticConfig, ensure_synthetic
 from stages.data.transforms import train_transforms, val_transforms
 from stages.selective_search import CACHE_DIR, ProposalCache, fill_cache
-from stages.training.device import choose_device
+from stages.devices import choose_device
 
 QUICK_SYNTHETIC = SyntheticConfig(n_train=24, n_val=12)  # quick mode's data: seconds to generate
 

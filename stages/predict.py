@@ -6,7 +6,7 @@
 
 The runs are ``<runs>/<stage>/checkpoint.pt`` for the stages rcnn, fast_rcnn, faster_rcnn and
 mask_rcnn (``--stages``; default: every one present, in the papers' order), each rebuilt as it was
-trained (``stages.training.load``: its config, its classes, its image size). The images are files,
+trained (``stages.trained_run``: its config, its classes, its image size). The images are files,
 or folders: every .png .jpg .jpeg .bmp .tif .tiff .webp in a folder (sorted, not its sub-folders).
 Each is read upright in 8-bit RGB whatever its kind (``read_photo``), resized as each run was
 trained (the longer side to its ``--long-side``), and the detections are mapped back to the
@@ -54,13 +54,13 @@ from stages.data.transforms import Resize
 from stages.data.coco_format import mask_to_rle, xyxy_to_xywh
 from stages.figures.common import CAPTION, DPI, FONTS
 from stages.figures.draw import draw_detections
-from stages.training import io
+from stages import files
 from stages.training.checkpoint import CheckpointError
-from stages.training.cli import command_parser
-from stages.training.device import DEVICES, choose_device, synchronize
+from stages.flags import command_parser
+from stages.devices import DEVICES, choose_device, synchronize
 from stages.training.engine import CHECKPOINT
-from stages.training.load import STAGES, LoadedRun, command_for, load_run
-from stages.training.run import USER_ERRORS
+from stages.trained_run import STAGES, LoadedRun, command_for, load_run
+from stages.run import USER_ERRORS
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DETECTIONS = "detections.json"
@@ -99,17 +99,17 @@ def list_images(paths) -> list[Path]:
     """The image files of ``paths`` (files, and folders: their files with a ``PHOTO_SUFFIXES``
     suffix, any case, sorted, not recursive). A file is listed whatever its suffix: whether it is
     an image is for ``read_photo`` to find out (and to say)."""
-    files = []
+    found = []
     for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
         if p.is_dir():
             inside = sorted(f for f in p.iterdir()
                             if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
             if not inside:
                 print(f"[predict] {p}: no image files in it ({' '.join(PHOTO_SUFFIXES)})")
-            files += inside
+            found += inside
         else:
-            files.append(p)
-    return files
+            found.append(p)
+    return found
 
 
 # A run trained on images as they were (no --long-side: the synthetic set's 128 px, say) would get
@@ -360,18 +360,18 @@ def predict(images, runs: str | Path = "runs", stages=None, score_thresh: float 
     warmup: untimed calls of each run on the first photo before its timed one. dpi: the
     figures' resolution. verbose: False prints only what went wrong (skipped images, classes).
     """
-    files = list_images(images)
-    if not files:
+    image_files = list_images(images)
+    if not image_files:
         raise DatasetError(f"no images in {images}")
     device = choose_device(device)
     loaded = choose_runs(runs, stages, device, data_root, verbose)
     for line in check_classes(loaded, expect_classes):
         print(line)
-    inputs = {f.resolve() for f in files}
+    inputs = {f.resolve() for f in image_files}
     out = Path(out) if out is not None else None
     results, entries, skipped, taken = [], [], [], set()
     t_start = time.perf_counter()
-    for path in files:
+    for path in image_files:
         try:
             photo = read_photo(path)
         except DatasetError as e:
@@ -390,12 +390,12 @@ def predict(images, runs: str | Path = "runs", stages=None, score_thresh: float 
             entries += coco_results(result)
             target = figure_path(out, path, taken, inputs)
             taken.add(target)
-            io.save_figure(figure_for(result, photo), target, dpi=dpi)
+            files.save_figure(figure_for(result, photo), target, dpi=dpi)
             print(f"[predict] {path} -> {target}: detections {found}")
         elif verbose:
             print(f"[predict] {path}: detections {found}")
     if out is not None:
-        io.write_json(out / DETECTIONS, entries, indent=None)  # as the runs' detections.json
+        files.write_json(out / DETECTIONS, entries, indent=None)  # as the runs' detections.json
         print(f"[predict] wrote {out / DETECTIONS}: {len(entries)} detections of "
               f"{len(results)} images (COCO results format)")
     if verbose or skipped:

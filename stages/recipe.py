@@ -6,11 +6,11 @@ two CPU minutes is another matter, decided by measurement rather than by a paper
 and its rate, the warm-up, gradient clipping, when the rate drops, how long the presets train, and
 which kernel (ours or torchvision's) runs the pooling and NMS. Those fields live here, once:
 
-    optimizer, lr, momentum, weight_decay   what takes a step (``stages.training.run.build_optimizer``)
+    optimizer, lr, momentum, weight_decay   what takes a step (``stages.run.build_optimizer``)
     warmup_steps, lr_drop                   the rate at each step: a linear warm-up, then / 10
     clip_grad_norm                          a guard against one bad batch
     quick_time_budget, full_epochs          the presets: --preset quick trains for seconds, full
-                                            for epochs (``stages.training.run.budget``)
+                                            for epochs (``stages.run.budget``)
     pool_kernel, nms_kernel                 ours (the readable Python) or torchvision's (C++)
 
 A stage config inherits them (``class FastRCNNConfig(Recipe, BackboneConfig)``): the flags keep
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from stages.training.cli import check_choices, param
+from stages.flags import check_choices, param
 
 Kernel = Literal["ours", "torchvision"]
 

@@ -6,13 +6,13 @@ stages (``stages.compare``, the Mask R-CNN ablation, the benchmarks) call the sa
 typed configs instead of building a command line for a ``main`` to parse again::
 
     from stages.run_stage import default_config, run_stage
-    from stages.training.cli import RunConfig
+    from stages.flags import RunConfig
 
     run = RunConfig(steps=300, out="runs/mask_rcnn_roi")
     result = run_stage("mask_rcnn", run, default_config("mask_rcnn", pool="roi"))
 
 ``cfg`` None, or ``default_config(stage)``, is the command's defaults: what ``python -m
-stages.<stage>`` trains with no flag (the fields of ``stages.training.run.FROM_DATA`` chosen from
+stages.<stage>`` trains with no flag (the fields of ``stages.run.FROM_DATA`` chosen from
 the data). The names are those of
 the result records (``Result.stage``) and of the run folders:
 
@@ -37,8 +37,8 @@ from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.rcnn.__main__ import train_and_evaluate as rcnn
 from stages.rcnn.config import RCNNConfig
 from stages.torchvision import finetune, peers
-from stages.training.cli import RunConfig
-from stages.training.run import command_defaults
+from stages.flags import RunConfig
+from stages.run import command_defaults
 
 STAGES = {
     "rcnn": rcnn,
@@ -68,6 +68,6 @@ def run_stage(stage: str, run: RunConfig, cfg=None, **configs) -> Result | None:
 
 def default_config(stage: str, **changes):
     """The config of ``stage`` as its command builds it with no flag, with ``changes``
-    (``stages.training.run.command_defaults``): ``default_config("mask_rcnn", pretrained="none")``
+    (``stages.run.command_defaults``): ``default_config("mask_rcnn", pretrained="none")``
     is ``python -m stages.mask_rcnn --pretrained none``."""
     return command_defaults(CONFIGS[stage], **changes)

@@ -64,8 +64,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from stages.training import io
-from stages.training.cli import check_choices, param
+from stages import files
+from stages.flags import check_choices, param
 from stages.ops import clip_boxes_to_image, remove_small_boxes, unique_boxes
 
 
@@ -325,7 +325,7 @@ class ProposalCache:
 
         def write(f):
             np.savez(f, boxes=boxes.numpy().astype(np.float32), seconds=np.float64(seconds))
-        io.atomic_write(self.path(key), write)
+        files.atomic_write(self.path(key), write)
         return boxes[:cap], seconds
 
 

@@ -8,7 +8,7 @@ torchrun's), and writes into RECORD_DIR, for the process of rank r:
 
 - ``rank<r>.pt``: the weights that process holds before and after training (its own model, not
   a file the stage wrote; R-CNN: its CNN after training), and the training's step count;
-- ``rank<r>.json``: every file the process wrote through ``stages.training.io`` (all of the
+- ``rank<r>.json``: every file the process wrote through ``stages.files`` (all of the
   project's outputs go through it: checkpoints, metrics, figures, losses).
 """
 
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from stages.training import engine, io
+from stages.training import engine
+from stages import files
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     writes, trained = [], {}
 
-    atomic_write = io.atomic_write
+    atomic_write = files.atomic_write
 
     def recording_write(path, write, mode="wb"):
         writes.append(str(path))
@@ -45,7 +46,7 @@ def main() -> None:
         trained["steps"] = result.steps
         return result
 
-    io.atomic_write, engine.train = recording_write, recording_train
+    files.atomic_write, engine.train = recording_write, recording_train
     command = importlib.import_module(f"stages.{stage}.__main__")
     if stage == "rcnn":  # the engine trains R-CNN's CNN inside a RegionClassifier, in two
         #                    phases (pre-training, fine-tuning): record the CNN that comes out

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stages.training.cli import dataclass_from_dict
+from stages.flags import dataclass_from_dict
 from stages.figures.draw import draw_fpn_levels, draw_mask_channels, figure_grid
 from stages.evaluation import Result
-from stages.training.io import save_figure
+from stages.files import save_figure
 from stages.mask_rcnn import MaskRCNNConfig
 from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_table, baseline_of,
                                        load_results)

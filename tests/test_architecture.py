@@ -225,19 +225,29 @@ def test_no_generic_utils_module_in_stages():
 # ------------------------------------------------------------------------------------------------
 
 LAYERS = (
-    # generic, below everything: box ops and lesson ops, the dataset item, files, devices, flags
+    # generic, below everything: box ops and lesson ops, the dataset item, atomic files, --device,
+    # config dataclasses <-> command-line flags
     ("foundations", ("stages.ops", "stages.data", "stages.files", "stages.devices", "stages.flags")),
-    # what every stage shares: the CNN, selective search, the one evaluator, the one training loop
-    ("shared", ("stages.backbone", "stages.selective_search", "stages.evaluation", "stages.training")),
+    # what every stage shares: the CNN, selective search, the one evaluator, the one training loop,
+    # the training recipe, the drawing helpers (``figures/__init__`` imports nothing)
+    ("shared", ("stages.backbone", "stages.selective_search", "stages.evaluation", "stages.training",
+                "stages.recipe", "stages.figures", "stages.figures.draw")),
     # the four generations, each the previous one plus its paper's change (GENERATIONS)
     ("stages", ("stages.rcnn", "stages.fast_rcnn", "stages.faster_rcnn", "stages.mask_rcnn")),
-    # running a stage: a typed run_stage(), a trained run read back from its folder
-    ("running", ("stages.running",)),
+    # a stage command's life: prepare, train or restore, evaluate and save
+    ("running", ("stages.run",)),
     # torchvision's tutorial path and the peers on our backbone
     ("torchvision", ("stages.torchvision",)),
-    # what users run on top: the commands, the comparison, predictions, figures, notebooks' helpers
-    ("commands", ("stages.compare", "stages.comparison", "stages.predict", "stages.figures",
-                  "stages.errors", "stages.notebook", "stages.__main__", "stages")),
+    # what users run on top: each stage's command (``__main__``) and run_stage() over them, a
+    # trained run read back (any stage, torchvision's path too), the comparison, predictions, the
+    # error table, the lecture figures, the notebooks' helpers
+    ("commands", ("stages", "stages.__main__", "stages.run_stage", "stages.trained_run", "stages.compare",
+                  "stages.compare_report", "stages.compare_reuse", "stages.predict", "stages.errors",
+                  "stages.notebook", "stages.mask_rcnn.ablation",
+                  *(f"stages.figures.{m}" for m in ("__main__", "common", "rcnn", "fast_rcnn",
+                                                    "faster_rcnn", "mask_rcnn", "evaluation",
+                                                    "comparison", "diagrams", "gallery",
+                                                    "dataset_preview")))),
 )
 GENERATIONS = ("stages.rcnn", "stages.fast_rcnn", "stages.faster_rcnn", "stages.mask_rcnn")
 LOW = ("stages.training", "stages.ops", "stages.data")  # generic: no stage, figure or evaluation
@@ -292,7 +302,7 @@ def test_the_layer_rule_worked_example():
              "stages.training.engine": {"stages.evaluation": 9},     # a generic layer -> evaluation
              "stages.fast_rcnn.model": {"stages.mask_rcnn.fpn": 5},  # a later generation
              "stages.mask_rcnn.model": {"stages.fast_rcnn.head": 7, "stages.ops.boxes": 2},
-             "stages.compare": {"stages.running": 1}}
+             "stages.compare": {"stages.run": 1}}
     found = layer_violations(graph)
     assert [f.split(" (")[0] for f in found] == ["stages.fast_rcnn.model -> stages.mask_rcnn.fpn",
                                                   "stages.ops.nms -> stages.evaluation.coco",

@@ -106,7 +106,7 @@ def test_the_walk_to_the_peers_adds_one_difference_per_row_and_every_flag_parses
     for before, after in zip(stage3, stage3[1:]):
         assert after.flags[:len(before.flags)] == before.flags and len(after.flags) == len(before.flags) + 2
     assert walk.ROWS["ours_mask_walked"].flags == stage3[-1].flags
-    from stages.training import run
+    from stages import run
     from stages.faster_rcnn import FasterRCNNConfig
     from stages.mask_rcnn import MaskRCNNConfig
     parsers = {"faster_rcnn": run.build_parser(None, FasterRCNNConfig, prog="faster"),

@@ -11,7 +11,7 @@ import pytest
 
 from stages.data import box_statistics as bs
 from stages.faster_rcnn.config import FasterRCNNConfig
-from stages.training import run
+from stages import run
 
 
 class Boxes:

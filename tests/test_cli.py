@@ -12,7 +12,7 @@ from typing import Literal
 
 import pytest
 
-from stages.training import cli
+from stages import flags
 from stages.fast_rcnn import FastRCNNConfig
 from stages.fast_rcnn.config import Pool
 from stages.mask_rcnn import MaskRCNNConfig
@@ -125,32 +125,32 @@ def test_a_bad_choice_is_one_line_naming_the_allowed_values(module, argv, allowe
 
 
 def test_field_help_comes_from_each_fields_metadata_not_from_the_source():
-    helps = cli.field_help(FastRCNNConfig)
+    helps = flags.field_help(FastRCNNConfig)
     assert helps["pool"].startswith("roi: RoI max pooling (one level) | spp:")
     # the paper's value with its section, and where the default was measured: no tuning diary
     assert helps["images_per_batch"] == ("images per mini-batch; paper: N = 2 (sec. 2.3); "
                                          "measured: benchmarks/report.md, section 17")
     assert "gave" not in helps["images_per_batch"] and "AP" not in helps["images_per_batch"]
     # a subclass that writes the field again has its own help
-    assert cli.field_help(MaskRCNNConfig)["pool"].startswith("align: RoIAlign")
-    assert "Figure 4 right" in cli.field_help(MaskRCNNConfig)["mask_pool_size"]
-    assert "paper: ignored (sec. 3.3)" in cli.field_help(MaskRCNNConfig)["ignore_cross_boundary"]
+    assert flags.field_help(MaskRCNNConfig)["pool"].startswith("align: RoIAlign")
+    assert "Figure 4 right" in flags.field_help(MaskRCNNConfig)["mask_pool_size"]
+    assert "paper: ignored (sec. 3.3)" in flags.field_help(MaskRCNNConfig)["ignore_cross_boundary"]
     # the recipe is one dataclass that the stage configs inherit, its help with it
     assert all(issubclass(cls, Recipe) for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig))
-    assert cli.field_help(MaskRCNNConfig)["lr"] == cli.field_help(Recipe)["lr"]
+    assert flags.field_help(MaskRCNNConfig)["lr"] == flags.field_help(Recipe)["lr"]
     # every field of every stage config has one
-    for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig, cli.RunConfig, Recipe):
-        missing = [f.name for f in dataclasses.fields(cls) if not cli.field_help(cls).get(f.name)]
+    for cls in (RCNNConfig, FastRCNNConfig, MaskRCNNConfig, flags.RunConfig, Recipe):
+        missing = [f.name for f in dataclasses.fields(cls) if not flags.field_help(cls).get(f.name)]
         assert not missing, (cls.__name__, missing)
     # nothing is read from the source: a class defined where there is none has its help too
     Example = dataclasses.make_dataclass(
-        "Example", [("size", int, cli.param(3, help="a size", paper="3 (sec. 1)"))], frozen=True)
-    assert cli.field_help(Example) == {"size": "a size; paper: 3 (sec. 1)"}
+        "Example", [("size", int, flags.param(3, help="a size", paper="3 (sec. 1)"))], frozen=True)
+    assert flags.field_help(Example) == {"size": "a size; paper: 3 (sec. 1)"}
 
 
 def test_literal_fields_are_checked_when_a_config_is_built_in_python():
-    assert cli.field_choices(MaskRCNNConfig)["pool"] == ("align", "roi")
-    assert cli.field_choices(FastRCNNConfig)["pool"] == ("roi", "spp")
+    assert flags.field_choices(MaskRCNNConfig)["pool"] == ("align", "roi")
+    assert flags.field_choices(FastRCNNConfig)["pool"] == ("roi", "spp")
     # one pooling vocabulary: the same field type in every stage, each stage building some of it
     hints = typing.get_type_hints
     assert hints(MaskRCNNConfig)["pool"] == hints(FastRCNNConfig)["pool"] == Pool
@@ -164,12 +164,12 @@ def test_literal_fields_are_checked_when_a_config_is_built_in_python():
 
     @dataclasses.dataclass(frozen=True)
     class Example:
-        mode: Literal["a", "b"] | None = cli.param(None, help="which one; none: neither")
-        sizes: tuple = cli.param((1, 2), help="sizes")
+        mode: Literal["a", "b"] | None = flags.param(None, help="which one; none: neither")
+        sizes: tuple = flags.param((1, 2), help="sizes")
 
-    assert cli.field_choices(Example) == {"mode": ("a", "b")}
-    parser = cli.command_parser("example", "An example.")
-    cli.add_dataclass_args(parser, Example)
+    assert flags.field_choices(Example) == {"mode": ("a", "b")}
+    parser = flags.command_parser("example", "An example.")
+    flags.add_dataclass_args(parser, Example)
     assert parser.parse_args(["--mode", "b", "--sizes", "3", "4"]).sizes == [3, 4]
     assert "which one; none: neither" in parser.format_help()
 
@@ -177,11 +177,11 @@ def test_literal_fields_are_checked_when_a_config_is_built_in_python():
 def test_a_checkpoint_saved_before_a_rename_is_read_under_the_new_names():
     old = {"nms_iou": 0.4, "rpn_nms": 0.6, "method": "opencv_fast", "scale": 50.0, "max_boxes": 9,
            "lr": 0.01}
-    assert cli.with_current_names(old) == {"nms_thresh": 0.4, "rpn_nms_thresh": 0.6,
+    assert flags.with_current_names(old) == {"nms_thresh": 0.4, "rpn_nms_thresh": 0.6,
                                            "ss_method": "opencv_fast", "ss_scale": 50.0,
                                            "ss_max_boxes": 9, "lr": 0.01}
-    assert cli.dataclass_from_dict(RCNNConfig, old).nms_thresh == 0.4
-    assert cli.dataclass_from_dict(MaskRCNNConfig, old).rpn_nms_thresh == 0.6
-    assert cli.dataclass_from_dict(RCNNConfig, {"finetune_optimizer": "sgd"}).optimizer == "sgd"
+    assert flags.dataclass_from_dict(RCNNConfig, old).nms_thresh == 0.4
+    assert flags.dataclass_from_dict(MaskRCNNConfig, old).rpn_nms_thresh == 0.6
+    assert flags.dataclass_from_dict(RCNNConfig, {"finetune_optimizer": "sgd"}).optimizer == "sgd"
     # a name saved under both spellings keeps its current one
-    assert cli.with_current_names({"nms_iou": 0.4, "nms_thresh": 0.5}) == {"nms_thresh": 0.5}
+    assert flags.with_current_names({"nms_iou": 0.4, "nms_thresh": 0.5}) == {"nms_thresh": 0.5}

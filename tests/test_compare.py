@@ -23,7 +23,7 @@ from stages.compare import main
 from stages.compare_report import generation_ratios
 from stages.compare_reuse import plan, write_record
 from stages.evaluation import Result
-from stages.training.cli import RunConfig
+from stages.flags import RunConfig
 
 QUICK = ["--epochs", "1", "--time-budget", "5", "--device", "cpu", "--no-progress"]
 

@@ -13,7 +13,7 @@ from PIL import Image
 from stages import STAGES
 from stages.data.sources import CocoDataset
 from stages.figures.draw import class_colour, draw_detections, draw_segmentation, figure_grid, preview_grid
-from stages.training.io import save_figure
+from stages.files import save_figure
 
 
 def test_preview_grid_is_a_valid_png(tiny_synthetic, tmp_path):

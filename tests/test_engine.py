@@ -10,9 +10,9 @@ from torch import nn
 
 from stages.training import engine
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stages.training.cli import RunConfig, add_dataclass_args, dataclass_from_args
+from stages.flags import RunConfig, add_dataclass_args, dataclass_from_args
 from stages.data.sources import CocoDataset
-from stages.training.device import choose_device, count_parameters, seed_everything
+from stages.devices import choose_device, count_parameters, seed_everything
 
 
 class ToyDetector(nn.Module):

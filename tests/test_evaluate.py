@@ -13,7 +13,7 @@ from stages.evaluation import (
     precision_recall,
 )
 from stages.evaluation.tables import COLUMNS, TEXT_COLUMNS, result_cells
-from stages.training.device import count_parameters
+from stages.devices import count_parameters
 
 H = W = 128
 CLASS_NAMES = ["background", "square", "disc"]

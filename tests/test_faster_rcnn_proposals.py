@@ -19,7 +19,7 @@ from stages.faster_rcnn import (FasterRCNNConfig, anchor_shapes, assign_anchors,
                                 grid_anchors)
 from stages.faster_rcnn.rpn_vs_selective_search import (RPN, SS, TOP_N, compare_proposals,
                                                     format_proposal_comparison, speedups)
-from stages.training.io import save_figure
+from stages.files import save_figure
 from stages.selective_search import CACHE_DIR, ProposalCache
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rpn_proposals.py"

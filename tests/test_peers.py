@@ -18,7 +18,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from stages.training.checkpoint import load_checkpoint
 from stages.run_stage import default_config, run_stage
 from stages.torchvision.peers import KINDS, PeerConfig, build_peer, main
-from stages.training.cli import RunConfig
+from stages.flags import RunConfig
 
 NARROW = ["--representation-size", "64", "--mask-head-channels", "16"]
 

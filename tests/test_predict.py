@@ -31,7 +31,7 @@ from stages import predict as predict_module
 from stages.figures.draw import draw_detections, figure_grid
 from stages.predict import detect, main, model_input, panel_title, predict, read_photo
 from stages.training.checkpoint import save_checkpoint
-from stages.training.load import LoadedRun, command_for
+from stages.trained_run import LoadedRun, command_for
 
 CLASSES = ["background", "circle", "square", "triangle"]  # the tiny synthetic set's
 

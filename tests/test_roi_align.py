@@ -10,7 +10,7 @@ import torchvision
 from PIL import Image
 
 from stages.figures.draw import draw_roi_align_points, figure_grid
-from stages.training.io import save_figure
+from stages.files import save_figure
 from stages.ops import kernels, roi_align, roi_align_sample_points
 
 

@@ -26,9 +26,11 @@ from stages.mask_rcnn import MaskRCNNConfig
 from stages.torchvision.peers import PeerConfig
 from stages.selective_search import SelectiveSearchConfig
 from stages.rcnn.sliding_windows import SlidingWindowConfig
-from stages.training import cli, engine, io, run
+from stages.training import engine
+from stages import run
+from stages import flags, files
 from stages.training.checkpoint import load_checkpoint
-from stages.training.device import seed_everything
+from stages.devices import seed_everything
 from tests.test_engine import ToyDetector, _run
 from tests.test_training_errors import NARROW
 
@@ -45,7 +47,7 @@ def _argv(tiny_synthetic, data_root, out) -> list[str]:
 # Numbers: every flag has a range, checked where the parser reads it
 # ------------------------------------------------------------------------------------------------
 
-CONFIGS = (cli.RunConfig, FasterRCNNConfig, MaskRCNNConfig, RCNNConfig, PeerConfig,
+CONFIGS = (flags.RunConfig, FasterRCNNConfig, MaskRCNNConfig, RCNNConfig, PeerConfig,
            SelectiveSearchConfig, SlidingWindowConfig)
 
 
@@ -53,10 +55,10 @@ def test_every_numeric_field_of_every_config_has_a_range():
     missing = set()
     for cls in CONFIGS:
         for f in dataclasses.fields(cls):
-            typ, _ = cli._field_type(cls, f)
-            if typ in (int, float) and f.name not in cli.RANGES:
+            typ, _ = flags._field_type(cls, f)
+            if typ in (int, float) and f.name not in flags.RANGES:
                 missing.add(f"{cls.__name__}.{f.name}")
-    assert not missing, f"give these fields a range in cli.RANGES: {sorted(missing)}"
+    assert not missing, f"give these fields a range in flags.RANGES: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -87,7 +89,7 @@ def test_a_config_built_in_python_checks_its_ranges_too():
     with pytest.raises(ValueError, match=r"^--anchor-sizes 16 0 64: expected a number > 0$"):
         FasterRCNNConfig(anchor_sizes=(16, 0, 64))
     with pytest.raises(ValueError, match=r"^--time-budget -1: expected a number > 0$"):
-        cli.RunConfig(time_budget=-1.0)
+        flags.RunConfig(time_budget=-1.0)
     assert FasterRCNNConfig(anchor_sizes=(8, 16)).anchor_sizes == (8, 16)
 
 
@@ -241,8 +243,8 @@ def test_a_checkpoint_is_written_mid_epoch_every_checkpoint_every_seconds(tiny_s
 def test_output_files_get_the_mode_of_any_new_file(tmp_path):
     old = os.umask(0o022)
     try:
-        path = io.write_json(tmp_path / "metrics.json", {"AP": 1.0})
-        io.atomic_write(tmp_path / "weights.pt", lambda f: torch.save({}, f))
+        path = files.write_json(tmp_path / "metrics.json", {"AP": 1.0})
+        files.atomic_write(tmp_path / "weights.pt", lambda f: torch.save({}, f))
     finally:
         os.umask(old)
     for name in ("metrics.json", "weights.pt"):

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from stages.data.sources import CocoDataset
-from stages.training import engine, run
-from stages.training.device import seed_everything
+from stages.training import engine
+from stages import run
+from stages.devices import seed_everything
 
 TINY_CHANNELS = ("--backbone", "tiny", "--backbone-channels", "8", "16", "16", "16", "16")
 STAGES = {  # stage: its flags for a fast run on the tiny set

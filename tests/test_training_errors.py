@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stages.faster_rcnn.__main__ import main
-from stages.training import run
+from stages import run
 
 # the tiny CNN at a narrow width: seconds per epoch (the errors, not the accuracy, are tested)
 NARROW = ["--backbone", "tiny", "--backbone-channels", "8", "16", "16", "16", "16", "--fc-dim", "32"]
@@ -62,7 +62,8 @@ def test_a_run_that_diverged_without_the_guard_now_trains(tiny_synthetic, tmp_pa
     run trains. (The report's rate was 0.1, 5x the old default. Since each image draws its flip
     and samples from a generator of its own, 0.1 no longer blows up on these 7 images within four
     epochs, measured; 0.3 does, at step 6.)"""
-    from stages.training import engine, run
+    from stages.training import engine
+    from stages import run
     from stages.data.sources import CocoDataset
     from stages.mask_rcnn import MaskRCNNConfig, build_mask_rcnn
     from stages.data.transforms import train_transforms

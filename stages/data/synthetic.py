@@ -50,8 +50,8 @@ import torch
 
 from stages.data.coco_format import mask_to_rle
 from stages.data.datasets import CocoDataset
-from stages.training import io
-from stages.training.cli import add_dataclass_args, command_parser, dataclass_from_args, param
+from stages import files
+from stages.flags import add_dataclass_args, command_parser, dataclass_from_args, param
 
 CLASS_NAMES = ["background", "circle", "square", "triangle"]
 SPLITS = {"train": 0, "val": 1}  # split name -> id mixed into the random seed
@@ -251,10 +251,10 @@ def coco_split(cfg: SyntheticConfig, split: str, image_dir: Path) -> dict:
 
 def _manifest(folder: Path, cfg: SyntheticConfig) -> dict:
     # only what the generator writes: extra files (a preview grid, say) do not make it "damaged"
-    files = sorted([*folder.glob("images/*.png"), folder / "train.json", folder / "val.json"])
-    files = [p for p in files if p.is_file()]
+    written = sorted([*folder.glob("images/*.png"), folder / "train.json", folder / "val.json"])
+    written = [p for p in written if p.is_file()]
     return {"config": asdict(cfg),
-            "files": {str(p.relative_to(folder)): p.stat().st_size for p in files}}
+            "files": {str(p.relative_to(folder)): p.stat().st_size for p in written}}
 
 
 def is_complete(folder: Path, cfg: SyntheticConfig) -> bool:
@@ -280,8 +280,8 @@ def generate(cfg: SyntheticConfig, folder: Path) -> Path:
         (tmp / "images").mkdir()
         for split in SPLITS:
             coco = coco_split(cfg, split, tmp / "images")
-            io.write_json(tmp / f"{split}.json", coco, indent=None)
-        io.write_json(tmp / "manifest.json", _manifest(tmp, cfg))  # written last
+            files.write_json(tmp / f"{split}.json", coco, indent=None)
+        files.write_json(tmp / "manifest.json", _manifest(tmp, cfg))  # written last
         if folder.exists():  # a damaged or stale copy: move it aside, then delete it
             trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
             os.replace(folder, trash / "old")

@@ -14,7 +14,7 @@ masks uint8 [N, H, W]. Whatever happens to the pixels happens to the boxes and m
   at 7.5 GB.
 - ``HorizontalFlip(p)``: the only augmentation of Fast R-CNN (sec. 2.3, p = 0.5).
 
-Randomness comes from torch's global generator, which ``stages.training.device.seed_everything`` seeds:
+Randomness comes from torch's global generator, which ``stages.devices.seed_everything`` seeds:
 with the loader in the main process the same seed gives the same flips.
 """
 

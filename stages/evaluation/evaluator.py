@@ -28,7 +28,7 @@ from tqdm import tqdm
 from stages.evaluation.coco import (coco_from_entries, coco_metrics, coco_scores,
                                     detections_to_coco, explain_missing, gt_entries, image_id_of)
 from stages.evaluation.errors import breakdown
-from stages.training.device import synchronize
+from stages.devices import synchronize
 
 
 def evaluate(model, dataset, device="cpu", max_images: int | None = None, batch_size: int = 1,

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stages.training.io import write_json
+from stages.files import write_json
 
 
 class ResultFileError(ValueError):

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import torch
 
-from stages.training import distributed, run
+from stages.training import distributed
+from stages import run
 from stages.backbone import backbone_suffix
 from stages.evaluation import Result
 from stages.fast_rcnn.config import FastRCNNConfig
 from stages.fast_rcnn.model import build_fast_rcnn
 from stages.selective_search import CACHE_DIR, ProposalCache, SelectiveSearchConfig, fill_cache
-from stages.training.cli import RunConfig, dataclass_from_args
+from stages.flags import RunConfig, dataclass_from_args
 
 STAGE = "fast_rcnn"
 

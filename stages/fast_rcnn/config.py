@@ -18,7 +18,7 @@ from typing import Literal
 
 from stages.backbone import BackboneConfig
 from stages.recipe import Recipe
-from stages.training.cli import param
+from stages.flags import param
 
 Pool = Literal["roi", "spp", "align"]  # every stage's --pool words (stages.fast_rcnn.pooling)
 

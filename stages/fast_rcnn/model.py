@@ -38,7 +38,7 @@ from stages.fast_rcnn.pooling import build_pooler
 from stages.fast_rcnn.sampling import sample_batch
 from stages.ops import BoxCoder
 from stages.selective_search import ProposalCache
-from stages.training.device import synchronize
+from stages.devices import synchronize
 
 
 class CachedSelectiveSearch(nn.Module):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from stages.training import run
+from stages import run
 from stages.backbone import backbone_suffix
 from stages.evaluation import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.faster_rcnn.model import build_faster_rcnn
-from stages.training.cli import RunConfig, dataclass_from_args
+from stages.flags import RunConfig, dataclass_from_args
 
 STAGE = "faster_rcnn"
 

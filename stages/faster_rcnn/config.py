@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stages.fast_rcnn.config import FastRCNNConfig
-from stages.training.cli import param
+from stages.flags import param
 
 
 @dataclass(frozen=True)

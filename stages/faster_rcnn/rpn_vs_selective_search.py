@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from stages.training.device import synchronize
+from stages.devices import synchronize
 from stages.selective_search import ProposalCache
 from stages.rcnn.proposers import proposal_report
 

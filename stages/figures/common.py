@@ -30,7 +30,7 @@ from stages.figures.draw import to_numpy_image
 from stages.selective_search import CACHE_DIR, ProposalCache
 from stages.training.checkpoint import CheckpointError, load_checkpoint
 from stages.training.engine import CHECKPOINT
-from stages.training.load import rebuild
+from stages.trained_run import rebuild
 
 if TYPE_CHECKING:  # the stage packages are imported by the figures that use them, not here
     from stages.faster_rcnn.config import FasterRCNNConfig
@@ -148,7 +148,7 @@ def trained_model(src: Inputs, run: str, stages: tuple[str, ...]
     """``(model, cfg)``: the checkpoint of ``<runs>/<run>`` (``Inputs.checkpoint``: ``Skip`` when
     it is missing, damaged or of a stage not in ``stages``), rebuilt by the stage's own model
     builder from the config it saved, its weights restored, in eval mode
-    (``stages.training.load.rebuild``, which ``python -m stages.predict`` loads its runs with)."""
+    (``stages.trained_run.rebuild``, which ``python -m stages.predict`` loads its runs with)."""
     state = src.checkpoint(run, stages)
     try:
         return rebuild(state, src.data_root)

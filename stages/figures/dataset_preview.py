@@ -8,7 +8,7 @@ from pathlib import Path
 from stages.data.datasets import CocoDataset
 from stages.data.synthetic import add_generation_args, generated_folder
 from stages.figures.draw import preview_grid
-from stages.training.cli import command_parser
+from stages.flags import command_parser
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -3,7 +3,7 @@
 Every stage, notebook and lecture figure draws through these few functions, so a class has the
 same colour everywhere, and an object with a mask a colour of its own (as torchvision's
 ``draw_segmentation_masks`` and detectron2's ``Visualizer``). Functions take a matplotlib ``Axes``
-and draw on it; ``figure_grid`` and ``save_figure`` (in ``stages.training.io``) make and write
+and draw on it; ``figure_grid`` and ``save_figure`` (in ``stages.files``) make and write
 whole figures without pyplot, so they work on a machine with no display. Beside detections, the
 pictures of each stage's inner steps: RoI pooling's bins (``roi_pool_bins``, the cells each bin
 max-pools, as ``stages.ops.roi_pool`` computes them; ``exact_bins``, before rounding), drawn in
@@ -26,7 +26,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from stages.training import io
+from stages import files
 
 # the tab10 palette; label k gets PALETTE[(k - 1) % 10]
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -147,7 +147,7 @@ def preview_grid(dataset, path, n: int = 16, cols: int = 4):
         draw_target(ax, image, target, dataset.class_names,
                     title=f"image {target['image_id']}: {len(target['boxes'])} objects")
     fig.tight_layout()
-    return io.save_figure(fig, path)
+    return files.save_figure(fig, path)
 
 
 def _hex_to_rgb(colour: str) -> tuple[float, float, float]:

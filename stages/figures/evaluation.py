@@ -102,7 +102,7 @@ def error_examples(run_dirs) -> dict:
     import json
 
     from stages.evaluation.errors import examples
-    from stages.training.run import DETECTIONS, GROUND_TRUTH
+    from stages.run import DETECTIONS, GROUND_TRUTH
 
     found = {}
     for folder in run_dirs:

@@ -54,7 +54,7 @@ without them, the negatives nearest to an object, which is where hard negatives 
 Checkpoints are read the way the stages read them (``stages.training.checkpoint.load_checkpoint``: refused
 when written by another stage or for other classes) and rebuilt with the stage's own model
 builder from the config they saved. Proposals come from the selective-search cache that stages 1
-and 2 share (``<data-root>/proposals``). Files are written atomically (``stages.training.io``) at 150 dpi,
+and 2 share (``<data-root>/proposals``). Files are written atomically (``stages.files``) at 150 dpi,
 with fonts sized for a projector; at the end the command lists what it wrote and what it skipped.
 """
 
@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io as bytes_io
+import io
 import time
 import traceback
 from dataclasses import dataclass
@@ -82,8 +82,8 @@ from stages.figures.faster_rcnn import fig_anchors, fig_rpn
 from stages.figures.mask_rcnn import fig_fpn, fig_mask_path, fig_masks, fig_roi_align
 from stages.figures.rcnn import (fig_hard_negatives, fig_proposals, fig_selective_search,
                                  fig_warped_regions)
-from stages.training import io
-from stages.training.cli import command_parser
+from stages import files
+from stages.flags import command_parser
 from stages.training.engine import CHECKPOINT
 
 
@@ -121,7 +121,7 @@ def fig_real_photos(src: Inputs) -> Figure:
     ``--photo-runs``, one panel each, on the photo, with its proposals and times."""
     from stages.predict import figure_for, predict
     from stages.training.checkpoint import CheckpointError
-    from stages.training.load import STAGES
+    from stages.trained_run import STAGES
 
     runs = src.photo_runs
     train = (f"python -m stages.compare --data pennfudan:DIR --out {runs} (all four stages on "
@@ -271,15 +271,15 @@ def render(spec: FigureSpec, src: Inputs, out: Path, dpi: int = DPI, palette: bo
         if isinstance(made, Path):
             data = made.read_bytes()
         else:
-            buffer = bytes_io.BytesIO()
+            buffer = io.BytesIO()
             made.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
             data = buffer.getvalue()
     if palette:
-        image = Image.open(bytes_io.BytesIO(data)).convert("RGB").quantize(colors=256)
-        buffer = bytes_io.BytesIO()
+        image = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=256)
+        buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=True)
         data = buffer.getvalue()
-    return io.write_bytes(path, data)
+    return files.write_bytes(path, data)
 
 
 def main(argv: list[str] | None = None) -> Report:

@@ -36,7 +36,7 @@ from stages.figures.draw import draw_boxes, draw_captioned_boxes, draw_detection
 from stages.ops import box_iou
 from stages.rcnn.sliding_windows import sliding_windows
 from stages.selective_search import SelectiveSearchConfig, to_uint8_hwc
-from stages.training.cli import dataclass_from_dict
+from stages.flags import dataclass_from_dict
 from stages.training.engine import CHECKPOINT
 
 

@@ -16,12 +16,12 @@ import sys
 
 import torch
 
-from stages.training import run
+from stages import run
 from stages.backbone import backbone_suffix
 from stages.evaluation import Result
 from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.mask_rcnn.model import build_mask_rcnn
-from stages.training.cli import RunConfig, dataclass_from_args
+from stages.flags import RunConfig, dataclass_from_args
 
 STAGE = "mask_rcnn"
 # inherited fields stage 4 does not read: its --pool is align | roi, so no SPP pyramid

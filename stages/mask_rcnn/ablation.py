@@ -46,10 +46,11 @@ from stages.evaluation.result import Result, ResultFileError
 from stages.evaluation.tables import format_rows
 from stages.mask_rcnn.__main__ import train_and_evaluate  # what the stage command runs
 from stages.mask_rcnn.config import MaskRCNNConfig
-from stages.training import distributed, run
-from stages.training.cli import RunConfig
+from stages.training import distributed
+from stages import run
+from stages.flags import RunConfig
 from stages.training.engine import CHECKPOINT
-from stages.training.run import METRICS
+from stages.run import METRICS
 
 DEFAULT = "align"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stages.fast_rcnn.config import Pool
-from stages.training.cli import param
+from stages.flags import param
 from stages.faster_rcnn.config import FasterRCNNConfig
 
 

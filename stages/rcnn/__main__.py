@@ -36,9 +36,11 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from stages.evaluation import Result
-from stages.training import distributed, engine, io, loss_figure, run
+from stages.training import distributed, engine, loss_figure
+from stages import run
+from stages import files
 from stages.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stages.training.cli import RunConfig, dataclass_from_args, dataclass_from_dict
+from stages.flags import RunConfig, dataclass_from_args, dataclass_from_dict
 from stages.training.engine import CHECKPOINT
 from stages.rcnn.config import RCNNConfig, resolve
 from stages.rcnn.model import load_region_cnn, model_from_checkpoint, phases_done
@@ -88,7 +90,7 @@ def report_proposals(val, cfg: RCNNConfig, cache_root: Path, out_dir: Path) -> d
     print(format_proposal_report(report))
     fig = Figure(figsize=(7, 5.5), layout="constrained")  # constrained: room for the legend below
     plot_recall(fig.add_subplot(1, 1, 1), report)
-    io.save_figure(fig, out_dir / PROPOSALS_FIGURE)
+    files.save_figure(fig, out_dir / PROPOSALS_FIGURE)
     return report
 
 
@@ -159,7 +161,7 @@ def train_and_evaluate(run_cfg: RunConfig, cfg: RCNNConfig | None = None,
                         history=history, extra={"phases_done": ["cnn", "svm_bbox"],
                                                 "stopped_by": stopped_by,
                                                 **model.extra_tensors()})
-        io.write_json(ctx.out_dir / TRAIN_LOG, {
+        files.write_json(ctx.out_dir / TRAIN_LOG, {
             "proposals": record["data"].summary, "cnn_history": history,
             "svm_rounds": record["svm_log"], "region_features_s": record["features"].seconds,
             "train_time_s": train_time})

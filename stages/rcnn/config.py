@@ -22,7 +22,7 @@ from typing import Literal
 
 from stages.backbone import BackboneConfig, backbone_suffix
 from stages.recipe import Recipe
-from stages.training.cli import param
+from stages.flags import param
 from stages.rcnn.sliding_windows import SlidingWindowConfig
 from stages.selective_search import SelectiveSearchConfig
 
@@ -139,7 +139,7 @@ class RCNNConfig(Recipe, BackboneConfig):
 
     def selective_search(self) -> SelectiveSearchConfig:
         # ss_method None ("the data decides") is the package here: the command line replaces it
-        # with the data's choice before the config is built (stages.training.run.stage_config)
+        # with the data's choice before the config is built (stages.run.stage_config)
         return SelectiveSearchConfig(ss_method=self.ss_method or "package", ss_scale=self.ss_scale,
                                      ss_sigma=self.ss_sigma, ss_min_size=self.ss_min_size,
                                      ss_min_box=self.ss_min_box, ss_max_boxes=self.ss_max_boxes)

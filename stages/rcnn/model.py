@@ -42,7 +42,7 @@ from stages.rcnn.cnn import RegionCNN, extract_features
 from stages.rcnn.config import RCNNConfig
 from stages.rcnn.regions import crop_regions, normalize
 from stages.rcnn.svm import ClassSVMs
-from stages.training.device import synchronize
+from stages.devices import synchronize
 
 
 class RCNN(nn.Module):

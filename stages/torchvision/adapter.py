@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
-from stages.training.device import synchronize
+from stages.devices import synchronize
 
 
 class TorchvisionDetector(nn.Module):

@@ -49,8 +49,9 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
 from stages.evaluation import Result
 from stages.mask_rcnn.config import MaskRCNNConfig
-from stages.training import engine, run
-from stages.training.cli import RunConfig, dataclass_from_args
+from stages.training import engine
+from stages import run
+from stages.flags import RunConfig, dataclass_from_args
 from stages.torchvision.adapter import TorchvisionDetector
 from stages.torchvision.anchors import ASPECT_RATIOS, FPN_ANCHOR_SIZES, make_anchor_generator
 from stages.torchvision.peer_models import build_peer_mask_rcnn

@@ -53,15 +53,15 @@ from dataclasses import dataclass
 
 import torch
 
-from stages.training import run
+from stages import run
 from stages.backbone import BackboneConfig, backbone_from_config, backbone_suffix
 from stages.evaluation import Result
 from stages.faster_rcnn.config import FasterRCNNConfig
 from stages.recipe import Recipe
-from stages.training.cli import param
+from stages.flags import param
 from stages.torchvision.adapter import TorchvisionDetector
 from stages.torchvision.peer_models import build_peer_faster_rcnn, build_peer_mask_rcnn
-from stages.training.cli import RunConfig, dataclass_from_args
+from stages.flags import RunConfig, dataclass_from_args
 
 KINDS = ("faster_rcnn", "mask_rcnn")  # the stage each peer is measured against
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from stages.training import io
+from stages import files
 
 FORMAT = "rcnn-stages-checkpoint/1"
 
@@ -48,7 +48,7 @@ def save_checkpoint(path: str | os.PathLike, *, stage: str, class_names: list[st
         "epoch": int(epoch), "step": int(step), "train_time_s": float(train_time_s),
         "history": list(history or []), "rng": torch.get_rng_state(), "extra": dict(extra or {}),
     }
-    return io.atomic_write(path, lambda f: torch.save(state, f))
+    return files.atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, *, stage: str | None = None,

@@ -51,11 +51,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from stages.training import distributed, io
+from stages.training import distributed
+from stages import files
 from stages.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from stages.data.sources import DatasetError
 from stages.training.batches import epoch_loader, to_device
-from stages.training.device import synchronize
+from stages.devices import synchronize
 from stages.training.optimizer import lr_factor
 
 CHECKPOINT = "checkpoint.pt"
@@ -300,7 +301,7 @@ class Checkpoints:
                         config=self.config, model=self.model, optimizer=self.optimizer,
                         epoch=at.epoch, step=at.step, train_time_s=at.spent, history=at.history,
                         extra={"stopped_by": stopped_by, "batch_in_epoch": at.batch})
-        io.write_json(self.path.parent / LOSSES, at.history, indent=None)
+        files.write_json(self.path.parent / LOSSES, at.history, indent=None)
 
     def save_if_due(self, at: Position, n_batches: int, budget: Budget) -> None:
         """Save mid-epoch once ``every_s`` seconds (wall clock) have passed since the last save

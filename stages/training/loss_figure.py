@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from stages.training import io
+from stages import files
 
 def plot_losses(ax, history: list[dict], keys: list[str] | None = None, smooth: int = 20):
     """Training curves from ``losses.json`` records: one line per loss, a running mean over ``smooth`` steps."""
@@ -70,4 +70,4 @@ def save_loss_figure(history: list[dict], path, title: str = "", final: tuple | 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return io.save_figure(fig, path)
+    return files.save_figure(fig, path)

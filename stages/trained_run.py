@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.training.cli import dataclass_from_dict
+from stages.flags import dataclass_from_dict
 from stages.training.engine import CHECKPOINT
 
 # the four stages in the order of the papers (a run folder of each is runs/<stage>)

@@ -45,7 +45,7 @@ import torch
 from stages.training import distributed, engine, loss_figure
 from stages.backbone import BackboneError
 from stages.training.checkpoint import CheckpointError, load_checkpoint, restore
-from stages.training.cli import (AUTO, RunConfig, add_dataclass_args, command_parser,
+from stages.flags import (AUTO, RunConfig, add_dataclass_args, command_parser,
                                  dataclass_from_args)
 from stages.data import box_statistics
 from stages.data.box_statistics import BoxStats, gather
@@ -53,12 +53,12 @@ from stages.data.checks import check_inputs
 from stages.data.datasets import DatasetWarning
 from stages.data.sources import DatasetError, load_dataset, parse_spec
 from stages.selective_search import OpenCVContribMissing
-from stages.training.device import choose_device, count_parameters, seed_everything
+from stages.devices import choose_device, count_parameters, seed_everything
 from stages.training.optimizer import build_optimizer
 from stages.figures.draw import draw_detections, figure_grid
 from stages.evaluation import Result, evaluate, format_table
-from stages.training import io
-from stages.training.io import save_figure
+from stages import files
+from stages.files import save_figure
 from stages.data.transforms import train_transforms, val_transforms
 
 METRICS = "metrics.json"
@@ -552,8 +552,8 @@ def finish(model, ctx: Context, *, variant: str, trained: Trained,
                                     n_train=len(ctx.train), device=device, seed=ctx.run.seed,
                                     steps=trained.steps, stopped_by=trained.stopped_by)
     result.save(ctx.out_dir / METRICS)
-    io.write_json(ctx.out_dir / DETECTIONS, ev["detections"], indent=None)
-    io.write_json(ctx.out_dir / GROUND_TRUTH, ev["ground_truth"], indent=None)
+    files.write_json(ctx.out_dir / DETECTIONS, ev["detections"], indent=None)
+    files.write_json(ctx.out_dir / GROUND_TRUTH, ev["ground_truth"], indent=None)
     save_predictions(model, ctx.val, ctx.out_dir / PREDICTIONS, ctx.device)
     wrote = [ctx.out_dir / name for name in (METRICS, DETECTIONS, GROUND_TRUTH, PREDICTIONS)]
     history = read_history(ctx.out_dir)
