@@ -51,7 +51,7 @@ from stages.evaluation import Result
 from stages.mask_rcnn.config import MaskRCNNConfig
 from stages.training import engine
 from stages import run
-from stages.flags import RunConfig, dataclass_from_args
+from stages.flags import RunConfig, dataclass_from_args, param
 from stages.torchvision.adapter import TorchvisionDetector
 from stages.torchvision.anchors import ASPECT_RATIOS, FPN_ANCHOR_SIZES, make_anchor_generator
 from stages.torchvision.peer_models import build_peer_mask_rcnn
@@ -66,11 +66,11 @@ SKIP = ("spp_levels",)  # as stage 4's command: no SPP pyramid
 class FinetuneConfig:
     """The fine-tuning path's own two settings (the recipe and the anchor ratios are stage 4's,
     ``MaskRCNNConfig``)."""
-    weights: str = "none"  # coco | PATH to a local state_dict (COCO's maskrcnn_resnet50_fpn, the
-    #                        tutorial) | none (torchvision's MaskRCNN on our ImageNet backbone: no
-    #                        COCO weights)
-    image_size: int = 128  # its transform resizes images to this side (its min_size = max_size;
-    #                        our images: 128 px; --long-side overrides it)
+    weights: str = param("none", help=("coco | PATH to a local state_dict (COCO's maskrcnn_resnet50_fpn, the "
+                                       "tutorial) | none (torchvision's MaskRCNN on our ImageNet backbone: no "
+                                       "COCO weights)"))
+    image_size: int = param(128, help=("its transform resizes images to this side (its min_size = max_size; "
+                                       "our images: 128 px; --long-side overrides it)"))
 
 
 def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
