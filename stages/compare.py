@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import tempfile
 import time
 from datetime import datetime
@@ -153,7 +154,11 @@ def stage_settings(args: argparse.Namespace, entry: Entry) -> dict:
               if name not in NOT_SETTINGS and name not in entry.unused}
     # the same folder, however it is written: a notebook's "../data" is the command's "data"
     values["data_root"] = str(Path(values["data_root"]).resolve())
-    return {"stage": entry.stage, "peer": entry.peer, "changes": dict(entry.changes), **values}
+    # and the stage's whole config as this version of the code builds it: a run trained before a
+    # default changed (a wider head, say) is not reused as if it were today's
+    config = json.loads(json.dumps(dataclasses.asdict(default_config(entry.stage, **dict(entry.changes)))))
+    return {"stage": entry.stage, "peer": entry.peer, "changes": dict(entry.changes), **values,
+            "config": config}
 
 
 def shown(run: RunConfig) -> str:

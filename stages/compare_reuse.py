@@ -1,7 +1,9 @@
 """Reuse a run trained with the same settings: ``compare_settings.json`` in each run folder.
 
 After ``python -m stages.compare`` (or a notebook's ``compare.ensure_run``) finishes a stage, the
-record in ``<out>/<stage>/compare_settings.json`` says what the run was trained with. A later
+record in ``<out>/<stage>/compare_settings.json`` says what the run was trained with: the shared
+flags and the stage's whole config as the code built it (so a run trained before a default
+changed is trained again, not reused). A later
 comparison with the same settings reads the run's ``metrics.json`` instead of training again; a
 run that was interrupted resumes from its checkpoint. ``plan`` decides; ``write_record`` writes
 the record, "running" before the stage starts and "finished" once it is done.

@@ -239,3 +239,21 @@ def test_run_stage_names_every_stage_and_refuses_another():
     assert set(run_stage.STAGES) == set(run_stage.CONFIGS) >= set(compare.STAGE_NAMES)
     with pytest.raises(ValueError, match="unknown stage 'yolo'"):
         run_stage.run_stage("yolo", RunConfig())
+
+
+def test_a_run_trained_before_a_default_changed_is_not_reused(monkeypatch):
+    """The record holds the stage's whole config, as the code builds it: a run of the fc 256 head
+    is not the run of today's 1024 head, though no flag differs."""
+    from stages.compare_reuse import same_settings
+
+    args = compare.build_parser().parse_args([])
+    entry = compare.ENTRIES["fast_rcnn"]
+    today = compare.stage_settings(args, entry)
+    assert same_settings(json.loads(json.dumps(today)), today)  # as read back from the record
+    older = run_stage.default_config  # the code of before: another default
+
+    monkeypatch.setattr(compare, "default_config",
+                        lambda stage, **changes: dataclasses.replace(older(stage, **changes), fc_dim=256))
+    before = compare.stage_settings(args, entry)
+    assert before["config"]["fc_dim"] == 256 and today["config"]["fc_dim"] == 1024
+    assert not same_settings(json.loads(json.dumps(before)), today)
