@@ -143,9 +143,9 @@ def pair_checks(kind: str, ours: dict, peer: dict) -> list[dict]:
 def not_run_line(name: str, runs: Path) -> str:
     entry = ENTRIES[name]
     if entry.peer is None and not stage_built(name):
-        return f"not run: {name} skipped, {entry.module} is not built yet"
+        return f"not run: {name} skipped, stages.{entry.stage} is not built yet"
     command = (f"python -m stages.torchvision.peers {entry.peer}" if entry.peer
-               else f"python -m {entry.module}")
+               else f"python -m stages.{entry.stage}")
     return (f"not run: train {name} first ({command} --out {runs / name}, or "
             f"python benchmarks/bench_peers.py --runs {runs}): no {runs / name / METRICS}")
 

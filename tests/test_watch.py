@@ -4,7 +4,6 @@ trains and evaluates on its own validation file, and the comparison records AP a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -89,8 +88,7 @@ def test_the_comparison_keeps_ap_against_training_time(tiny_synthetic, data_root
     assert loaded[0].curve == curve
 
     # one place for runs: the notebooks' ensure_run reads this very run instead of training
-    def must_not_run(argv):
+    def must_not_run(stage, run, cfg):
         raise AssertionError("trained again although compare made this run")
-    monkeypatch.setitem(compare.ENTRIES, "faster_rcnn",
-                        dataclasses.replace(compare.ENTRIES["faster_rcnn"], main=must_not_run))
+    monkeypatch.setattr(compare, "run_stage", must_not_run)
     assert compare.ensure_run("faster_rcnn", tmp_path, argv) == tmp_path / "faster_rcnn"
