@@ -31,7 +31,7 @@ from stages.mask_rcnn.__main__ import SKIP  # noqa: E402
 from stages.mask_rcnn.ablation import (VARIANTS, ablation_markdown, ablation_table,  # noqa: E402
                                        run_variants)
 from stages.mask_rcnn.config import MaskRCNNConfig  # noqa: E402
-from stages.training import io, run  # noqa: E402
+from stages import files, run  # noqa: E402
 from stages.flags import RunConfig, dataclass_from_args  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> str:
     table = ablation_table(results)
     print("\nMask R-CNN ablations (cf. He et al. 2017, Table 2)\n" + table)
     if args.markdown:
-        print(f"\nwrote {io.write_text(args.markdown, ablation_markdown(results))}")
+        print(f"\nwrote {files.write_text(args.markdown, ablation_markdown(results))}")
     return table
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
-from stages.training import run  # noqa: E402
+from stages import run  # noqa: E402
 from stages.training.engine import LOSSES  # noqa: E402
 
 # name -> the flags that differ from the stage's defaults

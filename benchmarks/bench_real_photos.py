@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
 
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # noqa: E402
-from stages.training import run  # noqa: E402
+from stages import run  # noqa: E402
 
 PENNFUDAN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "PennFudanPed"
 ROWS = {

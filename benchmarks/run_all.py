@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))  # the bench_* scripts, imported as modules
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from stages.training import io  # noqa: E402
+from stages import files  # noqa: E402
 
 DEFAULT_REPORT = HERE / "report.md"
 HEADINGS = {  # section key -> heading in the report (the test checks each is there)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> str:
             body = f"**failed**: {type(e).__name__}: {e}\n"
         parts += [HEADINGS[key], "", body.rstrip() + "\n"]
     report = "\n".join(parts)
-    io.write_text(args.out, report)
+    files.write_text(args.out, report)
     print(f"\n[run_all] wrote {args.out}")
     return report
 

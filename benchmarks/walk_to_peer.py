@@ -48,7 +48,7 @@ from stages.evaluation.tables import format_rows  # noqa: E402
 from stages.faster_rcnn.__main__ import main as faster_rcnn_main  # noqa: E402
 from stages.mask_rcnn.__main__ import main as mask_rcnn_main  # noqa: E402
 from stages.torchvision.peers import main as peers_main  # noqa: E402
-from stages.training import run  # noqa: E402
+from stages import run  # noqa: E402
 
 
 @dataclass(frozen=True)
