@@ -49,15 +49,17 @@ def main() -> None:
     files.atomic_write, engine.train = recording_write, recording_train
     command = importlib.import_module(f"stages.{stage}.__main__")
     if stage == "rcnn":  # the engine trains R-CNN's CNN inside a RegionClassifier, in two
-        #                    phases (pre-training, fine-tuning): record the CNN that comes out
-        train_cnn = command.train_cnn
+        #                    phases (pre-training, fine-tuning), called by train_rcnn: record
+        #                    the CNN that comes out
+        steps = importlib.import_module("stages.rcnn.train")
+        train_cnn = steps.train_cnn
 
         def recording_train_cnn(*args, **kwargs):
             cnn, history, stopped_by = train_cnn(*args, **kwargs)
             trained["weights"] = {k: v.detach().cpu().clone() for k, v in cnn.state_dict().items()}
             trained["steps"] = len(history)
             return cnn, history, stopped_by
-        command.train_cnn = recording_train_cnn
+        steps.train_cnn = recording_train_cnn
     command.main(argv)
     record_dir.mkdir(parents=True, exist_ok=True)
     torch.save(trained, record_dir / f"rank{rank}.pt")
