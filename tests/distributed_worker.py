@@ -51,15 +51,15 @@ def main() -> None:
     if stage == "rcnn":  # the engine trains R-CNN's CNN inside a RegionClassifier, in two
         #                    phases (pre-training, fine-tuning), called by train_rcnn: record
         #                    the CNN that comes out
-        steps = importlib.import_module("stages.rcnn.train")
-        train_cnn = steps.train_cnn
+        rcnn_train = importlib.import_module("stages.rcnn.train")
+        train_cnn = rcnn_train.train_cnn
 
         def recording_train_cnn(*args, **kwargs):
             cnn, history, stopped_by = train_cnn(*args, **kwargs)
             trained["weights"] = {k: v.detach().cpu().clone() for k, v in cnn.state_dict().items()}
             trained["steps"] = len(history)
             return cnn, history, stopped_by
-        steps.train_cnn = recording_train_cnn
+        rcnn_train.train_cnn = recording_train_cnn
     command.main(argv)
     record_dir.mkdir(parents=True, exist_ok=True)
     torch.save(trained, record_dir / f"rank{rank}.pt")
