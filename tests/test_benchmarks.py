@@ -102,10 +102,15 @@ def test_the_walk_to_the_peers_adds_one_difference_per_row_and_every_flag_parses
     """Each stage-3 row keeps the flags of the row above and adds one; every row's command line is
     one its stage's parser accepts (nothing is trained)."""
     walk = bench("walk_to_peer")
-    stage3 = [row for row in walk.walk_rows() if row.command == "faster_rcnn"]
+    stage3 = [walk.ROWS["ours_faster"]] + [walk.ROWS[name] for name, _, _ in walk.STEPS]  # the walk
     for before, after in zip(stage3, stage3[1:]):
         assert after.flags[:len(before.flags)] == before.flags and len(after.flags) == len(before.flags) + 2
     assert walk.ROWS["ours_mask_walked"].flags == stage3[-1].flags
+    # the narrow rows: the walk's choices that cost no test time, all but the fc width (and the RPN's)
+    narrow = set(zip(walk.NARROW[::2], walk.NARROW[1::2]))
+    walked = set(zip(walk.ROWS["beta19"].flags[::2], walk.ROWS["beta19"].flags[1::2]))
+    assert narrow == walked - {("--fc-dim", "1024")}
+    assert walk.ROWS["faster_narrow"].flags == walk.ROWS["mask_narrow"].flags == walk.NARROW
     from stages import run
     from stages.faster_rcnn import FasterRCNNConfig
     from stages.mask_rcnn import MaskRCNNConfig
