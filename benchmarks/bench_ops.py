@@ -14,8 +14,9 @@ images, from a stride-16 map (32 x 32, ``--channels`` channels) to 7 x 7 with 2 
 (Mask R-CNN's box head), alone and with its backward pass (what a training step pays);
 ``roi_pool`` pools them to 7 x 7 by max over quantised bins (Fast R-CNN's RoI pooling).
 
-``main(argv)`` prints the table and returns its numbers ({op: {"ours_ms", "torchvision_ms",
-"ratio", "same"}}), so ``benchmarks/run_all.py`` can call it.
+``main(argv)`` parses the flags and calls ``benchmark(n=..., repeats=..., ...)`` (the same settings
+as keyword arguments), which prints the table and returns its numbers ({op: {"ours_ms",
+"torchvision_ms", "ratio", "same"}}), so ``benchmarks/run_all.py`` can call it.
 
 On a small virtual machine the timings of the (N, N) ``box_iou`` vary 2-3x from run to run (fresh
 memory is slow to fault in), so compare ratios from the same run, and run it twice.
@@ -67,14 +68,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    return benchmark(**vars(parser.parse_args(argv)))
 
-    boxes, scores, idxs = random_proposals(args.n, args.classes, args.seed)
-    g = torch.Generator().manual_seed(args.seed)
-    features = torch.randn(2, args.channels, 32, 32, generator=g, requires_grad=True)  # 512 px / stride 16
-    rois = torch.cat([torch.arange(args.n)[:, None] % 2, boxes], dim=1)  # (n, 5), alternate images
+
+def benchmark(*, n: int = 2000, classes: int = 20, channels: int = 96, iou_threshold: float = 0.5,
+              repeats: int = 7, seed: int = 0, threads: int | None = None) -> dict:
+    """What ``main`` runs, its flags as keyword arguments: prints the table, returns its numbers."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    boxes, scores, idxs = random_proposals(n, classes, seed)
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(2, channels, 32, 32, generator=g, requires_grad=True)  # 512 px / stride 16
+    rois = torch.cat([torch.arange(n)[:, None] % 2, boxes], dim=1)  # (n, 5), alternate images
     align = dict(output_size=7, spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
 
     def align_and_backward(k):
@@ -85,17 +91,17 @@ def main(argv: list[str] | None = None) -> dict:
     ours, theirs = kernels("ours"), kernels("torchvision")
     calls = {  # op -> how to call it on an implementation k
         "box_iou": lambda k: k.box_iou(boxes, boxes),
-        "nms": lambda k: k.nms(boxes, scores, args.iou_threshold),
-        "batched_nms": lambda k: k.batched_nms(boxes, scores, idxs, args.iou_threshold),
+        "nms": lambda k: k.nms(boxes, scores, iou_threshold),
+        "batched_nms": lambda k: k.batched_nms(boxes, scores, idxs, iou_threshold),
         "roi_pool": lambda k: k.roi_pool(features.detach(), rois, output_size=7,
                                          spatial_scale=1 / 16),  # no autograd graph
         "roi_align": lambda k: k.roi_align(features.detach(), rois, **align),
         "roi_align + backward": align_and_backward,
     }
 
-    print(f"{args.n} boxes, {args.classes} classes, IoU threshold {args.iou_threshold}, "
+    print(f"{n} boxes, {classes} classes, IoU threshold {iou_threshold}, "
           f"roi_align on {tuple(features.shape)} to 7 x 7, "
-          f"{torch.get_num_threads()} torch threads, median of {args.repeats}, "
+          f"{torch.get_num_threads()} torch threads, median of {repeats}, "
           f"torch {torch.__version__}\n")
     print("| op | ours (ms) | torchvision (ms) | ours / torchvision | same result |")
     print("|---|---:|---:|---:|---|")
@@ -103,8 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     for op, call in calls.items():
         a, b = call(ours), call(theirs)
         same = torch.allclose(a, b, atol=1e-4) if op.startswith("roi_align") else torch.equal(a, b)
-        ms_ours = median_ms(lambda: call(ours), args.repeats)
-        ms_theirs = median_ms(lambda: call(theirs), args.repeats)
+        ms_ours = median_ms(lambda: call(ours), repeats)
+        ms_theirs = median_ms(lambda: call(theirs), repeats)
         print(f"| {op} | {ms_ours:.2f} | {ms_theirs:.2f} | {ms_ours / ms_theirs:.1f}x | {same} |")
         results[op] = {"ours_ms": ms_ours, "torchvision_ms": ms_theirs,
                        "ratio": ms_ours / ms_theirs, "same": bool(same)}

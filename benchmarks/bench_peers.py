@@ -24,8 +24,10 @@ stage runs, which ``bench_stages.py``, ``run_all.py`` and the notebooks read. Th
 both again. Stage 4 is skipped, with a line, while ``stages.mask_rcnn`` is not built.
 
 ``summarize(runs, kinds)`` prints the same table from runs that already exist, without training
-(``run_all.py`` does that unless given ``--peers``). ``main(argv)`` returns what ``summarize``
-returns: {"rows": {name: numbers}, "checks": [{"pair", "check", "passed"}], "missing": [lines]}.
+(``run_all.py`` does that unless given ``--peers``). ``main(argv)`` parses the flags and calls
+``benchmark(kinds=..., budget=..., ...)`` (the same settings as keyword arguments), which returns
+what ``summarize`` returns: {"rows": {name: numbers}, "checks": [{"pair", "check", "passed"}],
+"missing": [lines]}.
 Timings vary with the machine and its load: train on an otherwise idle machine, or the model
 trained second gets fewer steps for the same budget.
 """
@@ -36,6 +38,7 @@ import argparse
 import json
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -79,12 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def compare_args(args: argparse.Namespace) -> argparse.Namespace:
+def compare_args(*, budget: float, retrain: bool, data: str, data_root: str, epochs: int | None,
+                 seed: int, device: str, long_side: int | None,
+                 progress: bool) -> argparse.Namespace:
     """What ``stages.compare.run_entry`` reads: compare's flags, the budget as --time-budget."""
-    return argparse.Namespace(data=args.data, data_root=args.data_root, preset="quick",
-                              epochs=args.epochs, time_budget=args.budget, seed=args.seed,
-                              device=args.device, long_side=args.long_side,
-                              progress=args.progress, retrain=args.retrain)
+    return argparse.Namespace(data=data, data_root=data_root, preset="quick", epochs=epochs,
+                              time_budget=budget, seed=seed, device=device, long_side=long_side,
+                              progress=progress, retrain=retrain)
 
 
 def stage_built(name: str) -> bool:
@@ -202,12 +206,25 @@ def summarize(runs: Path | str, kinds=tuple(PAIRS)) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    runs = Path(args.runs)
-    settings = compare_args(args)
-    kinds = [k for k in PAIRS if k in args.kinds]
-    print(f"# ours against torchvision's peers: {args.budget:g} s of training each, data "
-          f"{args.data}, seed {args.seed}, {platform.processor() or platform.machine()}, "
+    return benchmark(**vars(build_parser().parse_args(argv)))
+
+
+def benchmark(*, kinds: Sequence[str] = tuple(PAIRS), budget: float = DEFAULT_BUDGET,
+              runs: Path | str = "runs", retrain: bool = False, data: str = "synthetic",
+              data_root: str = "data", epochs: int | None = None, seed: int = 0,
+              device: str = "auto", long_side: int | None = None, progress: bool = True) -> dict:
+    """What ``main`` runs, its flags as keyword arguments: trains (or reuses) both models of each
+    pair, prints the table and returns what ``summarize`` returns."""
+    unknown = [k for k in kinds if k not in PAIRS]
+    if unknown:
+        raise ValueError(f"unknown kinds {unknown}: choose from {list(PAIRS)}")
+    runs = Path(runs)
+    settings = compare_args(budget=budget, retrain=retrain, data=data, data_root=data_root,
+                            epochs=epochs, seed=seed, device=device, long_side=long_side,
+                            progress=progress)
+    kinds = [k for k in PAIRS if k in kinds]
+    print(f"# ours against torchvision's peers: {budget:g} s of training each, data "
+          f"{data}, seed {seed}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}\n")
     ran = []
     for kind in kinds:

@@ -23,8 +23,9 @@ Selective search goes through the proposal cache of ``stages.rcnn`` (under
 computed (on ``--workers`` processes). ``--no-cache`` computes everything now, on one process,
 one image at a time on one core, and times that.
 
-``main(argv)`` prints the reports and returns them, ``{source: proposal_report's dict}``, so
-``benchmarks/run_all.py`` can call it.
+``main(argv)`` parses the flags and calls ``benchmark(n=..., data=[...], ...)`` (the same settings
+as keyword arguments), which prints the reports and returns them, ``{source: proposal_report's
+dict}``, so ``benchmarks/run_all.py`` can call it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
@@ -116,19 +118,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sw-stride", type=float, default=RCNNConfig.sw_stride)
     parser.add_argument("--ss-scale", type=float, default=RCNNConfig.ss_scale)
     parser.add_argument("--ss-min-size", type=int, default=RCNNConfig.ss_min_size)
-    args = parser.parse_args(argv)
+    return benchmark(**vars(parser.parse_args(argv)))
 
-    cfg = RCNNConfig(sw_stride=args.sw_stride, ss_scale=args.ss_scale,
-                     ss_min_size=args.ss_min_size, workers=args.workers)
-    cache_root = Path(args.data_root) / CACHE_DIR if args.cache else None
-    workers = args.workers if args.cache else 1
+
+def benchmark(*, n: int = 100, data: Sequence[str] = DATA, data_root: str = "data",
+              long_side: int = 256, cache: bool = True, workers: int = 2,
+              caps: Sequence[int] = (500, 750, 1000), sw_stride: float = RCNNConfig.sw_stride,
+              ss_scale: float = RCNNConfig.ss_scale,
+              ss_min_size: int = RCNNConfig.ss_min_size) -> dict:
+    """What ``main`` runs, its flags as keyword arguments (``data``: the sources, as --data takes
+    them): prints the reports, returns them."""
+    cfg = RCNNConfig(sw_stride=sw_stride, ss_scale=ss_scale,
+                     ss_min_size=ss_min_size, workers=workers)
+    cache_root = Path(data_root) / CACHE_DIR if cache else None
+    workers = workers if cache else 1
     reports = {}
-    for spec in args.data:
-        images, gt, what = load_validation(spec, args.data_root, args.long_side, args.n)
+    for spec in data:
+        images, gt, what = load_validation(spec, data_root, long_side, n)
         print(f"\n== {spec}: {what}")
         if images is None:
             continue
-        report = bench_source(images, gt, cfg, cache_root, workers, tuple(args.caps))
+        report = bench_source(images, gt, cfg, cache_root, workers, tuple(caps))
         print()
         print(format_proposal_report(report))
         print_recall_table(report)

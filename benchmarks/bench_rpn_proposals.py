@@ -63,25 +63,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the RPN "
                         "(default 1: selective search ran on one core)")
     parser.add_argument("--out", default=None, help=f"the figure (default: <run>/{FIGURE})")
-    args = parser.parse_args(argv)
+    benchmark(**vars(parser.parse_args(argv)))
 
-    torch.set_num_threads(args.threads)
-    path = Path(args.run) / engine.CHECKPOINT
+
+def benchmark(*, run: Path | str = f"runs/{STAGE}", n: int = 100, data: str | None = None,
+              data_root: str | None = None, device: str = "cpu", threads: int = 1,
+              out: Path | str | None = None) -> None:
+    """What ``main`` runs, its flags as keyword arguments: prints the table, saves the figure."""
+    torch.set_num_threads(threads)
+    path = Path(run) / engine.CHECKPOINT
     if not path.exists():
         raise SystemExit(f"error: no trained Faster R-CNN at {path}. Train one first:\n"
-                         f"    python -m stages.faster_rcnn --out {args.run}")
+                         f"    python -m stages.faster_rcnn --out {run}")
     try:
         state = load_checkpoint(path, stage=STAGE)
     except CheckpointError as e:
         raise SystemExit(f"error: {e}") from None
-    data = args.data or state["config"].get("data", "synthetic")
-    data_root = args.data_root or state["config"].get("data_root", "data")
+    data = data or state["config"].get("data", "synthetic")
+    data_root = data_root or state["config"].get("data_root", "data")
     long_side = state["config"].get("long_side")
     _, val = load_dataset(data, data_root, val_transforms=val_transforms(long_side))
     if list(val.class_names) != list(state["class_names"]):
         raise SystemExit(f"error: {path} was trained for classes {state['class_names'][1:]}, "
                          f"the data {data} has {val.class_names[1:]}")
-    device = choose_device(args.device)
+    device = choose_device(device)
     model = build_faster_rcnn(config_from_checkpoint(state), val.num_classes)
     restore(state, model, restore_rng=False)
     model.to(device)
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {path}: {state['step']} steps, {state['train_time_s']:.0f} s of training; "
           f"data {data}; RPN on {device}, {torch.get_num_threads()} thread(s); "
           f"selective search from {cache.folder}")
-    comparison = compare_proposals(model, val, cache, n=args.n, device=device)
+    comparison = compare_proposals(model, val, cache, n=n, device=device)
     if cache.misses:
         print(f"# selective search computed now for {cache.misses} images (not in the cache)")
     print(format_proposal_comparison(comparison))
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         plot_recall_curves(ax, comparison, iou)
         ax.set_title(f"RPN vs selective search: recall at IoU {iou}")
     fig.tight_layout()
-    out = save_figure(fig, args.out or Path(args.run) / FIGURE)
+    out = save_figure(fig, out or Path(run) / FIGURE)
     print(f"\nwrote {out}")
 
 

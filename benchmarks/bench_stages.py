@@ -22,9 +22,10 @@ computation took (``stages.evaluation.evaluate``), with the same selective searc
 checkpoint is missing gets a line "not run: train <stage> first (...)"; stage 4 (``stages.mask_rcnn``)
 is skipped with a line while it is not built.
 
-``main(argv)`` prints the table and returns {stage: evaluate's dict, "ratios": [sentences],
-"missing": [lines]}, so ``benchmarks/run_all.py`` can call it. A benchmark, not a test: it prints
-numbers, it asserts nothing. Timings vary with the machine and its load; run it on an idle machine.
+``main(argv)`` parses the flags and calls ``benchmark(runs=..., images=..., ...)`` (the same
+settings as keyword arguments), which prints the table and returns {stage: evaluate's dict,
+"ratios": [sentences], "missing": [lines]}, so ``benchmarks/run_all.py`` can call it. A
+benchmark, not a test: it prints numbers, it asserts nothing. Timings vary with the machine and its load; run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import dataclasses
 import importlib.util
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -129,10 +131,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--images", type=int, default=50, help="validation images to time")
     parser.add_argument("--stages", nargs="+", default=list(ORDER), choices=ORDER)
-    args = parser.parse_args(argv)
-    runs = Path(args.runs)
+    return benchmark(**vars(parser.parse_args(argv)))
 
-    missing = {stage: why_missing(stage, runs) for stage in args.stages}
+
+def benchmark(*, runs: Path | str = "runs", data: str = "synthetic", data_root: str = "data",
+              images: int = 50, stages: Sequence[str] = ORDER) -> dict:
+    """What ``main`` runs, its flags as keyword arguments: prints the table, returns it."""
+    unknown = [s for s in stages if s not in ORDER]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}: choose from {list(ORDER)}")
+    runs = Path(runs)
+
+    missing = {stage: why_missing(stage, runs) for stage in stages}
     present = [stage for stage, why in missing.items() if why is None]
     print(f"# test time per image, stage by stage: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}\n")
@@ -141,11 +151,11 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n".join(lines))
         return {"ratios": [], "missing": lines}
 
-    _, val = load_dataset(args.data, args.data_root)
-    val = val.subset(range(min(args.images, len(val))))
+    _, val = load_dataset(data, data_root)
+    val = val.subset(range(min(images, len(val))))
     cache = None
     if "fast_rcnn" in present:  # Fast R-CNN reads selective search from the cache stage 1 shares
-        cache = ProposalCache(Path(args.data_root) / CACHE_DIR, SelectiveSearchConfig())
+        cache = ProposalCache(Path(data_root) / CACHE_DIR, SelectiveSearchConfig())
         fill_cache(cache, val, progress=False)
 
     measured, rows = {}, []
@@ -160,13 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         ev = evaluate(model, val)
         measured[entry.name] = ev
-        result = Result.from_evaluation(ev, stage=entry.name, variant="", data=args.data,
+        result = Result.from_evaluation(ev, stage=entry.name, variant="", data=data,
                                         train_time_s=state["train_time_s"],
                                         params=count_parameters(model), n_train=0,
                                         device="cpu", seed=0)
         rows.append(Row(entry, result, "reused"))
 
-    print(f"{len(val)} validation images of {args.data}, runs in {runs}\n")
+    print(f"{len(val)} validation images of {data}, runs in {runs}\n")
     if measured:
         print_table(measured)
     if lines:

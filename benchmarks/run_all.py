@@ -20,17 +20,19 @@ A section whose runs are missing says so ("not run: train faster_rcnn first (...
 that fails records the error and the others still run. The header states the machine, the date,
 the torch version and the threads, since every number below depends on them.
 
-How it runs: each script's ``main(argv)`` is called in this process and what it prints is both
-shown and captured for the report (no subprocesses: one torch import, and a failure is a Python
-exception with its message). torch's thread count is restored after each script.
+How it runs: each script's ``benchmark(...)`` (what its ``main(argv)`` calls after parsing its
+flags) is called in this process with keyword arguments, and what it prints is both shown and
+captured for the report (no subprocesses, no command lines parsed again: one torch import, and a
+failure is a Python exception with its message). The report shows, for the reader, the command
+line that runs the same script alone. torch's thread count is restored after each script.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
-import inspect
 import io as text_io
 import os
 import platform
@@ -39,6 +41,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -59,12 +62,12 @@ HEADINGS = {  # section key -> heading in the report (the test checks each is th
     "peers": "## 4. Ours against torchvision's peers",
 }
 RPN_SCRIPT = "bench_rpn_proposals"  # written separately; the report says so while it is missing
-# (full, --quick) arguments of each script that take a size or a repeat count
+# (full, --quick) settings of each script that take a size or a repeat count
 SIZES = {
-    "bench_ops": ([], ["--n", "300", "--repeats", "3"]),
-    "bench_proposals": (["--n", "100"], ["--n", "10"]),
-    "bench_rpn_proposals": (["--n", "100"], ["--n", "10"]),
-    "bench_stages": (["--images", "50"], ["--images", "10"]),
+    "bench_ops": ({}, {"n": 300, "repeats": 3}),
+    "bench_proposals": ({"n": 100}, {"n": 10}),
+    "bench_rpn_proposals": ({"n": 100}, {"n": 10}),
+    "bench_stages": ({"images": 50}, {"images": 10}),
 }
 
 
@@ -105,18 +108,6 @@ class Tee(text_io.TextIOBase):
             s.flush()
 
 
-def call_main(main, argv: list[str]):
-    """``main(argv)``; a ``main()`` without parameters reads ``sys.argv``, set for the call."""
-    if inspect.signature(main).parameters:
-        return main(argv)
-    saved = sys.argv
-    sys.argv = [main.__module__, *argv]
-    try:
-        return main()
-    finally:
-        sys.argv = saved
-
-
 @dataclass
 class Output:
     text: str  # what the script printed
@@ -124,15 +115,15 @@ class Output:
     error: str | None  # None if it finished
 
 
-def capture(main, argv: list[str], echo: bool = True) -> Output:
-    """Run ``main(argv)`` and keep what it prints; an exception or exit becomes ``error``."""
+def capture(work: Callable[[], object], echo: bool = True) -> Output:
+    """Run ``work()`` and keep what it prints; an exception or exit becomes ``error``."""
     buffer = text_io.StringIO()
     stream = Tee(sys.stdout, buffer) if echo else buffer
     threads, error, t0 = torch.get_num_threads(), None, time.perf_counter()
     with contextlib.redirect_stdout(stream):
         try:
-            call_main(main, argv)
-        except SystemExit as e:  # argparse errors, or a script's own exit
+            work()
+        except SystemExit as e:  # a script's own exit (bench_rpn_proposals: no run to load)
             if e.code not in (0, None):
                 error = f"exited: {e.code}"
         except Exception as e:  # noqa: BLE001 (one section's failure must not lose the others)
@@ -188,9 +179,25 @@ def machine_header(args, argv: list[str]) -> str:
         "Timings depend on the machine and its load: compare ratios from the same report.", ""])
 
 
-def sizes(name: str, quick: bool) -> list[str]:
+def sizes(name: str, quick: bool) -> dict:
     full, fewer = SIZES[name]
-    return list(fewer if quick else full)
+    return dict(fewer if quick else full)
+
+
+def command_line(name: str, **settings) -> str:
+    """The command that runs ``benchmarks/<name>.py`` alone with these settings, for the reader:
+    ``n=10, data_root="data"`` -> ``python benchmarks/<name>.py --n 10 --data-root data`` (a list
+    gives its values one after another, True a bare flag)."""
+    words = [f"python benchmarks/{name}.py"]
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(words)
 
 
 def script(name: str):
@@ -199,17 +206,18 @@ def script(name: str):
 
 
 def section_ops(args) -> str:
-    argv = sizes("bench_ops", args.quick)
-    out = capture(script("bench_ops").main, argv)
-    return block(" ".join(["python benchmarks/bench_ops.py", *argv]), out, markdown=True)
+    settings = sizes("bench_ops", args.quick)
+    out = capture(functools.partial(script("bench_ops").benchmark, **settings))
+    return block(command_line("bench_ops", **settings), out, markdown=True)
 
 
 def section_proposals(args) -> str:
-    data = ["--data", args.data, "--data-root", args.data_root]
-    argv = sizes("bench_proposals", args.quick) + data
+    data = {"data": args.data, "data_root": args.data_root}
+    settings = {**sizes("bench_proposals", args.quick), **data}
+    bench_proposals = script("bench_proposals")  # --data takes several sources: here one
+    work = functools.partial(bench_proposals.benchmark, **{**settings, "data": [args.data]})
     parts = ["### Sliding windows and selective search", "",
-             block(" ".join(["python benchmarks/bench_proposals.py", *argv]),
-                   capture(script("bench_proposals").main, argv), markdown=False),
+             block(command_line("bench_proposals", **settings), capture(work), markdown=False),
              "### The RPN against selective search", ""]
     rpn = script(RPN_SCRIPT)
     run = Path(args.runs) / "faster_rcnn"
@@ -219,31 +227,32 @@ def section_proposals(args) -> str:
         parts.append(f"not run: train faster_rcnn first (python -m stages.faster_rcnn --out {run}): "
                      f"the RPN's proposals come from a trained stage 3\n")
     else:
-        argv = ["--run", str(run), *data, *sizes(RPN_SCRIPT, args.quick)]
-        parts.append(block(" ".join([f"python benchmarks/{RPN_SCRIPT}.py", *argv]),
-                           capture(rpn.main, argv), markdown=False))
+        settings = {"run": str(run), **data, **sizes(RPN_SCRIPT, args.quick)}
+        parts.append(block(command_line(RPN_SCRIPT, **settings),
+                           capture(functools.partial(rpn.benchmark, **settings)), markdown=False))
     return "\n".join(parts)
 
 
 def section_stages(args) -> str:
-    argv = ["--runs", args.runs, "--data", args.data, "--data-root", args.data_root,
-            *sizes("bench_stages", args.quick)]
-    out = capture(script("bench_stages").main, argv)
-    return block(" ".join(["python benchmarks/bench_stages.py", *argv]), out, markdown=True)
+    settings = {"runs": args.runs, "data": args.data, "data_root": args.data_root,
+                **sizes("bench_stages", args.quick)}
+    out = capture(functools.partial(script("bench_stages").benchmark, **settings))
+    return block(command_line("bench_stages", **settings), out, markdown=True)
 
 
 def section_peers(args) -> str:
     bench_peers = script("bench_peers")
+    summary = functools.partial(bench_peers.summarize, args.runs)
     if not args.peers:  # read what earlier runs measured; nothing is trained
-        out = capture(lambda: bench_peers.summarize(args.runs), [])
+        out = capture(summary)
         note = (f"From the runs under `{args.runs}` (not trained now; `--peers` trains ours and "
                 f"the peers side by side for the same budget).")
         return note + "\n\n" + block(f"bench_peers.summarize({args.runs!r})", out, markdown=True)
-    argv = ["--runs", args.runs, "--data", args.data, "--data-root", args.data_root]
-    argv += ["--budget", str(args.budget)] if args.budget is not None else []
-    log = capture(bench_peers.main, argv)  # the training runs' own output: folded away below
-    table = capture(lambda: bench_peers.summarize(args.runs), [], echo=False).text
-    return "\n".join([block(" ".join(["python benchmarks/bench_peers.py", *argv]),
+    settings = {"runs": args.runs, "data": args.data, "data_root": args.data_root}
+    settings |= {"budget": args.budget} if args.budget is not None else {}
+    log = capture(functools.partial(bench_peers.benchmark, **settings))  # folded away below
+    table = capture(summary, echo=False).text
+    return "\n".join([block(command_line("bench_peers", **settings),
                             Output(table, log.seconds, log.error), markdown=True),
                       "<details><summary>training log</summary>", "",
                       f"```text\n{log.text.strip()}\n```", "", "</details>"])
