@@ -6,7 +6,7 @@ two CPU minutes is another matter, decided by measurement rather than by a paper
 and its rate, the warm-up, gradient clipping, when the rate drops, how long the presets train, and
 which kernel (ours or torchvision's) runs the pooling and NMS. Those fields live here, once:
 
-    optimizer, lr, momentum, weight_decay   what takes a step (``stages.run.build_optimizer``)
+    optimizer, lr, momentum, weight_decay   what takes a step (``stages.training.optimizer.build_optimizer``)
     warmup_steps, lr_drop                   the rate at each step: a linear warm-up, then / 10
     clip_grad_norm                          a guard against one bad batch
     quick_time_budget, full_epochs          the presets: --preset quick trains for seconds, full
