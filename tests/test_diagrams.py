@@ -95,7 +95,7 @@ def test_rcnn_shapes_are_its_process_run_by_hand(src, recordings):
     assert shapes["regions"] == tuple(regions.shape) == (R, 3, 96, 96)
     assert shapes["C3"] == tuple(conv.shape) == (R, 40, 12, 12)
     assert shapes["pool5"] == tuple(pool5.shape) == (R, 40, 7, 7)
-    assert shapes["fc7"] == tuple(fc7.shape) == (R, 256)
+    assert shapes["fc7"] == tuple(fc7.shape) == (R, cfg.fc_dim) == (R, 256)
     assert shapes["svm_scores"] == (R, K)
     D = shapes["boxes"][0]
     assert shapes["nms"] == shapes["boxes"] == (D, 4) and 0 < D <= cfg.detections_per_image
@@ -126,7 +126,7 @@ def test_fast_rcnn_shapes_are_its_parts_run_by_hand(src, recordings):
     assert shapes["C3"] == tuple(features.shape) == (1, 40, 32, 32)
     assert shapes["proposals"] == (R, 4)
     assert shapes["roi_pool"] == tuple(pooled.shape) == (R, 40, 7, 7)
-    assert shapes["fc7"] == (R, 256)
+    assert shapes["fc7"] == (R, FastRCNNConfig().fc_dim) == (R, 1024)  # torchvision's width (stages 2-4)
     assert shapes["cls_score"] == tuple(cls_score.shape) == (R, K + 1)
     assert shapes["bbox_pred"] == tuple(bbox_pred.shape) == (R, 4 * (K + 1))
 
