@@ -328,7 +328,12 @@ def mask_path_figure(model, image: torch.Tensor, class_names, target: dict | Non
         out = model([image])[0]
         if len(out["boxes"]) == 0:
             raise NoDetection("the model detects nothing on this image: no mask to follow")
-        box, label = out["boxes"][:1], out["labels"][:1]  # the best detection
+        pick = 0  # the best detection; given the target, the best one with an object under it
+        if target is not None and len(target["boxes"]):
+            on_object = (box_iou(out["boxes"], target["boxes"].float()) > 0).any(1)  # (D,)
+            if on_object.any():
+                pick = int(on_object.nonzero()[0])
+        box, label = out["boxes"][pick:pick + 1], out["labels"][pick:pick + 1]
         features, _ = model.features([image])
         pooled = head.pooler(features, [box])  # (1, C, 14, 14)
         upsampled = torch.relu(head.upsample(head.convs(pooled)))  # (1, c, 28, 28)
@@ -340,9 +345,10 @@ def mask_path_figure(model, image: torch.Tensor, class_names, target: dict | Non
     xyxy = box[0].tolist()
     fig = Figure(figsize=(SLIDE_WIDTH, 8.0), layout="compressed")
     axes = fig.subplots(2, 4)
-    draw_detections(axes[0, 0], image, box, label, out["scores"][:1], class_names=class_names,
+    draw_detections(axes[0, 0], image, box, label, out["scores"][pick:pick + 1], class_names=class_names,
                     linewidth=2.5, fontsize=CAPTION, instance_colours=False)
-    axes[0, 0].set_title("1. the best detection:\nits box", pad=16)  # pad: above its caption
+    axes[0, 0].set_title("1. the best detection" + (":" if pick == 0 else " on an object:") + "\nits box",
+                         pad=16)  # pad: above its caption
     axes[0, 1].imshow(pooled[0].mean(0).numpy(), cmap="viridis")
     axes[0, 1].set_title(f"2. RoIAlign: {pooled.shape[1]} x {S} x {S}\n(mean of the channels)")
     axes[0, 2].imshow(upsampled[0].mean(0).numpy(), cmap="viridis")
